@@ -1,0 +1,51 @@
+"""Password hashing with argon2id (argon2-cffi), always off the event loop.
+
+Parameters default to OWASP's minimum for argon2id (m=19 MiB, t=2, p=1). Passwords longer than
+MAX_PASSWORD_CHARS are refused before hashing so one request cannot buy unbounded CPU.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+MIN_PASSWORD_CHARS = 12
+MAX_PASSWORD_CHARS = 256
+
+
+class PasswordPolicyError(ValueError):
+    pass
+
+
+class Passwords:
+    def __init__(self, *, time_cost: int = 2, memory_cost: int = 19 * 1024, parallelism: int = 1) -> None:
+        self._hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_cost, parallelism=parallelism)
+        # Verified against when the username is unknown, so both paths cost the same (no enumeration by timing).
+        self._dummy_hash = self._hasher.hash("dummy password for unknown users")
+
+    def check_policy(self, password: str) -> None:
+        if len(password) < MIN_PASSWORD_CHARS:
+            raise PasswordPolicyError(f"password must have at least {MIN_PASSWORD_CHARS} characters")
+        if len(password) > MAX_PASSWORD_CHARS:
+            raise PasswordPolicyError(f"password must have at most {MAX_PASSWORD_CHARS} characters")
+
+    async def hash(self, password: str) -> str:
+        self.check_policy(password)
+        return await asyncio.to_thread(self._hasher.hash, password)
+
+    async def verify(self, password_hash: str | None, password: str) -> bool:
+        """True if the password matches; with no hash (unknown user) a dummy verification keeps timing equal."""
+        if len(password) > MAX_PASSWORD_CHARS:
+            password = password[:MAX_PASSWORD_CHARS]
+            password_hash = None
+        target = password_hash or self._dummy_hash
+        try:
+            ok = await asyncio.to_thread(self._hasher.verify, target, password)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
+        return ok and password_hash is not None
+
+    def needs_rehash(self, password_hash: str) -> bool:
+        return self._hasher.check_needs_rehash(password_hash)

@@ -1,0 +1,294 @@
+"""The `authserver` command line: serve, migrate, and provision clients and users."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import os
+import secrets
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from authserver.settings import Settings, SettingsError, load_settings
+
+DEMO_SERVICE = "demo-service"
+DEMO_WEB = "demo-web"
+DEMO_USER = "demo"
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(path=args.config)
+
+
+def _print(data: dict[str, Any] | list[Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(data, indent=2))
+        return
+    rows = data if isinstance(data, list) else [data]
+    for row in rows:
+        for key, value in row.items():
+            print(f"{key:28} {' '.join(value) if isinstance(value, list) else value}")
+        print()
+
+
+async def _with_services(settings: Settings, action: Any) -> Any:
+    from authserver.app import build_services
+
+    services = build_services(settings)
+    try:
+        return await action(services)
+    finally:
+        await services.cache.close()
+        await services.engine.dispose()
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from authserver.storage.sql.migrate import upgrade
+
+    settings = _settings(args)
+    upgrade(settings.database.url, args.revision)
+    print(f"database at {args.revision}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    if args.config:
+        os.environ["AUTHSERVER_CONFIG"] = os.path.abspath(args.config)
+    for name in ("host", "port", "workers"):
+        value = getattr(args, name)
+        if value is not None:
+            os.environ[f"AUTHSERVER_SERVER__{name.upper()}"] = str(value)
+    settings = load_settings()
+    if settings.database.migrate_on_start:
+        from authserver.storage.sql.migrate import upgrade
+
+        upgrade(settings.database.url)
+    if settings.server.demo and not settings.server.production:
+        asyncio.run(_with_services(settings, _ensure_demo))
+    print(f"authserver listening on {settings.server.issuer} (discovery: {settings.server.issuer}/.well-known/openid-configuration)", flush=True)
+    uvicorn.run(
+        "authserver.cli:app_from_environment",
+        factory=True,
+        host=settings.server.host,
+        port=settings.server.port,
+        workers=settings.server.workers,
+        proxy_headers=False,
+        server_header=False,
+        timeout_graceful_shutdown=20,
+        log_level="info",
+    )
+    return 0
+
+
+def app_from_environment() -> Any:
+    from authserver.app import create_app
+
+    return create_app(load_settings())
+
+
+async def _ensure_demo(services: Any) -> None:
+    """First start of the embedded default: a service client, a web client and a user, printed once."""
+    await services.keys.ensure_active_keys()
+    issuer = services.settings.server.issuer
+    if await services.clients.get(DEMO_SERVICE) is not None:
+        print(f"demo clients exist ({DEMO_SERVICE}, {DEMO_WEB}); `authserver client rotate-secret {DEMO_SERVICE}` prints a new secret")
+        return
+    scopes = list(services.settings.tokens.scopes)
+    _, secret = await services.clients.create(
+        client_id=DEMO_SERVICE, name="Demo service", client_type="confidential",
+        redirect_uris=[], grant_types=["client_credentials"],
+        scopes=[s for s in scopes if s not in {"openid", "profile", "email", "offline_access"}],
+        audience=["https://api.cmipro.example"],
+    )
+    await services.clients.create(
+        client_id=DEMO_WEB, name="Demo web app", client_type="public",
+        redirect_uris=["http://127.0.0.1:8080/callback", "http://localhost:8080/callback"],
+        grant_types=["authorization_code", "refresh_token"], scopes=scopes, first_party=False,
+        audience=["https://api.cmipro.example"],
+    )
+    password = secrets.token_urlsafe(12)
+    if await services.accounts.get_by_username(DEMO_USER) is None:
+        await services.accounts.create(
+            username=DEMO_USER, password_hash=await services.passwords.hash(password),
+            email="demo@cmipro.example", email_verified=True, name="Demo User", roles=["free_user"],
+        )
+    print(
+        "\n=== demo set-up (shown once) ===\n"
+        f"service client   client_id={DEMO_SERVICE} client_secret={secret}\n"
+        f"  curl -s -u {DEMO_SERVICE}:{secret} -d grant_type=client_credentials {issuer}/token\n"
+        f"web client       client_id={DEMO_WEB} (public, PKCE) redirect_uri=http://127.0.0.1:8080/callback\n"
+        f"user             username={DEMO_USER} password={password}\n"
+        "================================\n",
+        flush=True,
+    )
+
+
+def cmd_client_create(args: argparse.Namespace) -> int:
+    async def action(services: Any) -> dict[str, Any]:
+        info, secret = await services.clients.create(
+            client_id=args.client_id, name=args.name, client_type=args.type,
+            redirect_uris=args.redirect_uri or [], grant_types=args.grant or [],
+            scopes=args.scope or [], audience=args.audience or [],
+            post_logout_redirect_uris=args.post_logout_redirect_uri or [],
+            token_endpoint_auth_method=args.auth_method, first_party=args.first_party,
+            require_mfa=args.require_mfa, can_introspect=args.can_introspect, signing_alg=args.signing_alg,
+            access_token_ttl=args.access_token_ttl,
+        )
+        result = info.public_dict()
+        if secret:
+            result["client_secret"] = secret
+        return result
+
+    from authserver.protocol.redirect_uri import is_acceptable_registration
+
+    bad = [uri for uri in args.redirect_uri or [] if not is_acceptable_registration(uri)]
+    if bad:
+        raise SystemExit(f"redirect URI not acceptable (absolute, no fragment, https or loopback http): {bad[0]}")
+    unknown = set(args.scope or []) - set(_settings(args).tokens.scopes)
+    if unknown:
+        raise SystemExit(f"unknown scope(s) {sorted(unknown)}: add them to tokens.scopes first")
+    result = asyncio.run(_with_services(_settings(args), action))
+    _print(result, args.json)
+    if "client_secret" in result and not args.json:
+        print("The client secret is shown only now; store it safely.", file=sys.stderr)
+    return 0
+
+
+def cmd_client_list(args: argparse.Namespace) -> int:
+    async def action(services: Any) -> list[dict[str, Any]]:
+        return [c.public_dict() for c in await services.clients.list()]
+
+    _print(asyncio.run(_with_services(_settings(args), action)), args.json)
+    return 0
+
+
+def cmd_client_rotate_secret(args: argparse.Namespace) -> int:
+    async def action(services: Any) -> str:
+        secret: str = await services.clients.rotate_secret(args.client_id, grace_seconds=args.grace)
+        return secret
+
+    secret = asyncio.run(_with_services(_settings(args), action))
+    _print({"client_id": args.client_id, "client_secret": secret, "old_secret_valid_for_seconds": args.grace}, args.json)
+    return 0
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Repeat: ") != first:
+        raise SystemExit("passwords differ")
+    return first
+
+
+def cmd_user_create(args: argparse.Namespace) -> int:
+    from authserver.accounts.passwords import PasswordPolicyError
+
+    password = _read_password(args)
+
+    async def action(services: Any) -> dict[str, Any]:
+        account = await services.accounts.create(
+            username=args.username, password_hash=await services.passwords.hash(password),
+            email=args.email, email_verified=args.email_verified, name=args.name, roles=args.role or [],
+        )
+        return {"account_id": account.account_id, "username": account.username, "roles": account.roles}
+
+    try:
+        _print(asyncio.run(_with_services(_settings(args), action)), args.json)
+    except PasswordPolicyError as error:
+        raise SystemExit(str(error)) from None
+    return 0
+
+
+def cmd_user_set_password(args: argparse.Namespace) -> int:
+    from authserver.accounts.passwords import PasswordPolicyError
+
+    password = _read_password(args)
+
+    async def action(services: Any) -> None:
+        account = await services.accounts.get_by_username(args.username)
+        if account is None:
+            raise SystemExit(f"no user {args.username}")
+        await services.accounts.set_password_hash(account.account_id, await services.passwords.hash(password))
+
+    try:
+        asyncio.run(_with_services(_settings(args), action))
+    except PasswordPolicyError as error:
+        raise SystemExit(str(error)) from None
+    print("password changed")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="authserver", description="OAuth 2.0 / OpenID Connect authorization server")
+    parser.add_argument("--config", help="TOML settings file (default: $AUTHSERVER_CONFIG)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the server (migrates, creates keys, prints a demo client on first start)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int)
+    serve.set_defaults(func=cmd_serve)
+
+    migrate = commands.add_parser("migrate", help="upgrade the database schema")
+    migrate.add_argument("--revision", default="head")
+    migrate.set_defaults(func=cmd_migrate)
+
+    client = commands.add_parser("client", help="manage clients").add_subparsers(dest="client_command", required=True)
+    create = client.add_parser("create", help="register a client; prints its secret once")
+    create.add_argument("--name", required=True)
+    create.add_argument("--type", choices=["confidential", "public"], required=True)
+    create.add_argument("--client-id", help="default: random")
+    create.add_argument("--grant", action="append", choices=["authorization_code", "refresh_token", "client_credentials"])
+    create.add_argument("--redirect-uri", action="append")
+    create.add_argument("--post-logout-redirect-uri", action="append")
+    create.add_argument("--scope", action="append")
+    create.add_argument("--audience", action="append")
+    create.add_argument("--auth-method", choices=["client_secret_basic", "client_secret_post", "none"])
+    create.add_argument("--first-party", action="store_true", help="skip the consent page")
+    create.add_argument("--require-mfa", action="store_true")
+    create.add_argument("--can-introspect", action="store_true")
+    create.add_argument("--signing-alg", choices=["ES256", "RS256", "EdDSA"])
+    create.add_argument("--access-token-ttl", type=int)
+    create.add_argument("--json", action="store_true")
+    create.set_defaults(func=cmd_client_create)
+    listing = client.add_parser("list", help="list clients")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(func=cmd_client_list)
+    rotate = client.add_parser("rotate-secret", help="issue a new secret; the old one works for --grace seconds")
+    rotate.add_argument("client_id")
+    rotate.add_argument("--grace", type=int, default=24 * 3600)
+    rotate.add_argument("--json", action="store_true")
+    rotate.set_defaults(func=cmd_client_rotate_secret)
+
+    user = commands.add_parser("user", help="manage users").add_subparsers(dest="user_command", required=True)
+    ucreate = user.add_parser("create", help="create a user (password from a prompt or --password-stdin)")
+    ucreate.add_argument("username")
+    ucreate.add_argument("--email")
+    ucreate.add_argument("--email-verified", action="store_true")
+    ucreate.add_argument("--name")
+    ucreate.add_argument("--role", action="append", help="free_user, premium_user, admin")
+    ucreate.add_argument("--password-stdin", action="store_true")
+    ucreate.add_argument("--json", action="store_true")
+    ucreate.set_defaults(func=cmd_user_create)
+    setpw = user.add_parser("set-password", help="set a user's password")
+    setpw.add_argument("username")
+    setpw.add_argument("--password-stdin", action="store_true")
+    setpw.set_defaults(func=cmd_user_set_password)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result: int = args.func(args)
+        return result
+    except SettingsError as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        return 2

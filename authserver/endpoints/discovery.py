@@ -1,0 +1,54 @@
+"""Discovery: OpenID Connect Discovery 1.0 §3 and RFC 8414 metadata, advertising exactly what is built."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from authserver.keys.keystore import SUPPORTED_ALGS
+from authserver.settings import Settings
+
+
+def build_metadata(settings: Settings, grant_types: list[str]) -> dict[str, Any]:
+    issuer = settings.server.issuer
+    return {
+        "issuer": issuer,
+        "authorization_endpoint": f"{issuer}/authorize",
+        "token_endpoint": f"{issuer}/token",
+        "userinfo_endpoint": f"{issuer}/userinfo",
+        "jwks_uri": f"{issuer}/jwks",
+        "scopes_supported": list(settings.tokens.scopes),
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": grant_types,
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": list(SUPPORTED_ALGS),
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "code_challenge_methods_supported": ["S256"],
+        "authorization_response_iss_parameter_supported": True,
+        "claims_supported": [
+            "sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "azp", "at_hash",
+            "name", "preferred_username", "locale", "updated_at", "email", "email_verified",
+        ],
+        "claims_parameter_supported": False,
+        "request_parameter_supported": False,
+        "request_uri_parameter_supported": False,
+        "prompt_values_supported": ["none", "login", "consent"],
+        "ui_locales_supported": ["es", "en"],
+        "claim_types_supported": ["normal"],
+    }
+
+
+def metadata_endpoint(metadata: dict[str, Any]) -> Callable[[Request], Awaitable[Response]]:
+    """Serves prepared bytes: the document only changes with the settings."""
+    body = json.dumps(metadata, separators=(",", ":")).encode()
+    headers = {"Cache-Control": "public, max-age=3600", "Access-Control-Allow-Origin": "*"}
+
+    async def metadata_document(request: Request) -> Response:
+        return Response(body, media_type="application/json", headers=headers)
+
+    return metadata_document

@@ -1,0 +1,107 @@
+"""Authorization code grant (RFC 6749 §4.1.3) with PKCE S256 (RFC 7636 §4.5-4.6) and OIDC ID tokens.
+
+Validation comes first and changes nothing; then one transaction claims the code and creates its
+grant. A code presented a second time revokes everything issued from it (RFC 6749 §4.1.2).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar
+
+from authserver.errors import InvalidGrant, InvalidRequest
+from authserver.grants.base import require_grant_type, token_response, user_claims
+from authserver.protocol.pkce import verify_s256
+from authserver.services import Services
+from authserver.storage.errors import AlreadyConsumed
+from authserver.storage.sql.clients import ClientInfo
+from authserver.storage.sql.tokens import NewRefreshToken
+from authserver.tokens.opaque import CODE_PREFIX, REFRESH_PREFIX, digest, new_secret
+
+log = logging.getLogger("authserver.grants")
+
+
+class AuthorizationCodeGrant:
+    GRANT_TYPE: ClassVar[str] = "authorization_code"
+    PARAMETERS: ClassVar[frozenset[str]] = frozenset({"code", "redirect_uri", "code_verifier"})
+
+    def __init__(self, services: Services) -> None:
+        self._services = services
+
+    async def create_token_response(self, client: ClientInfo, params: dict[str, str]) -> dict[str, Any]:
+        require_grant_type(client, self.GRANT_TYPE)
+        code_value = params.get("code")
+        if code_value is None:
+            raise InvalidRequest("Missing code.")
+        verifier = params.get("code_verifier")
+        if verifier is None:
+            # Pinned: a missing verifier is invalid_grant, as the conformance suite (FAPI 2.0) expects.
+            raise InvalidGrant("Missing code_verifier.")
+        services = self._services
+        now = services.clock.now()
+        code = await services.tokens.get_code(digest(code_value)) if code_value.startswith(CODE_PREFIX) else None
+        if code is None or code.client_id != client.client_id:
+            raise InvalidGrant("The authorization code is invalid.")
+        if code.consumed_at is not None:
+            await self._revoke_reused(code.grant_id, client.client_id)
+            raise InvalidGrant("The authorization code has already been used.")
+        if code.expires_at <= now:
+            raise InvalidGrant("The authorization code has expired.")
+        if params.get("redirect_uri") != code.redirect_uri:
+            raise InvalidGrant("redirect_uri does not match the authorization request.")
+        if not verify_s256(verifier, code.code_challenge):
+            raise InvalidGrant("The code_verifier does not match the code_challenge.")
+        account = await services.accounts.get(code.account_id)
+        if account is None or account.disabled_at is not None:
+            raise InvalidGrant("The account is not active.")
+
+        settings = services.settings.tokens
+        refresh_value = new_secret(REFRESH_PREFIX) if "refresh_token" in client.grant_types else None
+        refresh = (
+            NewRefreshToken(digest(refresh_value), client.refresh_token_idle_ttl or settings.refresh_token_idle_ttl)
+            if refresh_value
+            else None
+        )
+        try:
+            grant = await services.tokens.redeem_code(
+                code,
+                absolute_ttl=client.refresh_token_absolute_ttl or settings.refresh_token_absolute_ttl,
+                refresh=refresh,
+            )
+        except AlreadyConsumed as reused:
+            await self._revoke_reused(reused.grant_id, client.client_id)
+            raise InvalidGrant("The authorization code has already been used.") from None
+
+        scopes = list(code.scopes)
+        issued = services.signer.access_token(
+            client_id=client.client_id,
+            subject=account.account_id,
+            scopes=scopes,
+            audience=list(code.audience),
+            ttl=client.access_token_ttl or settings.access_token_ttl,
+            alg=client.signing_alg,
+            extra=user_claims(account, auth_time=code.auth_time, amr=list(code.amr), acr=code.acr) | {"gid": grant.grant_id},
+        )
+        id_token = None
+        if "openid" in scopes:
+            id_token = services.signer.id_token(
+                client_id=client.client_id,
+                subject=account.account_id,
+                ttl=settings.id_token_ttl,
+                auth_time=code.auth_time,
+                nonce=code.nonce,
+                amr=list(code.amr),
+                acr=code.acr,
+                access_token=issued.token,
+                alg=client.signing_alg,
+            )
+        return token_response(issued.token, issued.expires_in, scopes, refresh_token=refresh_value, id_token=id_token)
+
+    async def _revoke_reused(self, grant_id: str | None, client_id: str) -> None:
+        if grant_id is not None:
+            await self._services.tokens.revoke_grant(grant_id, reason="code_reuse")
+        log.warning("authorization code reused by client %s; grant %s revoked", client_id, grant_id)
+
+
+def new_code_value() -> str:
+    return new_secret(CODE_PREFIX)

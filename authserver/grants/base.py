@@ -1,0 +1,94 @@
+"""What every grant shares: client authentication, scope and audience checks, and the token response."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any, ClassVar, Protocol
+
+from authserver.errors import InvalidClient, InvalidScope, InvalidTarget, UnauthorizedClient
+from authserver.protocol.client_auth import PresentedCredentials
+from authserver.protocol.scopes import parse_scope
+from authserver.services import Services
+from authserver.storage.sql.clients import ClientInfo
+from authserver.storage.sql.models import Account
+
+# Scopes that only make sense with a person behind the token.
+USER_SCOPES = frozenset({"openid", "profile", "email", "offline_access"})
+
+
+class TokenGrant(Protocol):
+    GRANT_TYPE: ClassVar[str]
+    # Parameters the grant reads; anything else in the request is ignored (RFC 6749 §3.1).
+    PARAMETERS: ClassVar[frozenset[str]]
+
+    async def create_token_response(self, client: ClientInfo, params: dict[str, str]) -> dict[str, Any]: ...
+
+
+async def authenticate_client(services: Services, presented: PresentedCredentials) -> ClientInfo:
+    """RFC 6749 §2.3: the client is known, enabled, and proves itself with the method it registered for."""
+    client = await services.clients.get(presented.client_id)
+    now = services.clock.now()
+    error: InvalidClient | None = None
+    if client is None or client.disabled:
+        error = InvalidClient()
+    elif client.is_public:
+        if presented.method != "none":
+            error = InvalidClient("Public clients do not authenticate with a secret.")
+    elif presented.method == "none":
+        error = InvalidClient("Client authentication is required.")
+    elif presented.secret is None or not client.check_secret(presented.secret, now):
+        error = InvalidClient()
+    if error is not None:
+        if presented.method == "client_secret_basic":
+            error.headers["WWW-Authenticate"] = 'Basic realm="authserver", error="invalid_client"'
+        raise error
+    assert client is not None
+    return client
+
+
+def require_grant_type(client: ClientInfo, grant_type: str) -> None:
+    if grant_type not in client.grant_types:
+        raise UnauthorizedClient(f"This client may not use the {grant_type} grant.")
+
+
+def check_scopes(services: Services, client: ClientInfo, requested: str | None, *, default: Iterable[str]) -> list[str]:
+    """Requested scopes, all known and allowed for the client; the default when none are requested."""
+    scopes = parse_scope(requested) or list(default)
+    allowed = set(client.scopes) & set(services.settings.tokens.scopes)
+    refused = [s for s in scopes if s not in allowed]
+    if refused:
+        raise InvalidScope("The requested scope is not allowed for this client.", debug=f"refused {refused}")
+    return scopes
+
+
+def check_audience(services: Services, client: ClientInfo, resource: str | None) -> list[str]:
+    """RFC 8707: `resource` names one of the client's audiences; otherwise the client's default audience."""
+    if resource is None:
+        return list(client.audience) or [services.settings.server.issuer]
+    if resource not in client.audience:
+        raise InvalidTarget("The requested resource is not allowed for this client.")
+    return [resource]
+
+
+def user_claims(account: Account, *, auth_time: datetime | None, amr: list[str], acr: str | None) -> dict[str, Any]:
+    """Extra access-token claims for a person: CMIPRO roles and how they authenticated."""
+    claims: dict[str, Any] = {"roles": list(account.roles)}
+    if auth_time is not None:
+        claims["auth_time"] = int(auth_time.timestamp())
+    if amr:
+        claims["amr"] = list(amr)
+    if acr:
+        claims["acr"] = acr
+    return claims
+
+
+def token_response(access_token: str, expires_in: int, scopes: list[str], **extra: str | None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "access_token": access_token,
+        "token_type": "Bearer",
+        "expires_in": expires_in,
+        "scope": " ".join(scopes),
+    }
+    body.update({k: v for k, v in extra.items() if v is not None})
+    return body

@@ -1,0 +1,90 @@
+"""Refresh token grant (RFC 6749 §6) with rotation on every use and reuse detection (RFC 9700 §4.14.2).
+
+Policy (strict): a refresh token works once. Presenting a consumed one — by an attacker, or by a client
+racing itself — revokes the whole family (every refresh token of the grant and the access tokens that
+carry its ``gid``). Two parallel refreshes therefore never fork a family: exactly one wins, the other
+gets ``invalid_grant`` and the family is revoked.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar
+
+from authserver.errors import InvalidGrant, InvalidRequest, InvalidScope
+from authserver.grants.base import require_grant_type, token_response, user_claims
+from authserver.protocol.scopes import parse_scope
+from authserver.services import Services
+from authserver.storage.errors import AlreadyConsumed, NotFound
+from authserver.storage.sql.clients import ClientInfo
+from authserver.storage.sql.tokens import NewRefreshToken
+from authserver.tokens.opaque import REFRESH_PREFIX, digest, new_secret
+
+log = logging.getLogger("authserver.grants")
+
+
+class RefreshTokenGrant:
+    GRANT_TYPE: ClassVar[str] = "refresh_token"
+    PARAMETERS: ClassVar[frozenset[str]] = frozenset({"refresh_token", "scope"})
+
+    def __init__(self, services: Services) -> None:
+        self._services = services
+
+    async def create_token_response(self, client: ClientInfo, params: dict[str, str]) -> dict[str, Any]:
+        require_grant_type(client, self.GRANT_TYPE)
+        value = params.get("refresh_token")
+        if value is None:
+            raise InvalidRequest("Missing refresh_token.")
+        services = self._services
+        found = await services.tokens.get_refresh_token(digest(value)) if value.startswith(REFRESH_PREFIX) else None
+        if found is None:
+            raise InvalidGrant("The refresh token is invalid.")
+        row, grant = found
+        if row.client_id != client.client_id:
+            # RFC 6749 §10.4: the token is bound to the client it was issued to.
+            raise InvalidGrant("The refresh token is invalid.")
+        requested = parse_scope(params.get("scope"))
+        if requested and not set(requested) <= set(grant.scopes):
+            raise InvalidScope("The requested scope exceeds the scope originally granted.")
+        scopes = requested or list(row.scopes)
+        account = await services.accounts.get(grant.account_id) if grant.account_id else None
+        if account is None or account.disabled_at is not None:
+            raise InvalidGrant("The account is not active.")
+
+        settings = services.settings.tokens
+        new_value = new_secret(REFRESH_PREFIX)
+        try:
+            await services.tokens.rotate_refresh_token(
+                row.token_digest,
+                new=NewRefreshToken(digest(new_value), client.refresh_token_idle_ttl or settings.refresh_token_idle_ttl),
+                scopes=scopes,
+            )
+        except AlreadyConsumed:
+            log.warning("refresh token reuse by client %s; grant %s revoked", client.client_id, grant.grant_id)
+            raise InvalidGrant("The refresh token was already used.") from None
+        except NotFound:
+            raise InvalidGrant("The refresh token is invalid.") from None
+
+        issued = services.signer.access_token(
+            client_id=client.client_id,
+            subject=account.account_id,
+            scopes=scopes,
+            audience=list(grant.audience),
+            ttl=client.access_token_ttl or settings.access_token_ttl,
+            alg=client.signing_alg,
+            extra=user_claims(account, auth_time=grant.auth_time, amr=list(grant.amr), acr=grant.acr) | {"gid": grant.grant_id},
+        )
+        id_token = None
+        if "openid" in scopes:
+            id_token = services.signer.id_token(
+                client_id=client.client_id,
+                subject=account.account_id,
+                ttl=settings.id_token_ttl,
+                auth_time=grant.auth_time,
+                nonce=None,
+                amr=list(grant.amr),
+                acr=grant.acr,
+                access_token=issued.token,
+                alg=client.signing_alg,
+            )
+        return token_response(issued.token, issued.expires_in, scopes, refresh_token=new_value, id_token=id_token)

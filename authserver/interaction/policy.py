@@ -1,0 +1,151 @@
+"""The authorization request, the pending interaction, and the prompts it must pass: login, then consent.
+
+Like node-oidc-provider's interaction policy, each prompt is a list of named checks; the first prompt
+with a failing check is what the person is shown next (or, with ``prompt=none``, the error returned).
+Nothing here knows about HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from authserver.errors import ConsentRequired, LoginRequired, OAuthError
+from authserver.storage.cache import Cache
+from authserver.storage.sql.clients import ClientInfo
+from authserver.storage.sql.models import BrowserSession
+
+
+@dataclass(frozen=True)
+class AuthorizationRequest:
+    """A validated authorization request (RFC 6749 §4.1.1, OIDC Core §3.1.2.1)."""
+
+    client_id: str
+    redirect_uri: str
+    scopes: list[str]
+    code_challenge: str
+    audience: list[str]
+    state: str | None = None
+    nonce: str | None = None
+    prompt: list[str] = field(default_factory=list)
+    max_age: int | None = None
+    login_hint: str | None = None
+    ui_locales: str | None = None
+    acr_values: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Interaction:
+    """A person's trip through our pages, kept in the shared cache so any instance can continue it."""
+
+    interaction_id: str
+    csrf: str
+    created_at: float
+    request: AuthorizationRequest | None = None
+    # Where to go after sign-in when there is no authorization request (the account pages).
+    return_to: str | None = None
+    consent_given: bool = False
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> Interaction:
+        data: dict[str, Any] = json.loads(text)
+        request = data.pop("request", None)
+        return cls(request=AuthorizationRequest(**request) if request else None, **data)
+
+
+class InteractionStore:
+    def __init__(self, cache: Cache, *, ttl: int) -> None:
+        self._cache = cache
+        self._ttl = ttl
+
+    async def start(self, now: datetime, *, request: AuthorizationRequest | None = None, return_to: str | None = None) -> Interaction:
+        interaction = Interaction(
+            interaction_id=secrets.token_urlsafe(24),
+            csrf=secrets.token_urlsafe(24),
+            created_at=now.timestamp(),
+            request=request,
+            return_to=return_to,
+        )
+        await self.save(interaction)
+        return interaction
+
+    async def get(self, interaction_id: str | None) -> Interaction | None:
+        if not interaction_id or len(interaction_id) > 64:
+            return None
+        text = await self._cache.get(f"interaction:{interaction_id}")
+        return Interaction.from_json(text) if text else None
+
+    async def save(self, interaction: Interaction) -> None:
+        await self._cache.set(f"interaction:{interaction.interaction_id}", interaction.to_json(), self._ttl)
+
+    async def finish(self, interaction_id: str) -> Interaction | None:
+        """Take the interaction out of the cache (once): a finished flow cannot be replayed."""
+        text = await self._cache.pop(f"interaction:{interaction_id}")
+        return Interaction.from_json(text) if text else None
+
+
+@dataclass(frozen=True)
+class Prompt:
+    name: str  # "login" or "consent"
+    reasons: list[str]
+
+
+def next_prompt(
+    request: AuthorizationRequest,
+    client: ClientInfo,
+    session: BrowserSession | None,
+    *,
+    consented_scopes: set[str],
+    interaction: Interaction | None,
+    now: datetime,
+) -> Prompt | None:
+    """The first prompt the request still needs, or None when a code can be issued."""
+    reasons = _login_reasons(request, session, interaction, now)
+    if reasons:
+        return Prompt("login", reasons)
+    reasons = _consent_reasons(request, client, consented_scopes, interaction)
+    if reasons:
+        return Prompt("consent", reasons)
+    return None
+
+
+def _login_reasons(
+    request: AuthorizationRequest, session: BrowserSession | None, interaction: Interaction | None, now: datetime
+) -> list[str]:
+    if session is None:
+        return ["no_session"]
+    reasons = []
+    started = datetime.fromtimestamp(interaction.created_at, tz=now.tzinfo) if interaction else None
+    if "login" in request.prompt and (started is None or session.auth_time < started - timedelta(seconds=1)):
+        reasons.append("prompt_login")
+    if request.max_age is not None and session.auth_time + timedelta(seconds=request.max_age) < now:
+        if started is None or session.auth_time < started - timedelta(seconds=1):
+            reasons.append("max_age")
+    return reasons
+
+
+def _consent_reasons(
+    request: AuthorizationRequest, client: ClientInfo, consented_scopes: set[str], interaction: Interaction | None
+) -> list[str]:
+    if interaction is not None and interaction.consent_given:
+        return []
+    if client.first_party:
+        return []
+    reasons = []
+    if "consent" in request.prompt:
+        reasons.append("prompt_consent")
+    if not set(request.scopes) <= consented_scopes:
+        reasons.append("scopes_missing")
+    return reasons
+
+
+def prompt_none_error(prompt: Prompt) -> OAuthError:
+    if prompt.name == "login":
+        return LoginRequired("The user is not signed in.")
+    return ConsentRequired("The user has not consented to this client.")

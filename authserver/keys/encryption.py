@@ -1,0 +1,84 @@
+"""Encryption at rest for private signing keys and TOTP secrets (AES-256-GCM from `cryptography`).
+
+A ciphertext reads ``v1.<key id>.<base64url(nonce || ciphertext+tag)>``: the key id lets the
+key-encryption key rotate without losing what older keys encrypted. Associated data binds a ciphertext
+to its row (a TOTP secret copied onto another account does not decrypt).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+
+class DecryptionError(Exception):
+    """The ciphertext is damaged, bound to other data, or its key is not configured."""
+
+
+def _b64d(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _b64e(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+class Encryptor:
+    def __init__(self, keys: Mapping[str, str], active_key_id: str) -> None:
+        self._keys: dict[str, AESGCM] = {}
+        for key_id, encoded in keys.items():
+            if "." in key_id or not key_id:
+                raise ValueError(f"encryption key id {key_id!r}: no dots, not empty")
+            raw = _b64d(str(encoded))
+            if len(raw) != 32:
+                raise ValueError(f"encryption key {key_id!r}: must be 32 bytes, base64url encoded")
+            self._keys[key_id] = AESGCM(raw)
+        if active_key_id not in self._keys:
+            raise ValueError(f"active encryption key {active_key_id!r} is not configured")
+        self.active_key_id = active_key_id
+
+    def encrypt(self, plaintext: bytes, *, aad: bytes) -> str:
+        nonce = os.urandom(12)
+        sealed = self._keys[self.active_key_id].encrypt(nonce, plaintext, aad)
+        return f"v1.{self.active_key_id}.{_b64e(nonce + sealed)}"
+
+    def decrypt(self, token: str, *, aad: bytes) -> bytes:
+        try:
+            version, key_id, body = token.split(".", 2)
+        except ValueError:
+            raise DecryptionError("malformed ciphertext") from None
+        if version != "v1" or key_id not in self._keys:
+            raise DecryptionError(f"no key {key_id!r} to decrypt with")
+        raw = _b64d(body)
+        try:
+            return self._keys[key_id].decrypt(raw[:12], raw[12:], aad)
+        except InvalidTag:
+            raise DecryptionError("ciphertext does not authenticate") from None
+
+    def needs_reencrypt(self, token: str) -> bool:
+        return not token.startswith(f"v1.{self.active_key_id}.")
+
+
+def generate_key() -> str:
+    return _b64e(secrets.token_bytes(32))
+
+
+def load_or_create_key_file(path: str | Path) -> tuple[dict[str, str], str]:
+    """The embedded default's key-encryption key: generated once into a 0600 file beside the database."""
+    path = Path(path)
+    if path.exists():
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return dict(data["keys"]), str(data["active"])
+    key_id = "k" + secrets.token_hex(4)
+    data = {"keys": {key_id: generate_key()}, "active": key_id}
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(data, handle)
+    return data["keys"], key_id

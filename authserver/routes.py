@@ -1,0 +1,35 @@
+"""The whole HTTP surface in one table: path, endpoint, methods, name."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from authserver.endpoints import health, jwks, token, userinfo
+from authserver.endpoints.authorize import authorize
+from authserver.web import views
+
+# Endpoints that answer a wrong method themselves, with the error their channel expects.
+ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+def build_routes(metadata: Callable[[Request], Awaitable[Response]]) -> list[Route | Mount]:
+    return [
+        Route("/.well-known/openid-configuration", metadata, methods=["GET"], name="openid_configuration"),
+        Route("/.well-known/oauth-authorization-server", metadata, methods=["GET"], name="oauth_metadata"),
+        Route("/jwks", jwks.jwks, methods=["GET"], name="jwks"),
+        Route("/authorize", authorize, methods=ANY_METHOD, name="authorize"),
+        Route("/authorize/resume", views.resume, methods=["GET"], name="authorize_resume"),
+        Route("/login", views.login, methods=ANY_METHOD, name="login"),
+        Route("/consent", views.consent, methods=ANY_METHOD, name="consent"),
+        Route("/token", token.token, methods=ANY_METHOD, name="token"),
+        Route("/userinfo", userinfo.userinfo, methods=ANY_METHOD, name="userinfo"),
+        Route("/healthz", health.healthz, methods=["GET"], name="healthz"),
+        Route("/readyz", health.readyz, methods=["GET"], name="readyz"),
+        Mount("/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"), name="static"),
+    ]

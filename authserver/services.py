@@ -1,0 +1,37 @@
+"""The objects one running server shares between requests, built once by ``app.create_app``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from authserver.accounts.passwords import Passwords
+from authserver.clock import Clock
+from authserver.keys.encryption import Encryptor
+from authserver.keys.keystore import KeyStore
+from authserver.settings import Settings
+from authserver.storage.cache import Cache
+from authserver.storage.sql.accounts import SqlAccountStore
+from authserver.storage.sql.clients import SqlClientStore
+from authserver.storage.sql.sessions import SqlConsentStore, SqlSessionStore
+from authserver.storage.sql.tokens import SqlTokenStore
+from authserver.tokens.jwt import TokenSigner
+
+
+@dataclass
+class Services:
+    settings: Settings
+    clock: Clock
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    cache: Cache
+    encryptor: Encryptor
+    clients: SqlClientStore
+    accounts: SqlAccountStore
+    tokens: SqlTokenStore
+    browser_sessions: SqlSessionStore
+    consents: SqlConsentStore
+    keys: KeyStore
+    signer: TokenSigner
+    passwords: Passwords

@@ -1,0 +1,1 @@
+"""Durable state (SQL) and shared short-lived state (cache)."""

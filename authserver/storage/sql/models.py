@@ -1,0 +1,248 @@
+"""SQLAlchemy 2 models: the durable, authoritative state (PostgreSQL or SQLite).
+
+Secrets are never stored as given: client secrets, codes and refresh tokens as SHA-256 digests
+(they are ≥256-bit random values), passwords and backup codes as argon2id hashes, TOTP secrets and
+private keys AES-GCM encrypted.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every dialect (SQLite keeps no zone; we store naive UTC and re-attach it)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    metadata = metadata
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON(), list[str]: JSON()}
+
+
+class Client(Base):
+    __tablename__ = "clients"
+
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    # confidential (has secrets) or public (PKCE only, token_endpoint_auth_method "none")
+    client_type: Mapped[str] = mapped_column(String(16))
+    token_endpoint_auth_method: Mapped[str] = mapped_column(String(32))
+    redirect_uris: Mapped[list[str]] = mapped_column(default=list)
+    post_logout_redirect_uris: Mapped[list[str]] = mapped_column(default=list)
+    grant_types: Mapped[list[str]] = mapped_column(default=list)
+    scopes: Mapped[list[str]] = mapped_column(default=list)
+    # Default `aud` of access tokens when the request names no `resource`; also the allowed resources.
+    audience: Mapped[list[str]] = mapped_column(default=list)
+    first_party: Mapped[bool] = mapped_column(Boolean, default=False)
+    require_mfa: Mapped[bool] = mapped_column(Boolean, default=False)
+    can_introspect: Mapped[bool] = mapped_column(Boolean, default=False)
+    signing_alg: Mapped[str | None] = mapped_column(String(16), default=None)
+    access_token_ttl: Mapped[int | None] = mapped_column(Integer, default=None)
+    refresh_token_idle_ttl: Mapped[int | None] = mapped_column(Integer, default=None)
+    refresh_token_absolute_ttl: Mapped[int | None] = mapped_column(Integer, default=None)
+    rate_limit_per_minute: Mapped[int | None] = mapped_column(Integer, default=None)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    disabled_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class ClientSecret(Base):
+    __tablename__ = "client_secrets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id", ondelete="CASCADE"), index=True)
+    secret_digest: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    # None: valid until rotated. Set on rotation to the end of the grace period.
+    expires_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+
+    # The OIDC `sub`: random, never reassigned.
+    account_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    username: Mapped[str] = mapped_column(String(150), unique=True)
+    email: Mapped[str | None] = mapped_column(String(320), default=None)
+    email_verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    name: Mapped[str | None] = mapped_column(String(200), default=None)
+    locale: Mapped[str | None] = mapped_column(String(16), default=None)
+    password_hash: Mapped[str | None] = mapped_column(String(255), default=None)
+    roles: Mapped[list[str]] = mapped_column(default=list)
+    totp_secret_encrypted: Mapped[str | None] = mapped_column(Text, default=None)
+    totp_enabled_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Last accepted TOTP time step: a code of this step or earlier is refused (replay).
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    disabled_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class BackupCode(Base):
+    __tablename__ = "backup_codes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.account_id", ondelete="CASCADE"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime]
+    used_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class BrowserSession(Base):
+    __tablename__ = "browser_sessions"
+
+    # SHA-256 of the opaque cookie value.
+    session_digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.account_id", ondelete="CASCADE"), index=True)
+    auth_time: Mapped[datetime]
+    amr: Mapped[list[str]] = mapped_column(default=list)
+    acr: Mapped[str | None] = mapped_column(String(64), default=None)
+    user_agent: Mapped[str | None] = mapped_column(String(300), default=None)
+    ip: Mapped[str | None] = mapped_column(String(64), default=None)
+    created_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Consent(Base):
+    __tablename__ = "consents"
+
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.account_id", ondelete="CASCADE"), primary_key=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id", ondelete="CASCADE"), primary_key=True)
+    scopes: Mapped[list[str]] = mapped_column(default=list)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class Grant(Base):
+    """One authorization: the family of every token issued from one code (or one client-credentials call)."""
+
+    __tablename__ = "grants"
+
+    grant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id", ondelete="CASCADE"), index=True)
+    account_id: Mapped[str | None] = mapped_column(ForeignKey("accounts.account_id", ondelete="CASCADE"), index=True, default=None)
+    session_digest: Mapped[str | None] = mapped_column(String(64), default=None)
+    scopes: Mapped[list[str]] = mapped_column(default=list)
+    audience: Mapped[list[str]] = mapped_column(default=list)
+    auth_time: Mapped[datetime | None] = mapped_column(default=None)
+    amr: Mapped[list[str]] = mapped_column(default=list)
+    acr: Mapped[str | None] = mapped_column(String(64), default=None)
+    nonce: Mapped[str | None] = mapped_column(String(512), default=None)
+    created_at: Mapped[datetime]
+    # Absolute end of the family's refresh tokens.
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+    revoked_reason: Mapped[str | None] = mapped_column(String(64), default=None)
+
+
+class AuthorizationCode(Base):
+    __tablename__ = "authorization_codes"
+
+    code_digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id", ondelete="CASCADE"))
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.account_id", ondelete="CASCADE"), index=True)
+    session_digest: Mapped[str | None] = mapped_column(String(64), default=None)
+    redirect_uri: Mapped[str] = mapped_column(Text)
+    scopes: Mapped[list[str]] = mapped_column(default=list)
+    audience: Mapped[list[str]] = mapped_column(default=list)
+    code_challenge: Mapped[str] = mapped_column(String(128))
+    nonce: Mapped[str | None] = mapped_column(String(512), default=None)
+    auth_time: Mapped[datetime]
+    amr: Mapped[list[str]] = mapped_column(default=list)
+    acr: Mapped[str | None] = mapped_column(String(64), default=None)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    consumed_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The grant created when the code was redeemed: revoked if the code is presented again.
+    grant_id: Mapped[str | None] = mapped_column(String(64), default=None)
+
+
+class RefreshToken(Base):
+    __tablename__ = "refresh_tokens"
+
+    token_digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    grant_id: Mapped[str] = mapped_column(ForeignKey("grants.grant_id", ondelete="CASCADE"), index=True)
+    client_id: Mapped[str] = mapped_column(String(64))
+    scopes: Mapped[list[str]] = mapped_column(default=list)
+    created_at: Mapped[datetime]
+    # Idle expiry (the absolute one is on the grant).
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    consumed_at: Mapped[datetime | None] = mapped_column(default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class SigningKey(Base):
+    __tablename__ = "signing_keys"
+
+    # RFC 7638 thumbprint.
+    kid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    alg: Mapped[str] = mapped_column(String(16))
+    # next → active → retired → (deleted); revoked on emergency.
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    public_jwk: Mapped[dict[str, Any]]
+    private_key_encrypted: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    activated_at: Mapped[datetime | None] = mapped_column(default=None)
+    retired_at: Mapped[datetime | None] = mapped_column(default=None)
+    # When the key may leave the JWKS: every token it signed has expired (plus leeway).
+    expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class SecurityEvent(Base):
+    __tablename__ = "security_events"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    occurred_at: Mapped[datetime] = mapped_column(index=True)
+    event: Mapped[str] = mapped_column(String(64), index=True)
+    outcome: Mapped[str] = mapped_column(String(16))
+    client_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    account_id: Mapped[str | None] = mapped_column(String(64), default=None, index=True)
+    ip: Mapped[str | None] = mapped_column(String(64), default=None)
+    user_agent: Mapped[str | None] = mapped_column(String(300), default=None)
+    request_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+

@@ -1,0 +1,182 @@
+"""Authorization codes, grants (token families) and refresh tokens.
+
+Every single-use value is claimed with one conditional UPDATE (``… WHERE consumed_at IS NULL``), so two
+parallel redemptions cannot both succeed on any engine, and each multi-write step is one transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from authserver.clock import Clock
+from authserver.storage.errors import AlreadyConsumed, NotFound
+from authserver.storage.sql.models import AuthorizationCode, Grant, RefreshToken
+from authserver.tokens.opaque import new_id
+
+
+@dataclass(frozen=True)
+class NewRefreshToken:
+    token_digest: str
+    idle_ttl: int
+
+
+class SqlTokenStore:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock) -> None:
+        self._sessions = sessions
+        self._clock = clock
+
+    # --- authorization codes -------------------------------------------------------------------
+
+    async def create_code(self, code: AuthorizationCode) -> None:
+        async with self._sessions.begin() as session:
+            session.add(code)
+
+    async def get_code(self, code_digest: str) -> AuthorizationCode | None:
+        async with self._sessions() as session:
+            return await session.get(AuthorizationCode, code_digest)
+
+    async def redeem_code(
+        self,
+        code: AuthorizationCode,
+        *,
+        absolute_ttl: int,
+        refresh: NewRefreshToken | None,
+    ) -> Grant:
+        """Claim the code and create its grant (and first refresh token) in one transaction.
+
+        Raises AlreadyConsumed (with the grant of the first redemption) if the code was used before.
+        """
+        now = self._clock.now()
+        grant = Grant(
+            grant_id=new_id(16),
+            client_id=code.client_id,
+            account_id=code.account_id,
+            session_digest=code.session_digest,
+            scopes=list(code.scopes),
+            audience=list(code.audience),
+            auth_time=code.auth_time,
+            amr=list(code.amr),
+            acr=code.acr,
+            nonce=code.nonce,
+            created_at=now,
+            expires_at=now + timedelta(seconds=absolute_ttl),
+        )
+        async with self._sessions.begin() as session:
+            claimed = await session.scalar(
+                update(AuthorizationCode)
+                .where(
+                    AuthorizationCode.code_digest == code.code_digest,
+                    AuthorizationCode.consumed_at.is_(None),
+                    AuthorizationCode.expires_at > now,
+                )
+                .values(consumed_at=now, grant_id=grant.grant_id)
+                .returning(AuthorizationCode.code_digest)
+            )
+            if claimed is None:
+                previous = await session.scalar(
+                    select(AuthorizationCode.grant_id).where(AuthorizationCode.code_digest == code.code_digest)
+                )
+                raise AlreadyConsumed(previous)
+            session.add(grant)
+            if refresh is not None:
+                await session.flush()
+                session.add(self._refresh_row(grant, refresh, now))
+        return grant
+
+    # --- grants and refresh tokens ------------------------------------------------------------------
+
+    async def create_grant(self, grant: Grant, refresh: NewRefreshToken | None = None) -> None:
+        async with self._sessions.begin() as session:
+            session.add(grant)
+            if refresh is not None:
+                await session.flush()
+                session.add(self._refresh_row(grant, refresh, grant.created_at))
+
+    async def get_grant(self, grant_id: str) -> Grant | None:
+        async with self._sessions() as session:
+            return await session.get(Grant, grant_id)
+
+    async def get_refresh_token(self, token_digest: str) -> tuple[RefreshToken, Grant] | None:
+        async with self._sessions() as session:
+            row = await session.get(RefreshToken, token_digest)
+            if row is None:
+                return None
+            grant = await session.get(Grant, row.grant_id)
+            assert grant is not None
+            return row, grant
+
+    async def rotate_refresh_token(
+        self, token_digest: str, *, new: NewRefreshToken, scopes: list[str]
+    ) -> Grant:
+        """Consume a live refresh token and issue its successor, atomically.
+
+        A token already consumed is reuse: the whole family is revoked and AlreadyConsumed raised.
+        A revoked or expired family raises NotFound. Exactly one of several parallel callers wins.
+        """
+        now = self._clock.now()
+        async with self._sessions.begin() as session:
+            row = await session.get(RefreshToken, token_digest)
+            if row is None:
+                raise NotFound("refresh token")
+            # Lock the family so a concurrent revocation cannot slip between the check and the insert.
+            grant = await session.scalar(select(Grant).where(Grant.grant_id == row.grant_id).with_for_update())
+            if grant is None or grant.revoked_at is not None or grant.expires_at <= now:
+                raise NotFound("grant")
+            claimed = await session.scalar(
+                update(RefreshToken)
+                .where(
+                    RefreshToken.token_digest == token_digest,
+                    RefreshToken.consumed_at.is_(None),
+                    RefreshToken.revoked_at.is_(None),
+                    RefreshToken.expires_at > now,
+                )
+                .values(consumed_at=now)
+                .returning(RefreshToken.token_digest)
+            )
+            if claimed is None:
+                # Re-read: a parallel caller may have consumed it after our first read.
+                consumed_at = await session.scalar(
+                    select(RefreshToken.consumed_at).where(RefreshToken.token_digest == token_digest)
+                )
+                reused = consumed_at is not None
+            else:
+                reused = False
+                session.add(self._refresh_row(grant, new, now, scopes=scopes))
+        if claimed is None:
+            if reused:
+                await self.revoke_grant(grant.grant_id, reason="refresh_token_reuse")
+                raise AlreadyConsumed(grant.grant_id)
+            raise NotFound("refresh token revoked")
+        return grant
+
+    async def revoke_grant(self, grant_id: str, *, reason: str) -> bool:
+        """Revoke a family: its refresh tokens stop working at once. True if it was live."""
+        now = self._clock.now()
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                update(Grant)
+                .where(Grant.grant_id == grant_id, Grant.revoked_at.is_(None))
+                .values(revoked_at=now, revoked_reason=reason)
+            )
+            await session.execute(
+                update(RefreshToken)
+                .where(RefreshToken.grant_id == grant_id, RefreshToken.revoked_at.is_(None))
+                .values(revoked_at=now)
+            )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    @staticmethod
+    def _refresh_row(grant: Grant, new: NewRefreshToken, now: datetime, *, scopes: list[str] | None = None) -> RefreshToken:
+        expires_at = min(now + timedelta(seconds=new.idle_ttl), grant.expires_at)
+        return RefreshToken(
+            token_digest=new.token_digest,
+            grant_id=grant.grant_id,
+            client_id=grant.client_id,
+            scopes=list(grant.scopes if scopes is None else scopes),
+            created_at=now,
+            expires_at=expires_at,
+        )

@@ -1,0 +1,125 @@
+"""JWT access tokens (RFC 9068) and ID tokens (OIDC Core §2), signed with joserfc.
+
+Verification always names its algorithms (RFC 8725 §3.1; CVE-2024-37568) and the token type.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from authlib.oidc.core.util import create_half_hash
+from joserfc import jwt
+from joserfc.errors import JoseError
+
+from authserver.clock import Clock
+from authserver.keys.keystore import SUPPORTED_ALGS, KeyStore
+
+ACCESS_TOKEN_TYP = "at+jwt"
+
+
+@dataclass(frozen=True)
+class IssuedAccessToken:
+    token: str
+    jti: str
+    expires_in: int
+    claims: dict[str, Any]
+
+
+class TokenSigner:
+    def __init__(self, keystore: KeyStore, *, issuer: str, clock: Clock, default_alg: str) -> None:
+        self._keys = keystore
+        self.issuer = issuer
+        self._clock = clock
+        self.default_alg = default_alg
+
+    def _sign(self, claims: Mapping[str, Any], *, alg: str, typ: str) -> str:
+        key = self._keys.signing_key(alg)
+        return jwt.encode({"alg": alg, "typ": typ, "kid": key.kid}, dict(claims), key.key)
+
+    def access_token(
+        self,
+        *,
+        client_id: str,
+        subject: str,
+        scopes: Iterable[str],
+        audience: list[str],
+        ttl: int,
+        alg: str | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> IssuedAccessToken:
+        now = int(self._clock.now().timestamp())
+        jti = secrets.token_urlsafe(16)
+        claims: dict[str, Any] = {
+            "iss": self.issuer,
+            "sub": subject,
+            "aud": audience[0] if len(audience) == 1 else list(audience),
+            "exp": now + ttl,
+            "iat": now,
+            "jti": jti,
+            "client_id": client_id,
+            "scope": " ".join(scopes),
+        }
+        if extra:
+            claims.update(extra)
+        if not audience:
+            del claims["aud"]
+        return IssuedAccessToken(self._sign(claims, alg=alg or self.default_alg, typ=ACCESS_TOKEN_TYP), jti, ttl, claims)
+
+    def id_token(
+        self,
+        *,
+        client_id: str,
+        subject: str,
+        ttl: int,
+        auth_time: datetime | None,
+        nonce: str | None,
+        amr: list[str],
+        acr: str | None,
+        access_token: str | None,
+        alg: str | None = None,
+        claims: Mapping[str, Any] | None = None,
+    ) -> str:
+        alg = alg or self.default_alg
+        now = int(self._clock.now().timestamp())
+        body: dict[str, Any] = {
+            "iss": self.issuer,
+            "sub": subject,
+            "aud": client_id,
+            "azp": client_id,
+            "exp": now + ttl,
+            "iat": now,
+        }
+        if auth_time is not None:
+            body["auth_time"] = int(auth_time.timestamp())
+        if nonce is not None:
+            body["nonce"] = nonce
+        if amr:
+            body["amr"] = list(amr)
+        if acr:
+            body["acr"] = acr
+        if access_token is not None:
+            body["at_hash"] = create_half_hash(access_token, alg).decode("ascii")
+        if claims:
+            body.update({k: v for k, v in claims.items() if k not in body})
+        return self._sign(body, alg=alg, typ="JWT")
+
+    def verify_access_token(self, token: str, *, leeway: int = 0) -> dict[str, Any] | None:
+        """Claims of a valid access token we issued (signature, typ, iss, exp), or None."""
+        if len(token) > 8192 or token.count(".") != 2:
+            return None
+        try:
+            decoded = jwt.decode(token, self._keys.verification_keys, algorithms=list(SUPPORTED_ALGS))
+        except (JoseError, ValueError, TypeError, KeyError):
+            return None
+        if decoded.header.get("typ") != ACCESS_TOKEN_TYP:
+            return None
+        claims = decoded.claims
+        now = self._clock.now().timestamp()
+        exp = claims.get("exp")
+        if claims.get("iss") != self.issuer or not isinstance(exp, int) or exp + leeway <= now:
+            return None
+        return dict(claims)

@@ -1,0 +1,165 @@
+"""Sign-in and consent pages. Every form carries the interaction's CSRF token; every answer is no-store."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from authserver.endpoints._http import UNAVAILABLE_ERRORS, query, read_form
+from authserver.endpoints.authorize import RedirectError, continue_flow, error_redirect
+from authserver.errors import AccessDenied, OAuthError
+from authserver.interaction.policy import Interaction, InteractionStore
+from authserver.services import Services
+from authserver.web.i18n import translate
+from authserver.web.pages import (
+    error_page,
+    render,
+    request_locale,
+    session_cookie,
+    set_session_cookie,
+)
+
+log = logging.getLogger("authserver.web")
+
+
+def _client_ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+async def _load(request: Request, interaction_id: str | None) -> Interaction | None:
+    interactions: InteractionStore = request.app.state.interactions
+    return await interactions.get(interaction_id)
+
+
+def _locale(request: Request, interaction: Interaction | None) -> str:
+    return request_locale(request, interaction.request.ui_locales if interaction and interaction.request else None)
+
+
+async def _client_name(services: Services, interaction: Interaction) -> str | None:
+    if interaction.request is None:
+        return None
+    client = await services.clients.get(interaction.request.client_id)
+    return client.name if client else None
+
+
+async def login(request: Request) -> Response:
+    services: Services = request.app.state.services
+    try:
+        if request.method == "GET":
+            interaction = await _load(request, request.query_params.get("i"))
+            if interaction is None:
+                return error_page(request, "error.interaction_expired")
+            hint = interaction.request.login_hint if interaction.request else None
+            return render(
+                request, "login.html", locale=_locale(request, interaction),
+                interaction_id=interaction.interaction_id, csrf=interaction.csrf,
+                client_name=await _client_name(services, interaction), username=hint, error=None,
+            )
+        if request.method != "POST":
+            return error_page(request, "error.method", status_code=405)
+        try:
+            form = await read_form(request)
+        except OAuthError:
+            return error_page(request, "error.invalid_request")
+        interaction = await _load(request, form.get("i"))
+        if interaction is None:
+            return error_page(request, "error.interaction_expired")
+        if not hmac.compare_digest(form.get("csrf", ""), interaction.csrf):
+            return error_page(request, "error.csrf", status_code=403)
+        locale = _locale(request, interaction)
+        username = form.get("username", "")[:150]
+        password = form.get("password", "")
+        account = await services.accounts.get_by_username(username) if username else None
+        ok = await services.passwords.verify(account.password_hash if account else None, password)
+        if not ok or account is None or account.disabled_at is not None:
+            log.info("sign-in failed for a username from %s", _client_ip(request))
+            return render(
+                request, "login.html", locale=locale, status_code=401,
+                interaction_id=interaction.interaction_id, csrf=interaction.csrf,
+                client_name=await _client_name(services, interaction), username=username,
+                error=translate(locale, "login.failed"),
+            )
+        if account.password_hash and services.passwords.needs_rehash(account.password_hash):
+            await services.accounts.set_password_hash(account.account_id, await services.passwords.hash(password))
+        cookie, _ = await services.browser_sessions.create(
+            account.account_id,
+            auth_time=services.clock.now(),
+            amr=["pwd"],
+            user_agent=request.headers.get("user-agent"),
+            ip=_client_ip(request),
+            replaces=session_cookie(request),
+        )
+        target = f"/authorize/resume?i={interaction.interaction_id}" if interaction.request else (interaction.return_to or "/")
+        response = RedirectResponse(target, status_code=303, headers={"Cache-Control": "no-store"})
+        set_session_cookie(response, services.settings, cookie)
+        return response
+    except UNAVAILABLE_ERRORS:
+        log.exception("dependency unavailable on /login")
+        return error_page(request, "error.unavailable", status_code=503)
+
+
+async def consent(request: Request) -> Response:
+    services: Services = request.app.state.services
+    try:
+        if request.method not in ("GET", "POST"):
+            return error_page(request, "error.method", status_code=405)
+        try:
+            params = query(request) if request.method == "GET" else await read_form(request)
+        except OAuthError:
+            return error_page(request, "error.invalid_request")
+        interaction = await _load(request, params.get("i"))
+        if interaction is None or interaction.request is None:
+            return error_page(request, "error.interaction_expired")
+        session = await services.browser_sessions.get(session_cookie(request))
+        if session is None:
+            return RedirectResponse(f"/login?i={interaction.interaction_id}", status_code=303)
+        auth_request = interaction.request
+        client = await services.clients.get(auth_request.client_id)
+        if client is None or client.disabled:
+            return error_page(request, "error.invalid_client")
+        if request.method == "GET":
+            account = await services.accounts.get(session.account_id)
+            return render(
+                request, "consent.html", locale=_locale(request, interaction),
+                interaction_id=interaction.interaction_id, csrf=interaction.csrf, client_name=client.name,
+                username=account.username if account else "", scopes=auth_request.scopes,
+            )
+        if not hmac.compare_digest(params.get("csrf", ""), interaction.csrf):
+            return error_page(request, "error.csrf", status_code=403)
+        interactions: InteractionStore = request.app.state.interactions
+        if params.get("decision") != "allow":
+            await interactions.finish(interaction.interaction_id)
+            return error_redirect(
+                services, auth_request.redirect_uri, AccessDenied("The user denied the request."), auth_request.state
+            )
+        await services.consents.grant(session.account_id, client.client_id, set(auth_request.scopes))
+        interaction.consent_given = True
+        await interactions.save(interaction)
+        return await continue_flow(request, services, client, auth_request, session, interaction=interaction)
+    except RedirectError as error:
+        return error_redirect(services, error.redirect_to, error.error, error.state)
+    except UNAVAILABLE_ERRORS:
+        log.exception("dependency unavailable on /consent")
+        return error_page(request, "error.unavailable", status_code=503)
+
+
+async def resume(request: Request) -> Response:
+    """After a prompt: evaluate the authorization request again with the interaction's progress."""
+    services: Services = request.app.state.services
+    try:
+        interaction = await _load(request, request.query_params.get("i"))
+        if interaction is None or interaction.request is None:
+            return error_page(request, "error.interaction_expired")
+        client = await services.clients.get(interaction.request.client_id)
+        if client is None or client.disabled:
+            return error_page(request, "error.invalid_client")
+        session = await services.browser_sessions.get(session_cookie(request))
+        return await continue_flow(request, services, client, interaction.request, session, interaction=interaction)
+    except RedirectError as error:
+        return error_redirect(services, error.redirect_to, error.error, error.state)
+    except UNAVAILABLE_ERRORS:
+        log.exception("dependency unavailable on /authorize/resume")
+        return error_page(request, "error.unavailable", status_code=503)
