@@ -1,0 +1,91 @@
+"""RFC 6749 §4.1 authorization code flow with PKCE, through our login and consent pages."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import jwt as pyjwt
+
+from authserver.services import Services
+from tests.support.factories import authorize, make_client, make_user, redeem
+
+
+async def test_code_flow_issues_access_refresh_and_id_tokens(http: httpx.AsyncClient, services: Services) -> None:
+    client = await make_client(services)
+    user = await make_user(services, roles=["premium_user"])
+    params, verifier = await authorize(http, client, user, extra={"nonce": "n-123"})
+    assert params["state"] == "xyz"
+    assert params["iss"] == "http://testserver"
+    response = await redeem(http, client, params["code"], verifier)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["refresh_token"].startswith("rt_")
+    access = pyjwt.decode(body["access_token"], options={"verify_signature": False})
+    assert access["sub"] == user.account_id
+    assert access["roles"] == ["premium_user"]
+    id_token = pyjwt.decode(body["id_token"], options={"verify_signature": False})
+    assert id_token["nonce"] == "n-123"
+    assert id_token["aud"] == client.client_id
+    assert id_token["amr"] == ["pwd"]
+    assert "at_hash" in id_token and "auth_time" in id_token
+    info = await http.get("/userinfo", headers={"Authorization": f"Bearer {body['access_token']}"})
+    assert info.status_code == 200
+    assert info.json()["email"] == f"{user.username}@example.org"
+
+
+async def test_code_is_single_use_and_reuse_revokes_the_grant(http: httpx.AsyncClient, services: Services) -> None:
+    client = await make_client(services)
+    user = await make_user(services)
+    params, verifier = await authorize(http, client, user)
+    first = await redeem(http, client, params["code"], verifier)
+    assert first.status_code == 200
+    second = await redeem(http, client, params["code"], verifier)
+    assert second.status_code == 400 and second.json()["error"] == "invalid_grant"
+    refreshed = await http.post(
+        "/token", data={"grant_type": "refresh_token", "refresh_token": first.json()["refresh_token"]},
+        auth=(client.client_id, client.secret),
+    )
+    assert refreshed.status_code == 400 and refreshed.json()["error"] == "invalid_grant"
+
+
+async def test_parallel_redemptions_yield_exactly_one_token(http: httpx.AsyncClient, services: Services) -> None:
+    client = await make_client(services)
+    user = await make_user(services)
+    params, verifier = await authorize(http, client, user)
+    responses = await asyncio.gather(*(redeem(http, client, params["code"], verifier) for _ in range(5)))
+    assert sorted(r.status_code for r in responses) == [200, 400, 400, 400, 400]
+
+
+async def test_wrong_verifier_is_invalid_grant_and_leaves_the_code_usable(http: httpx.AsyncClient, services: Services) -> None:
+    client = await make_client(services)
+    user = await make_user(services)
+    params, verifier = await authorize(http, client, user)
+    wrong = await redeem(http, client, params["code"], "a" * 43)
+    assert wrong.status_code == 400 and wrong.json()["error"] == "invalid_grant"
+    assert (await redeem(http, client, params["code"], verifier)).status_code == 200
+
+
+async def test_refresh_rotates_and_detects_reuse(http: httpx.AsyncClient, services: Services) -> None:
+    client = await make_client(services)
+    user = await make_user(services)
+    params, verifier = await authorize(http, client, user)
+    tokens = (await redeem(http, client, params["code"], verifier)).json()
+    auth = (client.client_id, client.secret)
+    first = await http.post("/token", data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}, auth=auth)
+    assert first.status_code == 200, first.text
+    new_refresh = first.json()["refresh_token"]
+    assert new_refresh != tokens["refresh_token"]
+    replay = await http.post("/token", data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}, auth=auth)
+    assert replay.status_code == 400 and replay.json()["error"] == "invalid_grant"
+    # the replay revoked the family: the successor is dead too
+    after = await http.post("/token", data={"grant_type": "refresh_token", "refresh_token": new_refresh}, auth=auth)
+    assert after.status_code == 400
+
+
+async def test_public_client_uses_pkce_without_secret(http: httpx.AsyncClient, services: Services) -> None:
+    client = await make_client(services, client_type="public")
+    user = await make_user(services)
+    params, verifier = await authorize(http, client, user)
+    response = await redeem(http, client, params["code"], verifier)
+    assert response.status_code == 200, response.text
