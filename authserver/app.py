@@ -14,6 +14,7 @@ from starlette.responses import Response
 from authserver.accounts.passwords import Passwords
 from authserver.clock import Clock, SystemClock
 from authserver.endpoints.discovery import build_metadata, metadata_endpoint
+from authserver.events import SecurityEvents
 from authserver.grants.authorization_code import AuthorizationCodeGrant
 from authserver.grants.base import TokenGrant
 from authserver.grants.client_credentials import ClientCredentialsGrant
@@ -22,6 +23,7 @@ from authserver.interaction.policy import InteractionStore
 from authserver.keys.encryption import Encryptor, load_or_create_key_file
 from authserver.keys.keystore import KeyStore
 from authserver.middleware.body_limit import BodyLimitMiddleware
+from authserver.middleware.request_id import RequestIdMiddleware
 from authserver.middleware.security_headers import SecurityHeadersMiddleware
 from authserver.routes import build_routes
 from authserver.services import Services
@@ -71,6 +73,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, passwords:
         keys=keys,
         signer=TokenSigner(keys, issuer=settings.server.issuer, clock=clock, default_alg=settings.tokens.signing_alg),
         passwords=passwords or Passwords(),
+        events=SecurityEvents(sessions, clock),
     )
 
 
@@ -96,6 +99,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, passwords: Pas
     app = Starlette(
         routes=build_routes(metadata),
         middleware=[
+            Middleware(RequestIdMiddleware),
             Middleware(SecurityHeadersMiddleware, hsts=settings.server.issuer.startswith("https://")),
             Middleware(BodyLimitMiddleware, max_bytes=settings.server.max_body_bytes),
         ],

@@ -29,6 +29,7 @@ def build_routes(metadata: Callable[[Request], Awaitable[Response]]) -> list[Rou
         Route("/consent", views.consent, methods=ANY_METHOD, name="consent"),
         Route("/token", token.token, methods=ANY_METHOD, name="token"),
         Route("/userinfo", userinfo.userinfo, methods=ANY_METHOD, name="userinfo"),
+        Route("/account", views.account, methods=["GET"], name="account"),
         Route("/healthz", health.healthz, methods=["GET"], name="healthz"),
         Route("/readyz", health.readyz, methods=["GET"], name="readyz"),
         Mount("/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"), name="static"),

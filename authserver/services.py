@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from authserver.accounts.passwords import Passwords
 from authserver.clock import Clock
+from authserver.events import SecurityEvents
 from authserver.keys.encryption import Encryptor
 from authserver.keys.keystore import KeyStore
 from authserver.settings import Settings
@@ -35,3 +36,4 @@ class Services:
     keys: KeyStore
     signer: TokenSigner
     passwords: Passwords
+    events: SecurityEvents

@@ -75,7 +75,12 @@ async def login(request: Request) -> Response:
         account = await services.accounts.get_by_username(username) if username else None
         ok = await services.passwords.verify(account.password_hash if account else None, password)
         if not ok or account is None or account.disabled_at is not None:
-            log.info("sign-in failed for a username from %s", _client_ip(request))
+            await services.events.record(
+                "login", "failure", account_id=account.account_id if account else None,
+                client_id=interaction.request.client_id if interaction.request else None,
+                ip=_client_ip(request), user_agent=request.headers.get("user-agent"),
+                reason="unknown_user" if account is None else ("disabled" if ok else "bad_password"),
+            )
             return render(
                 request, "login.html", locale=locale, status_code=401,
                 interaction_id=interaction.interaction_id, csrf=interaction.csrf,
@@ -91,6 +96,11 @@ async def login(request: Request) -> Response:
             user_agent=request.headers.get("user-agent"),
             ip=_client_ip(request),
             replaces=session_cookie(request),
+        )
+        await services.events.record(
+            "login", "success", account_id=account.account_id,
+            client_id=interaction.request.client_id if interaction.request else None,
+            ip=_client_ip(request), user_agent=request.headers.get("user-agent"), amr=["pwd"],
         )
         target = f"/authorize/resume?i={interaction.interaction_id}" if interaction.request else (interaction.return_to or "/")
         response = RedirectResponse(target, status_code=303, headers={"Cache-Control": "no-store"})
@@ -162,4 +172,22 @@ async def resume(request: Request) -> Response:
         return error_redirect(services, error.redirect_to, error.error, error.state)
     except UNAVAILABLE_ERRORS:
         log.exception("dependency unavailable on /authorize/resume")
+        return error_page(request, "error.unavailable", status_code=503)
+
+
+async def account(request: Request) -> Response:
+    """The signed-in person's own page; without a session, sign in first and come back here."""
+    services: Services = request.app.state.services
+    try:
+        session = await services.browser_sessions.get(session_cookie(request))
+        if session is None:
+            interactions: InteractionStore = request.app.state.interactions
+            interaction = await interactions.start(services.clock.now(), return_to="/account")
+            return RedirectResponse(f"/login?i={interaction.interaction_id}", status_code=303)
+        person = await services.accounts.get(session.account_id)
+        if person is None or person.disabled_at is not None:
+            return error_page(request, "error.interaction_expired", status_code=403)
+        return render(request, "account.html", locale=request_locale(request), account=person, session=session)
+    except UNAVAILABLE_ERRORS:
+        log.exception("dependency unavailable on /account")
         return error_page(request, "error.unavailable", status_code=503)

@@ -6,9 +6,11 @@ import asyncio
 
 import httpx
 import jwt as pyjwt
+from sqlalchemy import select
 
 from authserver.services import Services
-from tests.support.factories import authorize, make_client, make_user, redeem
+from authserver.storage.sql.models import SecurityEvent
+from tests.support.factories import Person, authorize, make_client, make_user, redeem, sign_in
 
 
 async def test_code_flow_issues_access_refresh_and_id_tokens(http: httpx.AsyncClient, services: Services) -> None:
@@ -89,3 +91,24 @@ async def test_public_client_uses_pkce_without_secret(http: httpx.AsyncClient, s
     params, verifier = await authorize(http, client, user)
     response = await redeem(http, client, params["code"], verifier)
     assert response.status_code == 200, response.text
+
+
+async def test_failed_and_successful_sign_in_are_security_events(http: httpx.AsyncClient, services: Services) -> None:
+    client = await make_client(services)
+    user = await make_user(services)
+    wrong = Person(user.account_id, user.username, "wrong password!!")
+    verifier_params = {
+        "response_type": "code", "client_id": client.client_id, "redirect_uri": "https://app.example/callback",
+        "scope": "openid", "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", "code_challenge_method": "S256",
+    }
+    start = await http.get("/authorize", params=verifier_params)
+    failed = await sign_in(http, start.headers["location"], wrong)
+    assert failed.status_code == 401
+    ok = await sign_in(http, start.headers["location"], user)
+    assert ok.status_code == 303
+    async with services.sessions() as session:
+        rows = (await session.scalars(select(SecurityEvent).where(SecurityEvent.account_id == user.account_id))).all()
+    assert [(r.event, r.outcome) for r in rows] == [("login", "failure"), ("login", "success")]
+    assert all(r.request_id for r in rows)
+    stored = str([(r.details, r.user_agent) for r in rows])
+    assert user.password not in stored and wrong.password not in stored

@@ -1,0 +1,67 @@
+"""Security events: who did what, when, from where, and how it ended — never a secret.
+
+Each event is written as one JSON line to the ``authserver.security`` logger and stored in the
+``security_events`` table. Storing is best effort: a database failure is logged and never turns the
+request that triggered the event into an error (the decision was already made).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from authserver.clock import Clock
+from authserver.middleware.request_id import request_id_var
+from authserver.storage.sql.models import SecurityEvent
+
+log = logging.getLogger("authserver.security")
+
+# Keys that must never reach an event, whatever a caller passes.
+_FORBIDDEN = {"password", "secret", "client_secret", "code", "token", "access_token", "refresh_token", "otp", "backup_code"}
+
+
+class SecurityEvents:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock) -> None:
+        self._sessions = sessions
+        self._clock = clock
+
+    async def record(
+        self,
+        event: str,
+        outcome: str,
+        *,
+        client_id: str | None = None,
+        account_id: str | None = None,
+        ip: str | None = None,
+        user_agent: str | None = None,
+        **details: Any,
+    ) -> None:
+        details = {k: v for k, v in details.items() if k not in _FORBIDDEN}
+        row = SecurityEvent(
+            occurred_at=self._clock.now(),
+            event=event,
+            outcome=outcome,
+            client_id=client_id,
+            account_id=account_id,
+            ip=ip,
+            user_agent=(user_agent or "")[:300] or None,
+            request_id=request_id_var.get(),
+            details=details,
+        )
+        log.info(
+            json.dumps(
+                {
+                    "event": event, "outcome": outcome, "client_id": client_id, "account_id": account_id,
+                    "ip": ip, "request_id": row.request_id, "time": row.occurred_at.isoformat(), **details,
+                },
+                default=str,
+            )
+        )
+        try:
+            async with self._sessions.begin() as session:
+                session.add(row)
+        except Exception:  # noqa: BLE001 - the event log must not fail the request it describes
+            log.exception("could not store security event %s", event)
