@@ -28,7 +28,8 @@ from authserver.middleware.security_headers import SecurityHeadersMiddleware
 from authserver.routes import build_routes
 from authserver.services import Services
 from authserver.settings import Settings
-from authserver.storage.cache import create_cache
+from authserver.chaos import FaultyCache, inject_database_faults
+from authserver.storage.cache import Cache, create_cache
 from authserver.storage.sql.accounts import SqlAccountStore
 from authserver.storage.sql.clients import SqlClientStore
 from authserver.storage.sql.engine import create_engine, create_sessionmaker
@@ -56,12 +57,18 @@ def build_services(settings: Settings, *, clock: Clock | None = None, passwords:
     sessions = create_sessionmaker(engine)
     encryptor = create_encryptor(settings)
     keys = KeyStore(sessions, clock, encryptor, algs=tuple(dict.fromkeys((settings.tokens.signing_alg, "ES256", "RS256"))))
+    cache: Cache = create_cache(settings.cache.url, key_prefix=settings.cache.key_prefix, timeout=settings.cache.timeout)
+    chaos = settings.chaos
+    if chaos.enabled:
+        log.warning("fault injection is ON: %s", chaos)
+        inject_database_faults(engine, latency_ms=chaos.database_latency_ms, error_rate=chaos.database_error_rate)
+        cache = FaultyCache(cache, latency_ms=chaos.cache_latency_ms, error_rate=chaos.cache_error_rate)
     return Services(
         settings=settings,
         clock=clock,
         engine=engine,
         sessions=sessions,
-        cache=create_cache(settings.cache.url, key_prefix=settings.cache.key_prefix, timeout=settings.cache.timeout),
+        cache=cache,
         encryptor=encryptor,
         clients=SqlClientStore(sessions, clock),
         accounts=SqlAccountStore(sessions, clock),

@@ -131,6 +131,20 @@ class LoginSettings:
 
 
 @dataclass(frozen=True)
+class ChaosSettings:
+    # Fault injection for staging rehearsals (refused in production): extra latency in milliseconds and the
+    # probability (0-1) that a database or cache call fails, so operators can rehearse outages.
+    database_latency_ms: int = 0
+    database_error_rate: float = 0.0
+    cache_latency_ms: int = 0
+    cache_error_rate: float = 0.0
+
+    @property
+    def enabled(self) -> bool:
+        return any((self.database_latency_ms, self.database_error_rate, self.cache_latency_ms, self.cache_error_rate))
+
+
+@dataclass(frozen=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
@@ -138,6 +152,7 @@ class Settings:
     security: SecuritySettings = field(default_factory=SecuritySettings)
     tokens: TokenSettings = field(default_factory=TokenSettings)
     login: LoginSettings = field(default_factory=LoginSettings)
+    chaos: ChaosSettings = field(default_factory=ChaosSettings)
 
     @property
     def cookie_secure(self) -> bool:
@@ -277,7 +292,16 @@ def validate(settings: Settings) -> None:
         raise SettingsError("setting security.active_encryption_key: must name one of security.encryption_keys")
     if server.workers > 1 and settings.cache.url.startswith("memory://"):
         raise SettingsError("setting server.workers: several workers need a shared cache (cache.url = redis://…)")
+    chaos = settings.chaos
+    for name in ("database_error_rate", "cache_error_rate"):
+        if not 0.0 <= getattr(chaos, name) <= 1.0:
+            raise SettingsError(f"setting chaos.{name}: a probability between 0 and 1")
+    for name in ("database_latency_ms", "cache_latency_ms"):
+        if getattr(chaos, name) < 0:
+            raise SettingsError(f"setting chaos.{name}: must not be negative")
     if server.production:
+        if chaos.enabled:
+            raise SettingsError("setting chaos: fault injection is refused in production")
         if parts.scheme != "https":
             raise SettingsError("setting server.issuer: must be https in production")
         if not security.encryption_keys:
