@@ -12,6 +12,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError
+
 from authserver.settings import Settings, SettingsError, load_settings
 
 DEMO_SERVICE = "demo-service"
@@ -152,7 +154,12 @@ def cmd_client_create(args: argparse.Namespace) -> int:
     unknown = set(args.scope or []) - set(_settings(args).tokens.scopes)
     if unknown:
         raise SystemExit(f"unknown scope(s) {sorted(unknown)}: add them to tokens.scopes first")
-    result = asyncio.run(_with_services(_settings(args), action))
+    from authserver.storage.errors import Conflict
+
+    try:
+        result = asyncio.run(_with_services(_settings(args), action))
+    except (Conflict, ValueError) as error:
+        raise SystemExit(f"client not created: {error}") from None
     _print(result, args.json)
     if "client_secret" in result and not args.json:
         print("The client secret is shown only now; store it safely.", file=sys.stderr)
@@ -172,7 +179,12 @@ def cmd_client_rotate_secret(args: argparse.Namespace) -> int:
         secret: str = await services.clients.rotate_secret(args.client_id, grace_seconds=args.grace)
         return secret
 
-    secret = asyncio.run(_with_services(_settings(args), action))
+    from authserver.storage.errors import NotFound
+
+    try:
+        secret = asyncio.run(_with_services(_settings(args), action))
+    except NotFound:
+        raise SystemExit(f"no confidential client {args.client_id}") from None
     _print({"client_id": args.client_id, "client_secret": secret, "old_secret_valid_for_seconds": args.grace}, args.json)
     return 0
 
@@ -188,6 +200,7 @@ def _read_password(args: argparse.Namespace) -> str:
 
 def cmd_user_create(args: argparse.Namespace) -> int:
     from authserver.accounts.passwords import PasswordPolicyError
+    from authserver.storage.errors import Conflict
 
     password = _read_password(args)
 
@@ -200,8 +213,8 @@ def cmd_user_create(args: argparse.Namespace) -> int:
 
     try:
         _print(asyncio.run(_with_services(_settings(args), action)), args.json)
-    except PasswordPolicyError as error:
-        raise SystemExit(str(error)) from None
+    except (PasswordPolicyError, Conflict, ValueError) as error:
+        raise SystemExit(f"user not created: {error}") from None
     return 0
 
 
@@ -292,3 +305,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
+    except (DBAPIError, OSError) as error:
+        # No traceback for an unreachable or unmigrated database: say what failed and what to try.
+        reason = str(getattr(error, "orig", None) or error).splitlines()[0]
+        print(f"database error: {reason}\n(is the database reachable, and migrated with `authserver migrate`?)", file=sys.stderr)
+        return 1
