@@ -32,9 +32,11 @@ from authserver.storage.cache import create_cache
 from authserver.storage.sql.accounts import SqlAccountStore
 from authserver.storage.sql.clients import SqlClientStore
 from authserver.storage.sql.engine import create_engine, create_sessionmaker
+from authserver.storage.sql.lifecycle import SqlLifecycleStore
 from authserver.storage.sql.sessions import SqlConsentStore, SqlSessionStore
 from authserver.storage.sql.tokens import SqlTokenStore
 from authserver.tokens.jwt import TokenSigner
+from authserver.tokens.revocation import Revocations
 from authserver.web.pages import create_environment, error_page
 
 log = logging.getLogger("authserver")
@@ -55,17 +57,20 @@ def build_services(settings: Settings, *, clock: Clock | None = None, passwords:
     engine = create_engine(settings.database)
     sessions = create_sessionmaker(engine)
     encryptor = create_encryptor(settings)
+    cache = create_cache(settings.cache.url, key_prefix=settings.cache.key_prefix, timeout=settings.cache.timeout)
+    tokens = SqlTokenStore(sessions, clock)
+    lifecycle = SqlLifecycleStore(sessions, clock)
     keys = KeyStore(sessions, clock, encryptor, algs=tuple(dict.fromkeys((settings.tokens.signing_alg, "ES256", "RS256"))))
     return Services(
         settings=settings,
         clock=clock,
         engine=engine,
         sessions=sessions,
-        cache=create_cache(settings.cache.url, key_prefix=settings.cache.key_prefix, timeout=settings.cache.timeout),
+        cache=cache,
         encryptor=encryptor,
         clients=SqlClientStore(sessions, clock),
         accounts=SqlAccountStore(sessions, clock),
-        tokens=SqlTokenStore(sessions, clock),
+        tokens=tokens,
         browser_sessions=SqlSessionStore(
             sessions, clock, ttl=settings.login.session_ttl, idle_ttl=settings.login.session_idle_ttl
         ),
@@ -74,6 +79,10 @@ def build_services(settings: Settings, *, clock: Clock | None = None, passwords:
         signer=TokenSigner(keys, issuer=settings.server.issuer, clock=clock, default_alg=settings.tokens.signing_alg),
         passwords=passwords or Passwords(),
         events=SecurityEvents(sessions, clock),
+        lifecycle=lifecycle,
+        revocations=Revocations(
+            store=lifecycle, tokens=tokens, cache=cache, clock=clock, default_access_ttl=settings.tokens.access_token_ttl
+        ),
     )
 
 
