@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -19,6 +20,7 @@ from authserver.grants.authorization_code import AuthorizationCodeGrant
 from authserver.grants.base import TokenGrant
 from authserver.grants.client_credentials import ClientCredentialsGrant
 from authserver.grants.refresh_token import RefreshTokenGrant
+from authserver.housekeeping import purge_periodically
 from authserver.interaction.policy import InteractionStore
 from authserver.keys.encryption import Encryptor, load_or_create_key_file
 from authserver.keys.keystore import KeyStore
@@ -94,9 +96,15 @@ def create_app(settings: Settings, *, clock: Clock | None = None, passwords: Pas
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await services.keys.ensure_active_keys()
+        interval = settings.lifecycle.purge_interval
+        purge_task = asyncio.create_task(purge_periodically(services, interval=interval)) if interval else None
         try:
             yield
         finally:
+            if purge_task is not None:
+                purge_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await purge_task
             await services.cache.close()
             await services.engine.dispose()
 
