@@ -14,6 +14,9 @@ erase (GDPR Art. 17). The admin API and the CLI call these; each takes effect on
 
 from __future__ import annotations
 
+import math
+from datetime import datetime, timezone
+
 from authserver.services import Services
 from authserver.storage.errors import NotFound
 from authserver.tokens.opaque import new_id
@@ -53,9 +56,17 @@ async def disable_account(services: Services, account_id: str, *, actor: str | N
 
 
 async def enable_account(services: Services, account_id: str, *, actor: str | None = None) -> None:
-    """Raises NotFound for an unknown account. Tokens issued before now stay inactive."""
+    """Raises NotFound for an unknown account. Tokens issued before the account was disabled stay inactive."""
+    account = await services.accounts.get(account_id)
+    if account is None:
+        raise NotFound(account_id)
     await services.accounts.set_disabled(account_id, False)
-    await services.revocations.deny_account(account_id, not_before=services.clock.now())
+    if account.disabled_at is not None:
+        # `iat` has whole seconds: deny every token stamped with the second of the disabling or earlier
+        # (none can have been issued while disabled). A token issued in that same second after
+        # re-enabling is denied too: harmless, the client refreshes.
+        not_before = datetime.fromtimestamp(math.floor(account.disabled_at.timestamp()) + 1, tz=timezone.utc)
+        await services.revocations.deny_account(account_id, not_before=not_before)
     await services.events.record("account_enabled", "success", account_id=account_id, actor=actor)
 
 
