@@ -46,5 +46,5 @@ async def purge_periodically(services: Services, *, interval: int) -> None:
                 await purge_once(services)
         except asyncio.CancelledError:
             raise
-        except Exception:  # noqa: BLE001 - log and try again next round
+        except Exception:
             log.exception("purge failed; retrying in the next round")

@@ -15,7 +15,7 @@ erase (GDPR Art. 17). The admin API and the CLI call these; each takes effect on
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from authserver.services import Services
 from authserver.storage.errors import NotFound
@@ -65,7 +65,7 @@ async def enable_account(services: Services, account_id: str, *, actor: str | No
         # `iat` has whole seconds: deny every token stamped with the second of the disabling or earlier
         # (none can have been issued while disabled). A token issued in that same second after
         # re-enabling is denied too: harmless, the client refreshes.
-        not_before = datetime.fromtimestamp(math.floor(account.disabled_at.timestamp()) + 1, tz=timezone.utc)
+        not_before = datetime.fromtimestamp(math.floor(account.disabled_at.timestamp()) + 1, tz=UTC)
         await services.revocations.deny_account(account_id, not_before=not_before)
     await services.events.record("account_enabled", "success", account_id=account_id, actor=actor)
 

@@ -35,7 +35,13 @@ from authserver.keys.keystore import SUPPORTED_ALGS
 from authserver.protocol.redirect_uri import with_params
 from authserver.services import Services
 from authserver.storage.sql.models import BrowserSession
-from authserver.web.pages import clear_session_cookie, error_page, render, request_locale, session_cookie
+from authserver.web.pages import (
+    clear_session_cookie,
+    error_page,
+    render,
+    request_locale,
+    session_cookie,
+)
 
 log = logging.getLogger("authserver.web")
 

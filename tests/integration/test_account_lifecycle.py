@@ -14,7 +14,14 @@ from authserver import cli
 from authserver.accounts.lifecycle import delete_account, disable_account, enable_account
 from authserver.services import Services
 from authserver.storage.errors import NotFound
-from authserver.storage.sql.models import Account, AuthorizationCode, BrowserSession, Consent, Grant, SecurityEvent
+from authserver.storage.sql.models import (
+    Account,
+    AuthorizationCode,
+    BrowserSession,
+    Consent,
+    Grant,
+    SecurityEvent,
+)
 from tests.conftest import environ_for
 from tests.support.factories import authorize
 from tests.support.lifecycle import frozen_app, is_active, issue, refresh, resource_server

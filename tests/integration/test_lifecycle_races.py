@@ -18,7 +18,14 @@ import httpx
 from authserver.services import Services
 from authserver.tokens.opaque import digest
 from tests.support.factories import authorize, make_client, make_user, redeem
-from tests.support.lifecycle import is_active, issue, live_refresh_tokens, refresh, resource_server, revoke
+from tests.support.lifecycle import (
+    is_active,
+    issue,
+    live_refresh_tokens,
+    refresh,
+    resource_server,
+    revoke,
+)
 
 # Rounds per test and backend; a soak run sets e.g. AUTHSERVER_RACE_ROUNDS=300 (docs/token-lifecycle.md).
 ROUNDS = int(os.environ.get("AUTHSERVER_RACE_ROUNDS", "6"))

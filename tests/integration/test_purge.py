@@ -65,7 +65,7 @@ async def test_purge_walks_large_backlogs_in_batches(backend: str, database_url:
 
 
 async def test_periodic_purge_runs_and_stops_with_the_app(backend: str, database_url: str, tmp_root: Path) -> None:
-    async with frozen_app(backend, database_url, tmp_root) as (http, services, clock):
+    async with frozen_app(backend, database_url, tmp_root) as (_http, services, _clock):
         await services.cache.delete("purge:lock")
         task = asyncio.create_task(purge_periodically(services, interval=0.01))  # type: ignore[arg-type]
         try:

@@ -11,9 +11,15 @@ from sqlalchemy import select
 
 from authserver.services import Services
 from authserver.storage.sql.models import SecurityEvent
-from tests.support.factories import make_client, make_user, redeem
 from tests.support.factories import authorize as browser_authorize
-from tests.support.lifecycle import frozen_app, is_active, issue, live_refresh_tokens, refresh, resource_server
+from tests.support.factories import make_client, make_user, redeem
+from tests.support.lifecycle import (
+    frozen_app,
+    is_active,
+    issue,
+    refresh,
+    resource_server,
+)
 
 
 async def _events(services: Services, event: str, account_id: str) -> list[SecurityEvent]:

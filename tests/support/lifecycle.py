@@ -104,6 +104,6 @@ async def frozen_app(backend: str, database_url: str, tmp_root: Path, **extra_en
     clock = FrozenClock()
     settings = load_settings(environ_for(backend, database_url, tmp_root, **extra_env))
     application = create_app(settings, clock=clock, passwords=fast_passwords())
-    async with LifespanManager(application):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=application), base_url=ISSUER) as http:
-            yield http, application.state.services, clock
+    transport = httpx.ASGITransport(app=application)
+    async with LifespanManager(application), httpx.AsyncClient(transport=transport, base_url=ISSUER) as http:
+        yield http, application.state.services, clock

@@ -70,7 +70,7 @@ class SqlLifecycleStore:
             for e in entries
         ]
         async with self._sessions.begin() as session:
-            insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+            insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
             statement = insert(DenyListEntry).values(rows)
             statement = statement.on_conflict_do_update(
                 index_elements=[DenyListEntry.entry],
@@ -179,7 +179,7 @@ class SqlLifecycleStore:
         for _ in range(max_batches):
             async with self._sessions.begin() as session:
                 chosen = select(key).where(condition).limit(batch_size)
-                if session.bind.dialect.name == "postgresql":
+                if session.get_bind().dialect.name == "postgresql":
                     chosen = chosen.with_for_update(skip_locked=True)
                 if table is Grant:
                     # Refresh tokens go with their grant (explicitly: see erase_account).
