@@ -45,6 +45,11 @@ async def userinfo(request: Request) -> Response:
         raise _bearer_error(InsufficientScope("The access token lacks the openid scope."))
     if await services.revocations.is_revoked(claims):
         raise _bearer_error(InvalidToken("The access token was revoked."))
+    gid = claims.get("gid")
+    if isinstance(gid, str):
+        grant = await services.tokens.get_grant(gid)
+        if grant is None or grant.revoked_at is not None:
+            raise _bearer_error(InvalidToken("The access token was revoked."))
     account = await services.accounts.get(str(claims.get("sub")))
     if account is None or account.disabled_at is not None:
         raise _bearer_error(InvalidToken("The access token is invalid or expired."))
