@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -19,6 +20,7 @@ from authserver.grants.authorization_code import AuthorizationCodeGrant
 from authserver.grants.base import TokenGrant
 from authserver.grants.client_credentials import ClientCredentialsGrant
 from authserver.grants.refresh_token import RefreshTokenGrant
+from authserver.housekeeping import purge_periodically
 from authserver.interaction.policy import InteractionStore
 from authserver.keys.encryption import Encryptor, load_or_create_key_file
 from authserver.keys.keystore import KeyStore
@@ -33,9 +35,11 @@ from authserver.storage.cache import Cache, create_cache
 from authserver.storage.sql.accounts import SqlAccountStore
 from authserver.storage.sql.clients import SqlClientStore
 from authserver.storage.sql.engine import create_engine, create_sessionmaker
+from authserver.storage.sql.lifecycle import SqlLifecycleStore
 from authserver.storage.sql.sessions import SqlConsentStore, SqlSessionStore
 from authserver.storage.sql.tokens import SqlTokenStore
 from authserver.tokens.jwt import TokenSigner
+from authserver.tokens.revocation import Revocations
 from authserver.web.pages import create_environment, error_page
 
 log = logging.getLogger("authserver")
@@ -56,6 +60,9 @@ def build_services(settings: Settings, *, clock: Clock | None = None, passwords:
     engine = create_engine(settings.database)
     sessions = create_sessionmaker(engine)
     encryptor = create_encryptor(settings)
+    cache = create_cache(settings.cache.url, key_prefix=settings.cache.key_prefix, timeout=settings.cache.timeout)
+    tokens = SqlTokenStore(sessions, clock)
+    lifecycle = SqlLifecycleStore(sessions, clock)
     keys = KeyStore(sessions, clock, encryptor, algs=tuple(dict.fromkeys((settings.tokens.signing_alg, "ES256", "RS256"))))
     cache: Cache = create_cache(settings.cache.url, key_prefix=settings.cache.key_prefix, timeout=settings.cache.timeout)
     chaos = settings.chaos
@@ -72,7 +79,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, passwords:
         encryptor=encryptor,
         clients=SqlClientStore(sessions, clock),
         accounts=SqlAccountStore(sessions, clock),
-        tokens=SqlTokenStore(sessions, clock),
+        tokens=tokens,
         browser_sessions=SqlSessionStore(
             sessions, clock, ttl=settings.login.session_ttl, idle_ttl=settings.login.session_idle_ttl
         ),
@@ -81,6 +88,10 @@ def build_services(settings: Settings, *, clock: Clock | None = None, passwords:
         signer=TokenSigner(keys, issuer=settings.server.issuer, clock=clock, default_alg=settings.tokens.signing_alg),
         passwords=passwords or Passwords(),
         events=SecurityEvents(sessions, clock),
+        lifecycle=lifecycle,
+        revocations=Revocations(
+            store=lifecycle, tokens=tokens, cache=cache, clock=clock, default_access_ttl=settings.tokens.access_token_ttl
+        ),
     )
 
 
@@ -92,9 +103,15 @@ def create_app(settings: Settings, *, clock: Clock | None = None, passwords: Pas
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await services.keys.ensure_active_keys()
+        interval = settings.lifecycle.purge_interval
+        purge_task = asyncio.create_task(purge_periodically(services, interval=interval)) if interval else None
         try:
             yield
         finally:
+            if purge_task is not None:
+                purge_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await purge_task
             await services.cache.close()
             await services.engine.dispose()
 

@@ -237,6 +237,45 @@ def cmd_user_set_password(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_user_lifecycle(args: argparse.Namespace) -> int:
+    """disable | enable | delete: take effect on every instance at once (docs/token-lifecycle.md)."""
+    from authserver.accounts import lifecycle
+
+    if args.user_command == "delete" and not args.yes:
+        raise SystemExit("deleting a user erases their data for good; repeat with --yes")
+
+    async def action(services: Any) -> dict[str, Any]:
+        account = await services.accounts.get_by_username(args.username)
+        if account is None:
+            raise SystemExit(f"no user {args.username}")
+        actor = "cli"
+        if args.user_command == "disable":
+            await lifecycle.disable_account(services, account.account_id, actor=actor)
+            return {"account_id": account.account_id, "username": account.username, "disabled": True}
+        if args.user_command == "enable":
+            await lifecycle.enable_account(services, account.account_id, actor=actor)
+            return {"account_id": account.account_id, "username": account.username, "disabled": False}
+        pseudonym = await lifecycle.delete_account(services, account.account_id, actor=actor)
+        return {"deleted": account.username, "security_log_pseudonym": pseudonym}
+
+    _print(asyncio.run(_with_services(_settings(args), action)), args.json)
+    return 0
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    from authserver.housekeeping import purge_once
+
+    async def action(services: Any) -> dict[str, Any]:
+        report = await purge_once(services)
+        return {
+            "codes": report.codes, "refresh_tokens": report.refresh_tokens, "grants": report.grants,
+            "sessions": report.sessions, "deny_list": report.deny_list,
+        }
+
+    _print(asyncio.run(_with_services(_settings(args), action)), args.json)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="authserver", description="OAuth 2.0 / OpenID Connect authorization server")
     parser.add_argument("--config", help="TOML settings file (default: $AUTHSERVER_CONFIG)")
@@ -293,6 +332,21 @@ def build_parser() -> argparse.ArgumentParser:
     setpw.add_argument("username")
     setpw.add_argument("--password-stdin", action="store_true")
     setpw.set_defaults(func=cmd_user_set_password)
+    for name, text in (
+        ("disable", "block sign-in and make every token of the user inactive at once"),
+        ("enable", "allow sign-in again (tokens from before stay inactive)"),
+        ("delete", "erase the user (GDPR): personal data, credentials, sessions and tokens"),
+    ):
+        sub = user.add_parser(name, help=text)
+        sub.add_argument("username")
+        if name == "delete":
+            sub.add_argument("--yes", action="store_true", help="confirm the erasure")
+        sub.add_argument("--json", action="store_true")
+        sub.set_defaults(func=cmd_user_lifecycle)
+
+    purge = commands.add_parser("purge", help="delete expired codes, tokens, sessions and deny-list entries")
+    purge.add_argument("--json", action="store_true")
+    purge.set_defaults(func=cmd_purge)
     return parser
 
 

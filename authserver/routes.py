@@ -10,9 +10,9 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from authserver.endpoints import health, jwks, token, userinfo
+from authserver.endpoints import health, introspection, jwks, revocation, token, userinfo
 from authserver.endpoints.authorize import authorize
-from authserver.web import views
+from authserver.web import logout, views
 
 # Endpoints that answer a wrong method themselves, with the error their channel expects.
 ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
@@ -29,6 +29,10 @@ def build_routes(metadata: Callable[[Request], Awaitable[Response]]) -> list[Rou
         Route("/consent", views.consent, methods=ANY_METHOD, name="consent"),
         Route("/token", token.token, methods=ANY_METHOD, name="token"),
         Route("/userinfo", userinfo.userinfo, methods=ANY_METHOD, name="userinfo"),
+        Route("/revoke", revocation.revoke, methods=ANY_METHOD, name="revocation"),
+        Route("/introspect", introspection.introspect, methods=ANY_METHOD, name="introspection"),
+        Route("/logout", logout.logout, methods=ANY_METHOD, name="end_session"),
+        Route("/account/sessions", logout.account_sessions, methods=ANY_METHOD, name="account_sessions"),
         Route("/account", views.account, methods=["GET"], name="account"),
         Route("/healthz", health.healthz, methods=["GET"], name="healthz"),
         Route("/readyz", health.readyz, methods=["GET"], name="readyz"),

@@ -15,9 +15,11 @@ from authserver.settings import Settings
 from authserver.storage.cache import Cache
 from authserver.storage.sql.accounts import SqlAccountStore
 from authserver.storage.sql.clients import SqlClientStore
+from authserver.storage.sql.lifecycle import SqlLifecycleStore
 from authserver.storage.sql.sessions import SqlConsentStore, SqlSessionStore
 from authserver.storage.sql.tokens import SqlTokenStore
 from authserver.tokens.jwt import TokenSigner
+from authserver.tokens.revocation import Revocations
 
 
 @dataclass
@@ -37,3 +39,6 @@ class Services:
     signer: TokenSigner
     passwords: Passwords
     events: SecurityEvents
+    # Token lifecycle (docs/token-lifecycle.md): deny list, family/session revocation, erasure, purge.
+    lifecycle: SqlLifecycleStore
+    revocations: Revocations

@@ -145,6 +145,18 @@ class ChaosSettings:
 
 
 @dataclass(frozen=True)
+class LifecycleSettings:
+    # Seconds between runs of the purge of expired codes, tokens, sessions and deny-list entries
+    # on each instance (0: never; run `authserver purge` from cron instead).
+    purge_interval: int = 3600
+    # Rows deleted per statement: small batches keep locks on hot tables short.
+    purge_batch_size: int = 500
+    # How long expired or consumed codes, refresh tokens and grants are kept before deletion, in seconds
+    # (a reused code or refresh token is only detected, and its family revoked, while its row exists).
+    purge_retention: int = 7 * 24 * 3600
+
+
+@dataclass(frozen=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
@@ -153,6 +165,7 @@ class Settings:
     tokens: TokenSettings = field(default_factory=TokenSettings)
     login: LoginSettings = field(default_factory=LoginSettings)
     chaos: ChaosSettings = field(default_factory=ChaosSettings)
+    lifecycle: LifecycleSettings = field(default_factory=LifecycleSettings)
 
     @property
     def cookie_secure(self) -> bool:
@@ -282,6 +295,13 @@ def validate(settings: Settings) -> None:
             raise SettingsError(f"setting tokens.{name}: must be positive")
     if "openid" not in tokens.scopes:
         raise SettingsError("setting tokens.scopes: must include openid")
+    lifecycle = settings.lifecycle
+    if lifecycle.purge_interval < 0:
+        raise SettingsError("setting lifecycle.purge_interval: must be 0 (off) or positive")
+    if not 1 <= lifecycle.purge_batch_size <= 10_000:
+        raise SettingsError("setting lifecycle.purge_batch_size: must be between 1 and 10000")
+    if lifecycle.purge_retention < 0:
+        raise SettingsError("setting lifecycle.purge_retention: must not be negative")
     if settings.login.default_locale not in {"es", "en"}:
         raise SettingsError("setting login.default_locale: es or en")
     if not settings.cache.url.startswith(("memory://", "redis://", "rediss://", "unix://")):

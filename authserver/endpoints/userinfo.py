@@ -43,6 +43,8 @@ async def userinfo(request: Request) -> Response:
     scopes = str(claims.get("scope", "")).split()
     if "openid" not in scopes:
         raise _bearer_error(InsufficientScope("The access token lacks the openid scope."))
+    if await services.revocations.is_revoked(claims):
+        raise _bearer_error(InvalidToken("The access token was revoked."))
     gid = claims.get("gid")
     if isinstance(gid, str):
         grant = await services.tokens.get_grant(gid)

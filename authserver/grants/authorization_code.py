@@ -15,6 +15,8 @@ from authserver.protocol.pkce import verify_s256
 from authserver.services import Services
 from authserver.storage.errors import AlreadyConsumed
 from authserver.storage.sql.clients import ClientInfo
+from authserver.storage.sql.lifecycle import OFFLINE_SCOPE
+from authserver.storage.sql.models import AuthorizationCode
 from authserver.storage.sql.tokens import NewRefreshToken
 from authserver.tokens.opaque import CODE_PREFIX, REFRESH_PREFIX, digest, new_secret
 
@@ -43,7 +45,7 @@ class AuthorizationCodeGrant:
         if code is None or code.client_id != client.client_id:
             raise InvalidGrant("The authorization code is invalid.")
         if code.consumed_at is not None:
-            await self._revoke_reused(code.grant_id, client.client_id)
+            await self._revoke_reused(code.grant_id, client.client_id, code.account_id)
             raise InvalidGrant("The authorization code has already been used.")
         if code.expires_at <= now:
             raise InvalidGrant("The authorization code has expired.")
@@ -56,6 +58,7 @@ class AuthorizationCodeGrant:
             raise InvalidGrant("The account is not active.")
 
         settings = services.settings.tokens
+        absolute_ttl = await self._absolute_ttl(client, code)
         refresh_value = new_secret(REFRESH_PREFIX) if "refresh_token" in client.grant_types else None
         refresh = (
             NewRefreshToken(digest(refresh_value), client.refresh_token_idle_ttl or settings.refresh_token_idle_ttl)
@@ -65,11 +68,11 @@ class AuthorizationCodeGrant:
         try:
             grant = await services.tokens.redeem_code(
                 code,
-                absolute_ttl=client.refresh_token_absolute_ttl or settings.refresh_token_absolute_ttl,
+                absolute_ttl=absolute_ttl,
                 refresh=refresh,
             )
         except AlreadyConsumed as reused:
-            await self._revoke_reused(reused.grant_id, client.client_id)
+            await self._revoke_reused(reused.grant_id, client.client_id, code.account_id)
             raise InvalidGrant("The authorization code has already been used.") from None
 
         scopes = list(code.scopes)
@@ -97,10 +100,27 @@ class AuthorizationCodeGrant:
             )
         return token_response(issued.token, issued.expires_in, scopes, refresh_token=refresh_value, id_token=id_token)
 
-    async def _revoke_reused(self, grant_id: str | None, client_id: str) -> None:
+    async def _revoke_reused(self, grant_id: str | None, client_id: str, account_id: str) -> None:
         if grant_id is not None:
-            await self._services.tokens.revoke_grant(grant_id, reason="code_reuse")
+            # Refresh tokens and access tokens of the first redemption (deny list).
+            await self._services.revocations.revoke_grant(grant_id, reason="code_reuse")
         log.warning("authorization code reused by client %s; grant %s revoked", client_id, grant_id)
+        await self._services.events.record(
+            "code_reuse", "failure", client_id=client_id, account_id=account_id, grant_id=grant_id
+        )
+
+    async def _absolute_ttl(self, client: ClientInfo, code: AuthorizationCode) -> int:
+        """Lifetime of the family's refresh tokens. With offline_access, the client's long lifetime; without
+        it the family is bound to the browser session: it ends with it (logout revokes it) at the latest."""
+        services = self._services
+        absolute = client.refresh_token_absolute_ttl or services.settings.tokens.refresh_token_absolute_ttl
+        if OFFLINE_SCOPE in code.scopes or code.session_digest is None:
+            return absolute
+        now = services.clock.now()
+        session = await services.lifecycle.get_session(code.session_digest)
+        if session is None or session.ended_at is not None or session.expires_at <= now:
+            raise InvalidGrant("The sign-in session of this authorization code has ended.")
+        return max(1, min(absolute, int((session.expires_at - now).total_seconds())))
 
 
 def new_code_value() -> str:

@@ -60,7 +60,13 @@ class RefreshTokenGrant:
                 scopes=scopes,
             )
         except AlreadyConsumed:
+            # The store revoked the family's refresh tokens; deny its access tokens everywhere too.
+            await services.revocations.revoke_grant(grant.grant_id, reason="refresh_token_reuse")
             log.warning("refresh token reuse by client %s; grant %s revoked", client.client_id, grant.grant_id)
+            await services.events.record(
+                "refresh_token_reuse", "failure", client_id=client.client_id, account_id=grant.account_id,
+                grant_id=grant.grant_id,
+            )
             raise InvalidGrant("The refresh token was already used.") from None
         except NotFound:
             raise InvalidGrant("The refresh token is invalid.") from None

@@ -10,6 +10,10 @@ class Cache(Protocol):
 
     async def get(self, key: str) -> str | None: ...
 
+    async def get_many(self, keys: list[str]) -> list[str | None]:
+        """Several values in one round trip, in the order of ``keys``."""
+        ...
+
     async def set(self, key: str, value: str, ttl: float) -> None: ...
 
     async def add(self, key: str, value: str, ttl: float) -> bool:

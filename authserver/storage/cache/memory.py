@@ -34,6 +34,9 @@ class MemoryCache:
     async def get(self, key: str) -> str | None:
         return self._live(key)
 
+    async def get_many(self, keys: list[str]) -> list[str | None]:
+        return [self._live(key) for key in keys]
+
     async def set(self, key: str, value: str, ttl: float) -> None:
         self._put(key, value, ttl)
 

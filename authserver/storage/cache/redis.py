@@ -21,6 +21,10 @@ class RedisCache:
         value = await self._redis.get(self._k(key))
         return None if value is None else str(value)
 
+    async def get_many(self, keys: list[str]) -> list[str | None]:
+        values = await self._redis.mget([self._k(key) for key in keys])
+        return [None if value is None else str(value) for value in values]
+
     async def set(self, key: str, value: str, ttl: float) -> None:
         await self._redis.set(self._k(key), value, px=max(int(ttl * 1000), 1))
 

@@ -142,7 +142,7 @@ class BrowserSession(Base):
     ip: Mapped[str | None] = mapped_column(String(64), default=None)
     created_at: Mapped[datetime]
     last_seen_at: Mapped[datetime]
-    expires_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
     ended_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
@@ -164,7 +164,7 @@ class Grant(Base):
     grant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id", ondelete="CASCADE"), index=True)
     account_id: Mapped[str | None] = mapped_column(ForeignKey("accounts.account_id", ondelete="CASCADE"), index=True, default=None)
-    session_digest: Mapped[str | None] = mapped_column(String(64), default=None)
+    session_digest: Mapped[str | None] = mapped_column(String(64), index=True, default=None)
     scopes: Mapped[list[str]] = mapped_column(default=list)
     audience: Mapped[list[str]] = mapped_column(default=list)
     auth_time: Mapped[datetime | None] = mapped_column(default=None)
@@ -173,7 +173,7 @@ class Grant(Base):
     nonce: Mapped[str | None] = mapped_column(String(512), default=None)
     created_at: Mapped[datetime]
     # Absolute end of the family's refresh tokens.
-    expires_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
     revoked_reason: Mapped[str | None] = mapped_column(String(64), default=None)
 
@@ -212,6 +212,22 @@ class RefreshToken(Base):
     expires_at: Mapped[datetime] = mapped_column(index=True)
     consumed_at: Mapped[datetime | None] = mapped_column(default=None)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class DenyListEntry(Base):
+    """Durable copy of the revocation deny list (the cache holds the hot copy; see tokens/revocation.py).
+
+    ``entry`` is ``jti:<jti>`` (one access token), ``gid:<grant id>`` (every access token of a family) or
+    ``acct:<account id>`` (every access token of a person issued before ``not_before``; "inf": all).
+    """
+
+    __tablename__ = "deny_list"
+
+    entry: Mapped[str] = mapped_column(String(160), primary_key=True)
+    not_before: Mapped[str] = mapped_column(String(32), default="inf")
+    created_at: Mapped[datetime]
+    # When every token the entry can match has expired: the entry may then be purged.
+    expires_at: Mapped[datetime] = mapped_column(index=True)
 
 
 class SigningKey(Base):

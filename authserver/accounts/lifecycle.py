@@ -1,0 +1,82 @@
+"""A person's sessions and account over time: sign out (one session or everywhere), disable, enable and
+erase (GDPR Art. 17). The admin API and the CLI call these; each takes effect on every instance at once.
+
+- Ending one browser session revokes the token families bound to it: those created from that session
+  without ``offline_access`` (OIDC Core §11: offline access is what outlives the session).
+- Signing out everywhere ends every session and revokes every family, offline ones included.
+- Disabling blocks sign-in and token issuance, denies every access token of the person at once
+  (deny list), revokes every family and ends every session. Enabling lets the person sign in again;
+  tokens from before stay dead.
+- Erasure deletes the account and everything hanging from it (credentials, MFA, sessions, consents,
+  codes, families, refresh tokens), denies outstanding access tokens, and rewrites the person's security
+  events with a random pseudonym, so the log keeps its history without naming anyone.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+
+from authserver.services import Services
+from authserver.storage.errors import NotFound
+from authserver.tokens.opaque import new_id
+
+
+async def end_session(services: Services, account_id: str, session_digest: str, *, reason: str = "logout", ip: str | None = None) -> bool:
+    """End one of the person's browser sessions and the families bound to it. True if it was live."""
+    ended = await services.lifecycle.end_sessions(account_id, session_digest=session_digest)
+    grant_ids = await services.lifecycle.live_grant_ids(
+        account_id=account_id, session_digest=session_digest, session_bound_only=True
+    )
+    revoked = await services.revocations.revoke_grants(grant_ids, reason=reason)
+    if ended:
+        await services.events.record("logout", "success", account_id=account_id, ip=ip, scope="session", grants_revoked=revoked)
+    return bool(ended)
+
+
+async def sign_out_everywhere(services: Services, account_id: str, *, reason: str = "sign_out_everywhere", ip: str | None = None) -> int:
+    """End every session of the person and revoke every token family. Returns the families revoked."""
+    ended = await services.lifecycle.end_sessions(account_id)
+    grant_ids = await services.lifecycle.live_grant_ids(account_id=account_id)
+    revoked = await services.revocations.revoke_grants(grant_ids, reason=reason)
+    await services.events.record(
+        "logout", "success", account_id=account_id, ip=ip, scope="everywhere", sessions_ended=len(ended), grants_revoked=revoked
+    )
+    return revoked
+
+
+async def disable_account(services: Services, account_id: str, *, actor: str | None = None) -> None:
+    """Raises NotFound for an unknown account."""
+    await services.accounts.set_disabled(account_id, True)  # first: nothing new can be issued
+    await services.revocations.deny_account(account_id)  # then: every outstanding access token is inactive
+    await services.lifecycle.end_sessions(account_id)
+    grant_ids = await services.lifecycle.live_grant_ids(account_id=account_id)
+    await services.revocations.revoke_grants(grant_ids, reason="account_disabled")
+    await services.events.record("account_disabled", "success", account_id=account_id, actor=actor)
+
+
+async def enable_account(services: Services, account_id: str, *, actor: str | None = None) -> None:
+    """Raises NotFound for an unknown account. Tokens issued before the account was disabled stay inactive."""
+    account = await services.accounts.get(account_id)
+    if account is None:
+        raise NotFound(account_id)
+    await services.accounts.set_disabled(account_id, False)
+    if account.disabled_at is not None:
+        # `iat` has whole seconds: deny every token stamped with the second of the disabling or earlier
+        # (none can have been issued while disabled). A token issued in that same second after
+        # re-enabling is denied too: harmless, the client refreshes.
+        not_before = datetime.fromtimestamp(math.floor(account.disabled_at.timestamp()) + 1, tz=UTC)
+        await services.revocations.deny_account(account_id, not_before=not_before)
+    await services.events.record("account_enabled", "success", account_id=account_id, actor=actor)
+
+
+async def delete_account(services: Services, account_id: str, *, actor: str | None = None) -> str:
+    """Erase the account; returns the pseudonym its security events now carry. Raises NotFound."""
+    if await services.accounts.get(account_id) is None:
+        raise NotFound(account_id)
+    await services.revocations.deny_account(account_id)
+    pseudonym = f"deleted-{new_id(12)}"
+    if not await services.lifecycle.erase_account(account_id, pseudonym=pseudonym):
+        raise NotFound(account_id)
+    await services.events.record("account_deleted", "success", account_id=pseudonym, actor=actor)
+    return pseudonym
