@@ -22,6 +22,7 @@ from authserver.grants.refresh_token import RefreshTokenGrant
 from authserver.interaction.policy import InteractionStore
 from authserver.keys.encryption import Encryptor, load_or_create_key_file
 from authserver.keys.keystore import KeyStore
+from authserver.mfa.service import MfaService
 from authserver.middleware.body_limit import BodyLimitMiddleware
 from authserver.middleware.request_id import RequestIdMiddleware
 from authserver.middleware.security_headers import SecurityHeadersMiddleware
@@ -32,6 +33,7 @@ from authserver.storage.cache import create_cache
 from authserver.storage.sql.accounts import SqlAccountStore
 from authserver.storage.sql.clients import SqlClientStore
 from authserver.storage.sql.engine import create_engine, create_sessionmaker
+from authserver.storage.sql.mfa import SqlMfaStore
 from authserver.storage.sql.sessions import SqlConsentStore, SqlSessionStore
 from authserver.storage.sql.tokens import SqlTokenStore
 from authserver.tokens.jwt import TokenSigner
@@ -56,6 +58,9 @@ def build_services(settings: Settings, *, clock: Clock | None = None, passwords:
     sessions = create_sessionmaker(engine)
     encryptor = create_encryptor(settings)
     keys = KeyStore(sessions, clock, encryptor, algs=tuple(dict.fromkeys((settings.tokens.signing_alg, "ES256", "RS256"))))
+    accounts = SqlAccountStore(sessions, clock)
+    passwords = passwords or Passwords()
+    events = SecurityEvents(sessions, clock)
     return Services(
         settings=settings,
         clock=clock,
@@ -64,7 +69,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, passwords:
         cache=create_cache(settings.cache.url, key_prefix=settings.cache.key_prefix, timeout=settings.cache.timeout),
         encryptor=encryptor,
         clients=SqlClientStore(sessions, clock),
-        accounts=SqlAccountStore(sessions, clock),
+        accounts=accounts,
         tokens=SqlTokenStore(sessions, clock),
         browser_sessions=SqlSessionStore(
             sessions, clock, ttl=settings.login.session_ttl, idle_ttl=settings.login.session_idle_ttl
@@ -72,8 +77,12 @@ def build_services(settings: Settings, *, clock: Clock | None = None, passwords:
         consents=SqlConsentStore(sessions, clock),
         keys=keys,
         signer=TokenSigner(keys, issuer=settings.server.issuer, clock=clock, default_alg=settings.tokens.signing_alg),
-        passwords=passwords or Passwords(),
-        events=SecurityEvents(sessions, clock),
+        passwords=passwords,
+        events=events,
+        mfa=MfaService(
+            store=SqlMfaStore(sessions, clock), accounts=accounts, encryptor=encryptor, passwords=passwords,
+            events=events, clock=clock, settings=settings.mfa,
+        ),
     )
 
 
