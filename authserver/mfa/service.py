@@ -233,7 +233,10 @@ class MfaService:
             attempts=verdict.attempts,
         )
         if verdict.just_locked:
-            await self._event("mfa.lock", "locked", account_id, context, until=verdict.locked_until)
+            await self._event(
+                "mfa.lock", "locked", account_id, context,
+                until=verdict.locked_until.isoformat() if verdict.locked_until else None,
+            )
             return Outcome(False, outcome.method, "locked", verdict.locked_until)
         return outcome
 

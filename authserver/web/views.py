@@ -113,7 +113,7 @@ async def login(request: Request) -> Response:
             interaction.pending_account_id = account.account_id
             await request.app.state.interactions.save(interaction)
             await services.events.record(
-                "login", "password_verified", account_id=account.account_id,
+                "login", "pending_mfa", account_id=account.account_id,
                 client_id=interaction.request.client_id if interaction.request else None,
                 ip=_client_ip(request), user_agent=request.headers.get("user-agent"), next="mfa",
             )
