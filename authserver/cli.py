@@ -224,6 +224,22 @@ def cmd_user_set_password(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_user_reset_mfa(args: argparse.Namespace) -> int:
+    """For a person who lost both the phone and the backup codes, after checking who they are out of band."""
+
+    async def action(services: Any) -> None:
+        from authserver.mfa.service import Context
+
+        account = await services.accounts.get_by_username(args.username)
+        if account is None:
+            raise SystemExit(f"no user {args.username}")
+        await services.mfa.reset(account.account_id, Context(extra={"channel": "cli"}))
+
+    asyncio.run(_with_services(_settings(args), action))
+    print("second factor removed; the user signs in with the password (and enrols again if required)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="authserver", description="OAuth 2.0 / OpenID Connect authorization server")
     parser.add_argument("--config", help="TOML settings file (default: $AUTHSERVER_CONFIG)")
@@ -280,6 +296,9 @@ def build_parser() -> argparse.ArgumentParser:
     setpw.add_argument("username")
     setpw.add_argument("--password-stdin", action="store_true")
     setpw.set_defaults(func=cmd_user_set_password)
+    resetmfa = user.add_parser("reset-mfa", help="remove a user's TOTP and backup codes and lift the MFA lock")
+    resetmfa.add_argument("username")
+    resetmfa.set_defaults(func=cmd_user_reset_mfa)
     return parser
 
 

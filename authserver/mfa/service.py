@@ -273,6 +273,11 @@ class MfaService:
         await self._event("mfa.disable", "success", account_id, context)
         return outcome
 
+    async def reset(self, account_id: str, context: Context) -> None:
+        """An operator removes the second factor (lost phone and backup codes); recorded as a security event."""
+        await self._store.disable(account_id)
+        await self._event("mfa.disable", "admin_reset", account_id, context)
+
     # --- helpers -------------------------------------------------------------------------------------------
 
     def _encrypt(self, account_id: str, secret: str) -> str:

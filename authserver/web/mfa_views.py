@@ -198,6 +198,7 @@ async def mfa_prompt(request: Request) -> Response:
             account.account_id, code=presented[0], method=presented[1], context=_context(request, interaction)
         )
         if not outcome.ok:
+            now = services.clock.now()
             return _with_retry_after(page(_failure_message(locale, outcome, now), _failure_status(outcome)), outcome, now)
         cookie = await _upgraded_session(request, services, account.account_id)
         interaction.pending_account_id = None
@@ -396,7 +397,6 @@ async def _account_action(request: Request, action: str) -> Response:
         presented = _code_from(form)
         if presented is None:
             return await _account_page(request, services, account, locale=locale, error=translate(locale, "mfa.invalid"), status_code=400)
-        now = services.clock.now()
         if action == "regenerate":
             outcome, codes = await services.mfa.regenerate_backup_codes(
                 account.account_id, code=presented[0], method=presented[1], context=_context(request)
@@ -411,6 +411,7 @@ async def _account_action(request: Request, action: str) -> Response:
             if outcome.ok:
                 fresh = await services.accounts.get(account.account_id)
                 return await _account_page(request, services, fresh or account, locale=locale, message=translate(locale, "mfa.disabled"))
+        now = services.clock.now()
         response = await _account_page(
             request, services, account, locale=locale, error=_failure_message(locale, outcome, now),
             status_code=_failure_status(outcome),

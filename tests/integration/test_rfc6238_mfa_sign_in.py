@@ -3,7 +3,11 @@ backup codes, the durable lock, and the MFA policy (role, client, acr_values, pr
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import subprocess
+import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -14,7 +18,8 @@ from authserver.keys.encryption import Encryptor, generate_key, load_or_create_k
 from authserver.mfa import totp
 from authserver.mfa.service import ACR_MFA, ACR_PASSWORD, Context, MfaService
 from authserver.storage.sql.mfa import SqlMfaStore
-from authserver.storage.sql.models import Account, SecurityEvent
+from authserver.storage.sql.models import Account, BackupCode, SecurityEvent
+from tests.conftest import environ_for
 from tests.support.factories import form_field, make_client, make_user, redeem, sign_in
 from tests.support.mfa import (
     authorize_request,
@@ -105,7 +110,7 @@ async def test_five_wrong_codes_lock_the_second_step_durably(backend: str, datab
         good = totp.code_at(enrolled.secret, env.clock.now())
         locked = await submit(env.http, pending, code=good)
         assert locked.status_code == 429 and "Retry-After" in locked.headers
-        assert "bloqueado" in locked.text
+        assert "bloqueado durante 15 minutos" in locked.text
         # The lock shows at the password step whatever the password, so it reveals nothing about it.
         async with env.client() as other:
             response, _ = await authorize_request(other, client)
@@ -309,3 +314,25 @@ async def test_hostile_input_on_mfa_pages_changes_nothing(backend: str, database
         account = await env.services.accounts.get(user.account_id)
         assert account is not None and account.mfa_failed_attempts == 1  # a wrong code of any shape counts
         assert (await submit(env.http, pending, code=totp.code_at(enrolled.secret, env.clock.now()))).status_code == 303
+
+
+async def test_operator_resets_mfa_from_the_command_line(backend: str, database_url: str, tmp_root: Path) -> None:
+    async with mfa_env(backend, database_url, tmp_root, AUTHSERVER_MFA__MAX_FAILURES="1") as env:
+        client = await make_client(env.services)
+        user = await make_user(env.services)
+        enrolled = await enrol(env.services, user.account_id)
+        env.clock.advance(30)
+        pending = await to_second_step(env.http, client, user)
+        assert (await submit(env.http, pending, code=_wrong_code(enrolled.secret, env.clock.now()))).status_code == 429
+        environ = {**os.environ, **environ_for(backend, database_url, tmp_root)}
+        done = await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-m", "authserver", "user", "reset-mfa", user.username],
+            env=environ, capture_output=True, timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        account = await env.services.accounts.get(user.account_id)
+        assert account is not None and account.totp_enabled_at is None and account.mfa_locked_until is None
+        assert await env.services.mfa.locked_until(user.account_id) is None
+        async with env.services.sessions() as session:
+            left = (await session.scalars(select(BackupCode).where(BackupCode.account_id == user.account_id))).all()
+        assert left == []

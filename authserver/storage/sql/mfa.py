@@ -71,7 +71,10 @@ class SqlMfaStore:
             await session.execute(
                 update(Account)
                 .where(Account.account_id == account_id)
-                .values(totp_secret_encrypted=None, totp_enabled_at=None, totp_last_step=None, updated_at=now)
+                .values(
+                    totp_secret_encrypted=None, totp_enabled_at=None, totp_last_step=None, mfa_failed_attempts=0,
+                    mfa_failures_since=None, mfa_locked_until=None, updated_at=now,
+                )
             )
             await session.execute(delete(BackupCode).where(BackupCode.account_id == account_id))
 
