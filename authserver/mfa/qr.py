@@ -9,12 +9,12 @@ from __future__ import annotations
 import base64
 import io
 
-import qrcode
-import qrcode.image.svg
-from qrcode.constants import ERROR_CORRECT_M
+import qrcode  # type: ignore[import-untyped]
+import qrcode.image.svg  # type: ignore[import-untyped]
+from qrcode.constants import ERROR_CORRECT_M  # type: ignore[import-untyped]
 
 
-def _qr(data: str) -> qrcode.QRCode:  # type: ignore[type-arg]
+def _qr(data: str) -> qrcode.QRCode:
     code = qrcode.QRCode(error_correction=ERROR_CORRECT_M, box_size=8, border=4)
     code.add_data(data)
     code.make(fit=True)
@@ -24,13 +24,13 @@ def _qr(data: str) -> qrcode.QRCode:  # type: ignore[type-arg]
 def svg(data: str) -> str:
     """A standalone ``<svg>`` element (no XML declaration), safe to place inline in HTML."""
     image = _qr(data).make_image(image_factory=qrcode.image.svg.SvgPathImage)
-    text = image.to_string(encoding="unicode")
+    text = str(image.to_string(encoding="unicode"))
     start = text.find("<svg")
     return text[start:] if start >= 0 else text
 
 
 def png(data: str) -> bytes:
-    from qrcode.image.pure import PyPNGImage
+    from qrcode.image.pure import PyPNGImage  # type: ignore[import-untyped]
 
     buffer = io.BytesIO()
     _qr(data).make_image(image_factory=PyPNGImage).save(buffer)

@@ -39,7 +39,13 @@ from authserver.mfa.service import (
 from authserver.services import Services
 from authserver.storage.sql.models import Account, BrowserSession
 from authserver.web.i18n import translate
-from authserver.web.pages import error_page, render, request_locale, session_cookie, set_session_cookie
+from authserver.web.pages import (
+    error_page,
+    render,
+    request_locale,
+    session_cookie,
+    set_session_cookie,
+)
 
 log = logging.getLogger("authserver.web.mfa")
 
@@ -341,11 +347,12 @@ async def account_mfa_enrol(request: Request) -> Response:
             return RedirectResponse("/account/mfa", status_code=303)
         hidden = {"csrf": account_csrf(session_cookie(request) or "")}
         context = _context(request)
-        form: dict[str, str] | Response = {}
+        form: dict[str, str] = {}
         if request.method == "POST":
-            form = await _account_form(request)
-            if isinstance(form, Response):
-                return form
+            posted = await _account_form(request)
+            if isinstance(posted, Response):
+                return posted
+            form = posted
         enrolment = await services.mfa.start_enrolment(account, context)
         if request.method == "GET":
             return _render_enrolment(

@@ -14,7 +14,6 @@ from alembic import op
 
 import authserver.storage.sql.models
 
-
 revision: str = '56c22e58a502'
 down_revision: str | None = '1b795163e19a'
 branch_labels: str | Sequence[str] | None = None

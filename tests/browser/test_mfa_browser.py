@@ -11,27 +11,34 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlencode
 
 import httpx
 import pyotp
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
+from playwright.async_api import Browser, BrowserContext, Page, ViewportSize, async_playwright, expect
 
 from authserver.app import build_services
 from authserver.settings import load_settings
 from authserver.storage.sql.migrate import upgrade
 from tests.conftest import environ_for
-from tests.support.factories import REDIRECT_URI, AppClient, Person, make_client, make_user, pkce_pair
+from tests.support.factories import (
+    REDIRECT_URI,
+    AppClient,
+    Person,
+    make_client,
+    make_user,
+    pkce_pair,
+)
 
 pytestmark = pytest.mark.browser
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
-PHONE = {"width": 390, "height": 844}
+PHONE: ViewportSize = {"width": 390, "height": 844}
 
 
 @dataclass
@@ -61,7 +68,7 @@ async def server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Serv
         person = await make_user(services)
     finally:
         await services.engine.dispose()
-    process = subprocess.Popen(
+    process = subprocess.Popen(  # noqa: ASYNC220 - spawning is quick; we poll it asynchronously
         [sys.executable, "-m", "uvicorn", "authserver.cli:app_from_environment", "--factory",
          "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
         env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -148,7 +155,7 @@ async def test_totp_in_a_real_browser(server: Server, browser: Browser) -> None:
     await context.close()
 
     # 2. Sign in to the client with the password and the next code (the current one was spent confirming).
-    code = pyotp.TOTP(secret).at(datetime.now(timezone.utc) + timedelta(seconds=30))
+    code = pyotp.TOTP(secret).at(datetime.now(UTC) + timedelta(seconds=30))
     context = await _context(browser, "en-US")
     page = await context.new_page()
     await page.goto(_authorize_url(server))
@@ -195,7 +202,7 @@ async def test_totp_in_a_real_browser(server: Server, browser: Browser) -> None:
         await page.click("#totp-form button[type=submit]")
     await expect(page.locator("#mfa-error")).to_contain_text("bloqueado")
     await _shot(page, "7-locked")
-    await page.fill("#code", pyotp.TOTP(secret).at(datetime.now(timezone.utc) + timedelta(seconds=30)))
+    await page.fill("#code", pyotp.TOTP(secret).at(datetime.now(UTC) + timedelta(seconds=30)))
     await page.click("#totp-form button[type=submit]")
     await expect(page.locator("#mfa-error")).to_contain_text("bloqueado")
     await context.close()

@@ -8,7 +8,15 @@ from pathlib import Path
 import httpx
 
 from authserver.mfa import totp
-from tests.support.factories import ALL_SCOPES, AppClient, Person, authorize, make_client, make_user, redeem
+from tests.support.factories import (
+    ALL_SCOPES,
+    AppClient,
+    Person,
+    authorize,
+    make_client,
+    make_user,
+    redeem,
+)
 from tests.support.mfa import MfaEnv, mfa_env
 
 

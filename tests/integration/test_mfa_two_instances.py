@@ -12,8 +12,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from pathlib import Path
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -23,8 +22,23 @@ from authserver.keys.encryption import load_or_create_key_file
 from authserver.mfa import totp
 from authserver.settings import load_settings
 from authserver.storage.sql.migrate import upgrade
-from tests.conftest import RUN_ID, create_pg_database, delete_redis_prefix, drop_pg_database, environ_for, require_redis
-from tests.support.factories import REDIRECT_URI, AppClient, Person, form_field, make_client, make_user, pkce_pair
+from tests.conftest import (
+    RUN_ID,
+    create_pg_database,
+    delete_redis_prefix,
+    drop_pg_database,
+    environ_for,
+    require_redis,
+)
+from tests.support.factories import (
+    REDIRECT_URI,
+    AppClient,
+    Person,
+    form_field,
+    make_client,
+    make_user,
+    pkce_pair,
+)
 from tests.support.mfa import Enrolled, enrol
 
 
@@ -54,7 +68,7 @@ async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Clu
     processes: list[subprocess.Popen[bytes]] = []
     try:
         for port in ports:  # one after the other: the first creates the signing keys
-            process = subprocess.Popen(
+            process = subprocess.Popen(  # noqa: ASYNC220 - spawning is quick; we poll it asynchronously
                 [sys.executable, "-m", "uvicorn", "authserver.cli:app_from_environment", "--factory",
                  "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
                 env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -125,7 +139,7 @@ async def _password_on(http: httpx.AsyncClient, urls: list[str], client: AppClie
 
 def _next_code(secret: str) -> str:
     """The code of the step after the current one (inside the ±1 window; the current one was spent at enrolment)."""
-    return totp.code_at(secret, datetime.now(timezone.utc) + timedelta(seconds=30))
+    return totp.code_at(secret, datetime.now(UTC) + timedelta(seconds=30))
 
 
 async def test_a_code_used_on_one_instance_is_refused_on_the_other(
@@ -151,7 +165,7 @@ async def test_wrong_codes_spread_over_instances_lock_both(
 ) -> None:
     client, enrolled = people
     person, secrets = enrolled[1]
-    wrong = next(c for c in ("000000", "111111", "222222") if totp.matching_step(secrets.secret, c, now=datetime.now(timezone.utc), window=2) is None)
+    wrong = next(c for c in ("000000", "111111", "222222") if totp.matching_step(secrets.secret, c, now=datetime.now(UTC), window=2) is None)
     async with httpx.AsyncClient() as http:
         i, csrf = await _password_on(http, cluster.urls, client, person)
         statuses = []

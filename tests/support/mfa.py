@@ -7,7 +7,7 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -21,13 +21,21 @@ from authserver.mfa.service import Context
 from authserver.services import Services
 from authserver.settings import load_settings
 from tests.conftest import ISSUER, environ_for, fast_passwords
-from tests.support.factories import REDIRECT_URI, AppClient, Person, form_field, pkce_pair, query_of, sign_in
+from tests.support.factories import (
+    REDIRECT_URI,
+    AppClient,
+    Person,
+    form_field,
+    pkce_pair,
+    query_of,
+    sign_in,
+)
 
 
 def step_aligned_clock() -> FrozenClock:
     """A frozen clock 5 s into a TOTP step, so ±1-step arithmetic in tests is exact."""
-    now = int(datetime.now(timezone.utc).timestamp())
-    return FrozenClock(datetime.fromtimestamp(now - now % 30 + 5, tz=timezone.utc))
+    now = int(datetime.now(UTC).timestamp())
+    return FrozenClock(datetime.fromtimestamp(now - now % 30 + 5, tz=UTC))
 
 
 @dataclass
@@ -47,9 +55,11 @@ async def mfa_env(backend: str, database_url: str, tmp_root: Path, **extra_env: 
     clock = step_aligned_clock()
     settings = load_settings(environ_for(backend, database_url, tmp_root, **extra_env))
     app = create_app(settings, clock=clock, passwords=fast_passwords())
-    async with LifespanManager(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=ISSUER) as http:
-            yield MfaEnv(app, app.state.services, clock, http)
+    async with (
+        LifespanManager(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=ISSUER) as http,
+    ):
+        yield MfaEnv(app, app.state.services, clock, http)
 
 
 @dataclass
@@ -75,7 +85,7 @@ def page_secret(text: str) -> str:
 
 
 def page_backup_codes(text: str) -> list[str]:
-    block = re.search(r'<ol class="backup-codes" id="backup-codes">(.*?)</ol>', text, re.S)
+    block = re.search(r'<ol class="backup-codes" id="backup-codes">(.*?)</ol>', text, re.DOTALL)
     assert block, "no backup codes on the page"
     return re.findall(r"<code>([0-9A-Z-]+)</code>", block.group(1))
 

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pyotp
 
 from authserver.mfa import backup_codes, totp
 
-MOMENT = datetime(2026, 3, 1, 12, 0, 5, tzinfo=timezone.utc)
+MOMENT = datetime(2026, 3, 1, 12, 0, 5, tzinfo=UTC)
 
 
 def test_rfc6238_appendix_b_vector() -> None:
     # RFC 6238 Appendix B, SHA-1 secret "12345678901234567890", T = 59 s → 94287082 (8 digits); 6 digits: 287082.
     secret = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"
-    assert totp.matching_step(secret, "287082", now=datetime.fromtimestamp(59, tz=timezone.utc)) == 1
+    assert totp.matching_step(secret, "287082", now=datetime.fromtimestamp(59, tz=UTC)) == 1
 
 
 def test_accepts_one_step_either_side_and_no_more() -> None:
