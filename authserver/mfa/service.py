@@ -22,7 +22,7 @@ from authserver.keys.encryption import DecryptionError, Encryptor
 from authserver.mfa import backup_codes, totp
 from authserver.settings import MfaSettings
 from authserver.storage.sql.accounts import SqlAccountStore
-from authserver.storage.sql.mfa import SqlMfaStore
+from authserver.storage.sql.mfa import Attempt, SqlMfaStore
 from authserver.storage.sql.models import Account
 
 log = logging.getLogger("authserver.mfa")
@@ -176,19 +176,28 @@ class MfaService:
     # --- the second step ------------------------------------------------------------------------------
 
     async def verify(self, account_id: str, *, code: str, method: Method, context: Context) -> Outcome:
-        """Check a TOTP or backup code for an enrolled account, counting failures and honouring the lock."""
+        """Check a TOTP or backup code for an enrolled account, counting attempts and honouring the lock."""
         account = await self._accounts.get(account_id)
         if account is None or not is_enrolled(account):
             raise NotEnabled()
-        until = await self._store.locked_until(account_id)
-        if until is not None:
-            await self._event("mfa.verify", "failure", account_id, context, method=method, reason="locked")
-            return Outcome(False, method, "locked", until)
+        attempt = await self._begin(account_id, method, context, event="mfa.verify")
+        if not attempt.allowed:
+            return Outcome(False, method, "locked", attempt.locked_until)
+        return await self._conclude(account_id, attempt, await self._check(account, code, method), context)
+
+    async def _begin(self, account_id: str, method: Method, context: Context, *, event: str) -> Attempt:
+        settings = self.settings
+        attempt = await self._store.begin_attempt(
+            account_id, window=settings.failure_window, max_failures=settings.max_failures, lockout=settings.lockout_seconds
+        )
+        if not attempt.allowed:
+            await self._event(event, "failure", account_id, context, method=method, reason="locked")
+        return attempt
+
+    async def _check(self, account: Account, code: str, method: Method) -> Outcome:
         if method == "totp":
-            outcome = await self._check_totp(account, code)
-        else:
-            outcome = await self._check_backup_code(account_id, code)
-        return await self._conclude(account_id, outcome, context)
+            return await self._check_totp(account, code)
+        return await self._check_backup_code(account.account_id, code)
 
     async def _check_totp(self, account: Account, code: str) -> Outcome:
         assert account.totp_secret_encrypted is not None
@@ -215,7 +224,7 @@ class MfaService:
             return Outcome(False, "backup_code", "invalid")
         return Outcome(True, "backup_code", backup_codes_remaining=len(rows) - 1)
 
-    async def _conclude(self, account_id: str, outcome: Outcome, context: Context) -> Outcome:
+    async def _conclude(self, account_id: str, attempt: Attempt, outcome: Outcome, context: Context) -> Outcome:
         if outcome.ok:
             await self._store.clear_failures(account_id)
             await self._event("mfa.verify", "success", account_id, context, method=outcome.method)
@@ -225,19 +234,16 @@ class MfaService:
                 )
             return outcome
         settings = self.settings
-        verdict = await self._store.record_failure(
-            account_id, window=settings.failure_window, max_failures=settings.max_failures, lockout=settings.lockout_seconds
+        locked_until = await self._store.fail_attempt(
+            account_id, attempt, max_failures=settings.max_failures, lockout=settings.lockout_seconds
         )
         await self._event(
             "mfa.verify", "failure", account_id, context, method=outcome.method, reason=outcome.reason,
-            attempts=verdict.attempts,
+            attempts=attempt.number,
         )
-        if verdict.just_locked:
-            await self._event(
-                "mfa.lock", "locked", account_id, context,
-                until=verdict.locked_until.isoformat() if verdict.locked_until else None,
-            )
-            return Outcome(False, outcome.method, "locked", verdict.locked_until)
+        if locked_until is not None:
+            await self._event("mfa.lock", "locked", account_id, context, until=locked_until.isoformat())
+            return Outcome(False, outcome.method, "locked", locked_until)
         return outcome
 
     # --- managing --------------------------------------------------------------------------------------
@@ -257,15 +263,13 @@ class MfaService:
         account = await self._accounts.get(account_id)
         if account is None or not is_enrolled(account):
             raise NotEnabled()
-        until = await self._store.locked_until(account_id)
-        if until is not None:
-            await self._event("mfa.disable", "failure", account_id, context, reason="locked")
-            return Outcome(False, method, "locked", until)
+        attempt = await self._begin(account_id, method, context, event="mfa.disable")
+        if not attempt.allowed:
+            return Outcome(False, method, "locked", attempt.locked_until)
         if not await self._passwords.verify(account.password_hash, password):
-            outcome = await self._conclude(account_id, Outcome(False, method, "bad_password"), context)
-            await self._event("mfa.disable", "failure", account_id, context, reason=outcome.reason)
-            return outcome
-        outcome = await self.verify(account_id, code=code, method=method, context=context)
+            outcome = await self._conclude(account_id, attempt, Outcome(False, method, "bad_password"), context)
+        else:
+            outcome = await self._conclude(account_id, attempt, await self._check(account, code, method), context)
         if not outcome.ok:
             await self._event("mfa.disable", "failure", account_id, context, reason=outcome.reason)
             return outcome

@@ -336,3 +336,48 @@ async def test_operator_resets_mfa_from_the_command_line(backend: str, database_
         async with env.services.sessions() as session:
             left = (await session.scalars(select(BackupCode).where(BackupCode.account_id == user.account_id))).all()
         assert left == []
+
+
+async def test_parallel_guesses_cannot_outrun_the_lock(backend: str, database_url: str, tmp_root: Path) -> None:
+    async with mfa_env(backend, database_url, tmp_root) as env:
+        client = await make_client(env.services)
+        user = await make_user(env.services)
+        enrolled = await enrol(env.services, user.account_id)
+        env.clock.advance(30)
+        pending = await to_second_step(env.http, client, user)
+        wrong = _wrong_code(enrolled.secret, env.clock.now())
+        answers = await asyncio.gather(*(submit(env.http, pending, code=wrong) for _ in range(12)))
+        statuses = sorted(a.status_code for a in answers)
+        # Attempts are numbered before any code is checked: exactly max_failures - 1 plain refusals.
+        assert statuses == [401] * 4 + [429] * 8
+        async with env.services.sessions() as session:
+            checked = (
+                await session.scalars(
+                    select(SecurityEvent).where(
+                        SecurityEvent.account_id == user.account_id, SecurityEvent.event == "mfa.verify",
+                        SecurityEvent.outcome == "failure",
+                    )
+                )
+            ).all()
+        assert sum(1 for e in checked if e.details.get("reason") == "invalid") == 5
+
+
+async def test_max_age_asks_for_both_factors_again(backend: str, database_url: str, tmp_root: Path) -> None:
+    async with mfa_env(backend, database_url, tmp_root) as env:
+        client = await make_client(env.services)
+        user = await make_user(env.services)
+        enrolled = await enrol(env.services, user.account_id)
+        env.clock.advance(30)
+        pending = await to_second_step(env.http, client, user)
+        await follow_to_client(env.http, await submit(env.http, pending, code=totp.code_at(enrolled.secret, env.clock.now())))
+        env.clock.advance(120)
+        response, _ = await authorize_request(env.http, client, extra={"max_age": "60"})
+        assert response.headers["location"].startswith("/login")
+        after_password = await sign_in(env.http, response.headers["location"], user)
+        assert after_password.headers["location"].startswith("/mfa?i=")
+        page = await env.http.get(after_password.headers["location"])
+        again = await env.http.post(
+            "/mfa", data={"i": form_field(page.text, "i"), "csrf": form_field(page.text, "csrf"), "code": totp.code_at(enrolled.secret, env.clock.now())}
+        )
+        params = await follow_to_client(env.http, again)
+        assert "code" in params

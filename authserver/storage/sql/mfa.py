@@ -3,7 +3,8 @@
 Every check-and-act is one conditional UPDATE, so it holds across processes and instances:
 - a TOTP step is claimed with ``… WHERE totp_last_step IS NULL OR totp_last_step < :step`` (replay);
 - a backup code with ``… WHERE used_at IS NULL`` (single use);
-- failures are counted, and the lock set, by one UPDATE … RETURNING on the account row.
+- each attempt is numbered (and refused once locked) by one UPDATE … RETURNING on the account row,
+  *before* the code is checked, so parallel guesses cannot all slip in before the first failure lands.
 """
 
 from __future__ import annotations
@@ -20,11 +21,15 @@ from authserver.storage.sql.models import Account, BackupCode, UTCDateTime
 
 
 @dataclass(frozen=True)
-class FailureVerdict:
-    attempts: int
+class Attempt:
+    """A reserved second-factor attempt: its number in the window, or the lock that refused it."""
+
+    number: int
     locked_until: datetime | None
-    # True when this failure is the one that set the lock.
-    just_locked: bool
+
+    @property
+    def allowed(self) -> bool:
+        return self.locked_until is None
 
 
 class SqlMfaStore:
@@ -101,40 +106,58 @@ class SqlMfaStore:
             )
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
-    # --- failures and the lock ----------------------------------------------------------------------
+    # --- attempts and the lock -----------------------------------------------------------------------
 
-    async def record_failure(self, account_id: str, *, window: int, max_failures: int, lockout: int) -> FailureVerdict:
-        """Count one wrong code in the current window; the ``max_failures``-th sets the lock."""
+    async def begin_attempt(self, account_id: str, *, window: int, max_failures: int, lockout: int) -> Attempt:
+        """Reserve one attempt before any code is checked (so parallel requests cannot outrun the count).
+
+        One UPDATE … RETURNING numbers the attempts of the current window; past ``max_failures`` (only
+        reachable by parallel requests) the attempt is refused and the lock set. A locked account gets no number.
+        """
         now = self._clock.now()
         now_value = literal(now, type_=UTCDateTime())
+        unlocked = or_(Account.mfa_locked_until.is_(None), Account.mfa_locked_until <= now_value)
         fresh_window = or_(
             Account.mfa_failures_since.is_(None),
             Account.mfa_failures_since <= literal(now - timedelta(seconds=window), type_=UTCDateTime()),
         )
-        attempts = case((fresh_window, 1), else_=Account.mfa_failed_attempts + 1)
         async with self._sessions.begin() as session:
-            row = (
-                await session.execute(
-                    update(Account)
-                    .where(Account.account_id == account_id)
-                    .values(
-                        mfa_failed_attempts=attempts,
-                        mfa_failures_since=case((fresh_window, now_value), else_=Account.mfa_failures_since),
-                    )
-                    .returning(Account.mfa_failed_attempts, Account.mfa_locked_until)
+            number = await session.scalar(
+                update(Account)
+                .where(Account.account_id == account_id, unlocked)
+                .values(
+                    mfa_failed_attempts=case((fresh_window, 1), else_=Account.mfa_failed_attempts + 1),
+                    mfa_failures_since=case((fresh_window, now_value), else_=Account.mfa_failures_since),
                 )
-            ).one()
-            count, locked_until = int(row[0]), row[1]
-            if count >= max_failures:
-                locked_until = now + timedelta(seconds=lockout)
-                # The lock starts a new window: after it ends, the full allowance returns.
-                await session.execute(
-                    update(Account)
-                    .where(Account.account_id == account_id)
-                    .values(mfa_locked_until=locked_until, mfa_failed_attempts=0, mfa_failures_since=None)
+                .returning(Account.mfa_failed_attempts)
+            )
+        if number is None:
+            return Attempt(0, await self.locked_until(account_id))
+        if int(number) > max_failures:
+            return Attempt(int(number), await self._lock(account_id, lockout))
+        return Attempt(int(number), None)
+
+    async def fail_attempt(self, account_id: str, attempt: Attempt, *, max_failures: int, lockout: int) -> datetime | None:
+        """The reserved attempt failed; the ``max_failures``-th sets the lock (returns its end)."""
+        if attempt.number >= max_failures:
+            return await self._lock(account_id, lockout)
+        return None
+
+    async def _lock(self, account_id: str, lockout: int) -> datetime | None:
+        now = self._clock.now()
+        until = now + timedelta(seconds=lockout)
+        now_value = literal(now, type_=UTCDateTime())
+        async with self._sessions.begin() as session:
+            # The lock starts a new window: after it ends, the full allowance returns.
+            await session.execute(
+                update(Account)
+                .where(
+                    Account.account_id == account_id,
+                    or_(Account.mfa_locked_until.is_(None), Account.mfa_locked_until <= now_value),
                 )
-                return FailureVerdict(count, _aware(locked_until), True)
-        return FailureVerdict(count, _aware(locked_until), False)
+                .values(mfa_locked_until=until, mfa_failed_attempts=0, mfa_failures_since=None)
+            )
+        return await self.locked_until(account_id)
 
     async def locked_until(self, account_id: str) -> datetime | None:
         """The end of a lock still in force, or None."""
@@ -146,9 +169,7 @@ class SqlMfaStore:
     async def clear_failures(self, account_id: str) -> None:
         async with self._sessions.begin() as session:
             await session.execute(
-                update(Account)
-                .where(Account.account_id == account_id, Account.mfa_failed_attempts != 0)
-                .values(mfa_failed_attempts=0, mfa_failures_since=None)
+                update(Account).where(Account.account_id == account_id).values(mfa_failed_attempts=0, mfa_failures_since=None)
             )
 
     # --- backup codes ----------------------------------------------------------------------------------
