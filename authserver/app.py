@@ -24,6 +24,7 @@ from authserver.housekeeping import purge_periodically
 from authserver.interaction.policy import InteractionStore
 from authserver.keys.encryption import Encryptor, load_or_create_key_file
 from authserver.keys.keystore import KeyStore
+from authserver.mfa.service import MfaService
 from authserver.middleware.body_limit import BodyLimitMiddleware
 from authserver.middleware.request_id import RequestIdMiddleware
 from authserver.middleware.security_headers import SecurityHeadersMiddleware
@@ -36,6 +37,7 @@ from authserver.storage.sql.accounts import SqlAccountStore
 from authserver.storage.sql.clients import SqlClientStore
 from authserver.storage.sql.engine import create_engine, create_sessionmaker
 from authserver.storage.sql.lifecycle import SqlLifecycleStore
+from authserver.storage.sql.mfa import SqlMfaStore
 from authserver.storage.sql.sessions import SqlConsentStore, SqlSessionStore
 from authserver.storage.sql.tokens import SqlTokenStore
 from authserver.tokens.jwt import TokenSigner
@@ -60,16 +62,18 @@ def build_services(settings: Settings, *, clock: Clock | None = None, passwords:
     engine = create_engine(settings.database)
     sessions = create_sessionmaker(engine)
     encryptor = create_encryptor(settings)
-    cache = create_cache(settings.cache.url, key_prefix=settings.cache.key_prefix, timeout=settings.cache.timeout)
-    tokens = SqlTokenStore(sessions, clock)
-    lifecycle = SqlLifecycleStore(sessions, clock)
-    keys = KeyStore(sessions, clock, encryptor, algs=tuple(dict.fromkeys((settings.tokens.signing_alg, "ES256", "RS256"))))
     cache: Cache = create_cache(settings.cache.url, key_prefix=settings.cache.key_prefix, timeout=settings.cache.timeout)
     chaos = settings.chaos
     if chaos.enabled:
         log.warning("fault injection is ON: %s", chaos)
         inject_database_faults(engine, latency_ms=chaos.database_latency_ms, error_rate=chaos.database_error_rate)
         cache = FaultyCache(cache, latency_ms=chaos.cache_latency_ms, error_rate=chaos.cache_error_rate)
+    tokens = SqlTokenStore(sessions, clock)
+    lifecycle = SqlLifecycleStore(sessions, clock)
+    accounts = SqlAccountStore(sessions, clock)
+    passwords = passwords or Passwords()
+    events = SecurityEvents(sessions, clock)
+    keys = KeyStore(sessions, clock, encryptor, algs=tuple(dict.fromkeys((settings.tokens.signing_alg, "ES256", "RS256"))))
     return Services(
         settings=settings,
         clock=clock,
@@ -78,7 +82,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, passwords:
         cache=cache,
         encryptor=encryptor,
         clients=SqlClientStore(sessions, clock),
-        accounts=SqlAccountStore(sessions, clock),
+        accounts=accounts,
         tokens=tokens,
         browser_sessions=SqlSessionStore(
             sessions, clock, ttl=settings.login.session_ttl, idle_ttl=settings.login.session_idle_ttl
@@ -86,11 +90,15 @@ def build_services(settings: Settings, *, clock: Clock | None = None, passwords:
         consents=SqlConsentStore(sessions, clock),
         keys=keys,
         signer=TokenSigner(keys, issuer=settings.server.issuer, clock=clock, default_alg=settings.tokens.signing_alg),
-        passwords=passwords or Passwords(),
-        events=SecurityEvents(sessions, clock),
+        passwords=passwords,
+        events=events,
         lifecycle=lifecycle,
         revocations=Revocations(
             store=lifecycle, tokens=tokens, cache=cache, clock=clock, default_access_ttl=settings.tokens.access_token_ttl
+        ),
+        mfa=MfaService(
+            store=SqlMfaStore(sessions, clock), accounts=accounts, encryptor=encryptor, passwords=passwords,
+            events=events, clock=clock, settings=settings.mfa,
         ),
     )
 

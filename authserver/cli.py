@@ -273,6 +273,21 @@ def cmd_purge(args: argparse.Namespace) -> int:
         }
 
     _print(asyncio.run(_with_services(_settings(args), action)), args.json)
+
+
+def cmd_user_reset_mfa(args: argparse.Namespace) -> int:
+    """For a person who lost both the phone and the backup codes, after checking who they are out of band."""
+
+    async def action(services: Any) -> None:
+        from authserver.mfa.service import Context
+
+        account = await services.accounts.get_by_username(args.username)
+        if account is None:
+            raise SystemExit(f"no user {args.username}")
+        await services.mfa.reset(account.account_id, Context(extra={"channel": "cli"}))
+
+    asyncio.run(_with_services(_settings(args), action))
+    print("second factor removed; the user signs in with the password (and enrols again if required)")
     return 0
 
 
@@ -347,6 +362,9 @@ def build_parser() -> argparse.ArgumentParser:
     purge = commands.add_parser("purge", help="delete expired codes, tokens, sessions and deny-list entries")
     purge.add_argument("--json", action="store_true")
     purge.set_defaults(func=cmd_purge)
+    resetmfa = user.add_parser("reset-mfa", help="remove a user's TOTP and backup codes and lift the MFA lock")
+    resetmfa.add_argument("username")
+    resetmfa.set_defaults(func=cmd_user_reset_mfa)
     return parser
 
 

@@ -10,9 +10,9 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from authserver.endpoints import health, introspection, jwks, revocation, token, userinfo
+from authserver.endpoints import health, introspection, jwks, mfa_api, revocation, token, userinfo
 from authserver.endpoints.authorize import authorize
-from authserver.web import logout, views
+from authserver.web import logout, mfa_views, views
 
 # Endpoints that answer a wrong method themselves, with the error their channel expects.
 ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
@@ -34,6 +34,16 @@ def build_routes(metadata: Callable[[Request], Awaitable[Response]]) -> list[Rou
         Route("/logout", logout.logout, methods=ANY_METHOD, name="end_session"),
         Route("/account/sessions", logout.account_sessions, methods=ANY_METHOD, name="account_sessions"),
         Route("/account", views.account, methods=["GET"], name="account"),
+        Route("/mfa", mfa_views.mfa_prompt, methods=ANY_METHOD, name="mfa"),
+        Route("/mfa/enrol", mfa_views.mfa_enrol, methods=ANY_METHOD, name="mfa_enrol"),
+        Route("/account/mfa", mfa_views.account_mfa, methods=["GET"], name="account_mfa"),
+        Route("/account/mfa/enrol", mfa_views.account_mfa_enrol, methods=ANY_METHOD, name="account_mfa_enrol"),
+        Route("/account/mfa/backup-codes", mfa_views.account_mfa_backup_codes, methods=ANY_METHOD, name="account_mfa_backup_codes"),
+        Route("/account/mfa/disable", mfa_views.account_mfa_disable, methods=ANY_METHOD, name="account_mfa_disable"),
+        Route("/api/me/mfa", mfa_api.mfa_status, methods=ANY_METHOD, name="api_mfa_status"),
+        Route("/api/me/mfa/totp", mfa_api.totp, methods=ANY_METHOD, name="api_mfa_totp"),
+        Route("/api/me/mfa/totp/confirm", mfa_api.totp_confirm, methods=ANY_METHOD, name="api_mfa_totp_confirm"),
+        Route("/api/me/mfa/backup-codes/regenerate", mfa_api.regenerate_backup_codes, methods=ANY_METHOD, name="api_mfa_backup_codes"),
         Route("/healthz", health.healthz, methods=["GET"], name="healthz"),
         Route("/readyz", health.readyz, methods=["GET"], name="readyz"),
         Mount("/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"), name="static"),

@@ -11,6 +11,7 @@ from authserver.clock import Clock
 from authserver.events import SecurityEvents
 from authserver.keys.encryption import Encryptor
 from authserver.keys.keystore import KeyStore
+from authserver.mfa.service import MfaService
 from authserver.settings import Settings
 from authserver.storage.cache import Cache
 from authserver.storage.sql.accounts import SqlAccountStore
@@ -42,3 +43,4 @@ class Services:
     # Token lifecycle (docs/token-lifecycle.md): deny list, family/session revocation, erasure, purge.
     lifecycle: SqlLifecycleStore
     revocations: Revocations
+    mfa: MfaService

@@ -114,7 +114,7 @@ class TokenSettings:
     scopes: list[str] = field(
         default_factory=lambda: [
             "openid", "profile", "email", "offline_access",
-            "read:stations", "read:levels", "read:alerts", "write:alerts",
+            "read:stations", "read:levels", "read:alerts", "write:alerts", "mfa:manage",
         ]
     )
 
@@ -157,6 +157,21 @@ class LifecycleSettings:
 
 
 @dataclass(frozen=True)
+class MfaSettings:
+    # Issuer shown in authenticator apps (the otpauth:// URI's issuer and label prefix).
+    issuer: str = "CMIPRO"
+    # Roles whose members must use a second factor for every client (they enrol at their next sign-in).
+    required_roles: list[str] = field(default_factory=lambda: ["admin"])
+    # Wrong second-factor codes allowed per account within `failure_window` seconds before the lock.
+    max_failures: int = 5
+    failure_window: int = 900
+    # How long, in seconds, the second step stays locked once `max_failures` is reached.
+    lockout_seconds: int = 900
+    # How many backup codes are issued at enrolment and on regeneration.
+    backup_code_count: int = 10
+
+
+@dataclass(frozen=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
@@ -166,6 +181,7 @@ class Settings:
     login: LoginSettings = field(default_factory=LoginSettings)
     chaos: ChaosSettings = field(default_factory=ChaosSettings)
     lifecycle: LifecycleSettings = field(default_factory=LifecycleSettings)
+    mfa: MfaSettings = field(default_factory=MfaSettings)
 
     @property
     def cookie_secure(self) -> bool:
@@ -310,6 +326,14 @@ def validate(settings: Settings) -> None:
         raise SettingsError("setting database.url: sqlite+aiosqlite:// or postgresql+asyncpg://")
     if security.encryption_keys and security.active_encryption_key not in security.encryption_keys:
         raise SettingsError("setting security.active_encryption_key: must name one of security.encryption_keys")
+    mfa = settings.mfa
+    if not mfa.issuer or ":" in mfa.issuer or len(mfa.issuer) > 64:
+        raise SettingsError("setting mfa.issuer: 1-64 characters, no colon")
+    for name in ("max_failures", "failure_window", "lockout_seconds"):
+        if getattr(mfa, name) < 1:
+            raise SettingsError(f"setting mfa.{name}: must be at least 1")
+    if not 1 <= mfa.backup_code_count <= 20:
+        raise SettingsError("setting mfa.backup_code_count: between 1 and 20")
     if server.workers > 1 and settings.cache.url.startswith("memory://"):
         raise SettingsError("setting server.workers: several workers need a shared cache (cache.url = redis://…)")
     chaos = settings.chaos

@@ -175,7 +175,11 @@ async def continue_flow(
     """Show the next prompt, or issue the code and send the person back to the client."""
     now = services.clock.now()
     consented = await services.consents.granted_scopes(session.account_id, client.client_id) if session else set()
-    prompt = next_prompt(auth_request, client, session, consented_scopes=consented, interaction=interaction, now=now)
+    account = await services.accounts.get(session.account_id) if session else None
+    prompt = next_prompt(
+        auth_request, client, session, consented_scopes=consented, interaction=interaction, now=now,
+        account=account, mfa_roles=services.mfa.required_roles(),
+    )
     interactions: InteractionStore = request.app.state.interactions
     if prompt is not None:
         if "none" in auth_request.prompt:

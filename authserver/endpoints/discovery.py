@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from authserver.keys.keystore import SUPPORTED_ALGS
+from authserver.mfa.service import ACR_MFA, ACR_PASSWORD
 from authserver.settings import Settings
 
 
@@ -44,6 +45,7 @@ def build_metadata(settings: Settings, grant_types: list[str]) -> dict[str, Any]
         "request_uri_parameter_supported": False,
         "prompt_values_supported": ["none", "login", "consent"],
         "ui_locales_supported": ["es", "en"],
+        "acr_values_supported": [ACR_PASSWORD, ACR_MFA],
         "claim_types_supported": ["normal"],
     }
 

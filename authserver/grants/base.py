@@ -14,7 +14,7 @@ from authserver.storage.sql.clients import ClientInfo
 from authserver.storage.sql.models import Account
 
 # Scopes that only make sense with a person behind the token.
-USER_SCOPES = frozenset({"openid", "profile", "email", "offline_access"})
+USER_SCOPES = frozenset({"openid", "profile", "email", "offline_access", "mfa:manage"})
 
 
 class TokenGrant(Protocol):

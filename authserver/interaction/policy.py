@@ -1,4 +1,4 @@
-"""The authorization request, the pending interaction, and the prompts it must pass: login, then consent.
+"""The authorization request, the pending interaction, and the prompts it must pass: login, mfa, consent.
 
 Like node-oidc-provider's interaction policy, each prompt is a list of named checks; the first prompt
 with a failing check is what the person is shown next (or, with ``prompt=none``, the error returned).
@@ -13,10 +13,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from authserver.errors import ConsentRequired, LoginRequired, OAuthError
+from authserver.errors import ConsentRequired, InteractionRequired, LoginRequired, OAuthError
+from authserver.mfa.service import MFA_ACR_VALUES, is_enrolled
 from authserver.storage.cache import Cache
 from authserver.storage.sql.clients import ClientInfo
-from authserver.storage.sql.models import BrowserSession
+from authserver.storage.sql.models import Account, BrowserSession
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,8 @@ class Interaction:
     # Where to go after sign-in when there is no authorization request (the account pages).
     return_to: str | None = None
     consent_given: bool = False
+    # Password verified for this account, second factor not yet: no session exists until it is.
+    pending_account_id: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -92,7 +95,7 @@ class InteractionStore:
 
 @dataclass(frozen=True)
 class Prompt:
-    name: str  # "login" or "consent"
+    name: str  # "login", "mfa" or "consent"
     reasons: list[str]
 
 
@@ -104,11 +107,16 @@ def next_prompt(
     consented_scopes: set[str],
     interaction: Interaction | None,
     now: datetime,
+    account: Account | None = None,
+    mfa_roles: frozenset[str] = frozenset(),
 ) -> Prompt | None:
     """The first prompt the request still needs, or None when a code can be issued."""
     reasons = _login_reasons(request, session, interaction, now)
     if reasons:
         return Prompt("login", reasons)
+    reasons = _mfa_reasons(request, client, session, account, mfa_roles)
+    if reasons:
+        return Prompt("mfa", reasons)
     reasons = _consent_reasons(request, client, consented_scopes, interaction)
     if reasons:
         return Prompt("consent", reasons)
@@ -130,6 +138,31 @@ def _login_reasons(
     return reasons
 
 
+def _mfa_reasons(
+    request: AuthorizationRequest,
+    client: ClientInfo,
+    session: BrowserSession | None,
+    account: Account | None,
+    mfa_roles: frozenset[str],
+) -> list[str]:
+    """Why the session still needs a second factor; ``not_enrolled`` last when enrolment must come first."""
+    if session is None or account is None or "mfa" in session.amr:
+        return []
+    enrolled = is_enrolled(account)
+    reasons = []
+    if enrolled:
+        reasons.append("enrolled")  # whoever has enrolled always signs in with it
+    if client.require_mfa:
+        reasons.append("client_requires_mfa")
+    if set(account.roles) & mfa_roles:
+        reasons.append("role_requires_mfa")
+    if set(request.acr_values) & MFA_ACR_VALUES:
+        reasons.append("acr_values")
+    if reasons and not enrolled:
+        reasons.append("not_enrolled")
+    return reasons
+
+
 def _consent_reasons(
     request: AuthorizationRequest, client: ClientInfo, consented_scopes: set[str], interaction: Interaction | None
 ) -> list[str]:
@@ -148,4 +181,6 @@ def _consent_reasons(
 def prompt_none_error(prompt: Prompt) -> OAuthError:
     if prompt.name == "login":
         return LoginRequired("The user is not signed in.")
+    if prompt.name == "mfa":
+        return InteractionRequired("A second authentication factor is required.")
     return ConsentRequired("The user has not consented to this client.")

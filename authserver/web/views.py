@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import math
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -12,6 +13,7 @@ from authserver.endpoints._http import UNAVAILABLE_ERRORS, query, read_form
 from authserver.endpoints.authorize import RedirectError, continue_flow, error_redirect
 from authserver.errors import AccessDenied, OAuthError
 from authserver.interaction.policy import Interaction, InteractionStore
+from authserver.mfa.service import ACR_PASSWORD, is_enrolled
 from authserver.services import Services
 from authserver.web.i18n import translate
 from authserver.web.pages import (
@@ -74,6 +76,23 @@ async def login(request: Request) -> Response:
         password = form.get("password", "")
         account = await services.accounts.get_by_username(username) if username else None
         ok = await services.passwords.verify(account.password_hash if account else None, password)
+        if account is not None and is_enrolled(account):
+            # A locked second step is announced whatever the password was, so the lock reveals nothing about it.
+            locked_until = await services.mfa.locked_until(account.account_id)
+            if locked_until is not None:
+                await services.events.record(
+                    "login", "failure", account_id=account.account_id,
+                    client_id=interaction.request.client_id if interaction.request else None,
+                    ip=_client_ip(request), user_agent=request.headers.get("user-agent"),
+                    reason="mfa_locked", password_ok=ok,
+                )
+                minutes = max(1, math.ceil((locked_until - services.clock.now()).total_seconds() / 60))
+                return render(
+                    request, "login.html", locale=locale, status_code=429,
+                    interaction_id=interaction.interaction_id, csrf=interaction.csrf,
+                    client_name=await _client_name(services, interaction), username=username,
+                    error=translate(locale, "mfa.locked", minutes=minutes),
+                )
         if not ok or account is None or account.disabled_at is not None:
             await services.events.record(
                 "login", "failure", account_id=account.account_id if account else None,
@@ -89,10 +108,26 @@ async def login(request: Request) -> Response:
             )
         if account.password_hash and services.passwords.needs_rehash(account.password_hash):
             await services.accounts.set_password_hash(account.account_id, await services.passwords.hash(password))
+        if is_enrolled(account):
+            # Password verified; no session until the second factor (an `amr: ["pwd"]` session would be too weak).
+            interaction.pending_account_id = account.account_id
+            await request.app.state.interactions.save(interaction)
+            await services.events.record(
+                "login", "pending_mfa", account_id=account.account_id,
+                client_id=interaction.request.client_id if interaction.request else None,
+                ip=_client_ip(request), user_agent=request.headers.get("user-agent"), next="mfa",
+            )
+            return RedirectResponse(
+                f"/mfa?i={interaction.interaction_id}", status_code=303, headers={"Cache-Control": "no-store"}
+            )
+        if interaction.pending_account_id is not None:
+            interaction.pending_account_id = None
+            await request.app.state.interactions.save(interaction)
         cookie, _ = await services.browser_sessions.create(
             account.account_id,
             auth_time=services.clock.now(),
             amr=["pwd"],
+            acr=ACR_PASSWORD,
             user_agent=request.headers.get("user-agent"),
             ip=_client_ip(request),
             replaces=session_cookie(request),

@@ -114,6 +114,11 @@ class Account(Base):
     totp_enabled_at: Mapped[datetime | None] = mapped_column(default=None)
     # Last accepted TOTP time step: a code of this step or earlier is refused (replay).
     totp_last_step: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    # Wrong second-factor codes in the current window, when that window began, and the lock verdict:
+    # kept here (not in Redis) so a cache outage or flush never reopens guessing (SPEC ).
+    mfa_failed_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    mfa_failures_since: Mapped[datetime | None] = mapped_column(default=None)
+    mfa_locked_until: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     disabled_at: Mapped[datetime | None] = mapped_column(default=None)
