@@ -273,6 +273,7 @@ def cmd_purge(args: argparse.Namespace) -> int:
         }
 
     _print(asyncio.run(_with_services(_settings(args), action)), args.json)
+    return 0
 
 
 def cmd_user_reset_mfa(args: argparse.Namespace) -> int:
