@@ -24,6 +24,8 @@ from authserver.tokens.opaque import CLIENT_SECRET_PREFIX, digest, new_id, new_s
 CLIENT_TYPES = ("confidential", "public")
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
+# Algorithms the key store always holds a key for (authserver.keys.keystore.SUPPORTED_ALGS).
+SIGNING_ALGS = ("ES256", "RS256")
 
 
 @dataclass(frozen=True)
@@ -187,6 +189,8 @@ class SqlClientStore:
             raise ValueError(f"unknown grant type(s): {sorted(unknown)}")
         if client_type == "public" and "client_credentials" in grant_types:
             raise ValueError("client_credentials is for confidential clients only")
+        if signing_alg is not None and signing_alg not in SIGNING_ALGS:
+            raise ValueError(f"signing_alg must be one of {SIGNING_ALGS}")
         if "authorization_code" in grant_types and not redirect_uris:
             raise ValueError("authorization_code needs at least one redirect URI")
         now = self._clock.now()
