@@ -102,6 +102,8 @@ async def login(request: Request) -> Response:
             client_id=interaction.request.client_id if interaction.request else None,
             ip=_client_ip(request), user_agent=request.headers.get("user-agent"), amr=["pwd"],
         )
+        interaction.signed_in = True
+        await request.app.state.interactions.save(interaction)
         target = f"/authorize/resume?i={interaction.interaction_id}" if interaction.request else (interaction.return_to or "/")
         response = RedirectResponse(target, status_code=303, headers={"Cache-Control": "no-store"})
         set_session_cookie(response, services.settings, cookie)
