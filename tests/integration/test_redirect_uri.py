@@ -150,3 +150,29 @@ async def test_code_is_bound_to_the_redirect_uri(http: httpx.AsyncClient, servic
         response = await http.post("/token", data=token | wrong, auth=auth)
         assert response.status_code == 400 and response.json()["error"] == "invalid_grant"
     assert (await http.post("/token", data=token | {"redirect_uri": other}, auth=auth)).status_code == 200
+
+
+async def test_plain_oauth_may_omit_redirect_uri_in_both_requests(http: httpx.AsyncClient, services: Services) -> None:
+    """RFC 6749 §4.1.3: redirect_uri at the token endpoint is required only if it was in the authorization request."""
+    client = await make_client(services)
+    user = await make_user(services)
+    verifier, challenge = pkce_pair()
+    params = auth_params(client.client_id, challenge, scope="read:levels")
+    del params["redirect_uri"]
+    done = await sign_in(http, location(await http.get("/authorize", params=params)), user)
+    code = query_of(location(await http.get(location(done))))["code"]
+    token = {"grant_type": "authorization_code", "code": code, "code_verifier": verifier}
+    response = await http.post("/token", data=token, auth=(client.client_id, str(client.secret)))
+    assert response.status_code == 200, response.text
+
+
+async def test_openid_code_always_needs_the_redirect_uri(http: httpx.AsyncClient, services: Services) -> None:
+    client = await make_client(services)
+    user = await make_user(services)
+    verifier, challenge = pkce_pair()
+    done = await sign_in(http, location(await http.get("/authorize", params=auth_params(client.client_id, challenge))), user)
+    code = query_of(location(await http.get(location(done))))["code"]
+    token = {"grant_type": "authorization_code", "code": code, "code_verifier": verifier}
+    auth = (client.client_id, str(client.secret))
+    assert (await http.post("/token", data=token, auth=auth)).json()["error"] == "invalid_grant"
+    assert (await http.post("/token", data=token | {"redirect_uri": REDIRECT_URI}, auth=auth)).status_code == 200
