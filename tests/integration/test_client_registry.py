@@ -8,10 +8,10 @@ from authserver.services import Services
 from tests.support.factories import make_client
 
 
-@pytest.mark.parametrize("client_id", ["a:b", "a+b", "a b", "a%3Ab", "é", "", "x" * 65, "a/b", "a\x00b"])
-async def test_client_ids_outside_the_unreserved_set_are_refused(services: Services, client_id: str) -> None:
-    with pytest.raises(ValueError, match="client_id"):
-        await make_client(services, client_id=client_id)
+async def test_client_ids_outside_the_unreserved_set_are_refused(services: Services) -> None:
+    for client_id in ["a:b", "a+b", "a b", "a%3Ab", "é", "", "x" * 65, "a/b", "a\x00b"]:
+        with pytest.raises(ValueError, match="client_id"):
+            await make_client(services, client_id=client_id)
 
 
 async def test_unreserved_client_ids_are_accepted(services: Services) -> None:

@@ -42,9 +42,7 @@ def assert_json_error(response: httpx.Response, status: int, error: str) -> None
 # --- browser endpoints ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "query",
-    [
+MALFORMED_QUERIES = [
         "",
         "client_id=%ff",
         "client_id=a%00b",
@@ -54,13 +52,15 @@ def assert_json_error(response: httpx.Response, status: int, error: str) -> None
         "%ff=1",
         "&&&==&",
         "a=" + "&a=".join("1" for _ in range(200)),
-    ],
-)
+    ]
+
+
 @pytest.mark.parametrize("path", BROWSER_ENDPOINTS)
-async def test_malformed_queries_on_browser_endpoints_are_error_pages(http: httpx.AsyncClient, path: str, query: str) -> None:
-    response = await http.get(f"{path}?{query}" if query else path)
-    assert_page(response)
-    assert response.headers["content-type"].startswith("text/html")
+async def test_malformed_queries_on_browser_endpoints_are_error_pages(http: httpx.AsyncClient, path: str) -> None:
+    for query in MALFORMED_QUERIES:
+        response = await http.get(f"{path}?{query}" if query else path)
+        assert_page(response)
+        assert response.headers["content-type"].startswith("text/html"), query
 
 
 @pytest.mark.parametrize("path", BROWSER_ENDPOINTS)
@@ -71,10 +71,14 @@ async def test_browser_endpoints_refuse_other_methods_and_bodies(http: httpx.Asy
     assert (await http.post(path, content=BIG, headers=FORM)).status_code == 413
 
 
-@pytest.mark.parametrize("value", INJECTIONS)
-async def test_injection_like_values_in_the_authorization_request(http: httpx.AsyncClient, services: Services, value: str) -> None:
+async def test_injection_like_values_in_the_authorization_request(http: httpx.AsyncClient, services: Services) -> None:
     client = await make_client(services)
     challenge = pkce_pair()[1]
+    for value in INJECTIONS:
+        await _one_injection(http, client, challenge, value)
+
+
+async def _one_injection(http: httpx.AsyncClient, client: AppClient, challenge: str, value: str) -> None:
     assert_page(await http.get("/authorize", params=auth_params(value, challenge)))
     assert_page(await http.get("/authorize", params=auth_params(client.client_id, challenge, redirect_uri=value)))
     # after the client is known, hostile values either round-trip intact (state) or are refused by redirect
@@ -187,9 +191,13 @@ async def test_token_endpoint_refuses_malformed_requests_without_consuming_the_c
     assert (await redeem(http, client, code, verifier)).status_code == 200
 
 
-@pytest.mark.parametrize("value", [v for v in INJECTIONS if "\x00" not in v] + ["ac_" + "A" * 43, "ac_", "x" * 4000])
-async def test_hostile_codes_and_refresh_tokens_are_invalid_grant(http: httpx.AsyncClient, services: Services, value: str) -> None:
+async def test_hostile_codes_and_refresh_tokens_are_invalid_grant(http: httpx.AsyncClient, services: Services) -> None:
     client = await make_client(services)
+    for value in [v for v in INJECTIONS if "\x00" not in v] + ["ac_" + "A" * 43, "ac_", "x" * 4000]:
+        await _one_hostile_secret(http, client, value)
+
+
+async def _one_hostile_secret(http: httpx.AsyncClient, client: AppClient, value: str) -> None:
     auth = (client.client_id, str(client.secret))
     code = await http.post("/token", data={"grant_type": "authorization_code", "code": value, "code_verifier": "v" * 43,
                                            "redirect_uri": "https://app.example/callback"}, auth=auth)
@@ -198,27 +206,18 @@ async def test_hostile_codes_and_refresh_tokens_are_invalid_grant(http: httpx.As
     assert_json_error(rt, 400, "invalid_grant")
 
 
-@pytest.mark.parametrize(
-    "raw_credentials",
-    [b"a\x00b:secret", b"client:sec\x00ret", b"\xff\xfe:x", b"no-colon", b":secret", b"%00:x", b"' OR 1=1 --:x", b"x" * 300 + b":y"],
-)
-async def test_hostile_basic_credentials_are_invalid_client(http: httpx.AsyncClient, raw_credentials: bytes) -> None:
-    header = "Basic " + base64.b64encode(raw_credentials).decode()
-    response = await http.post("/token", data={"grant_type": "client_credentials"}, headers={"Authorization": header})
-    assert_json_error(response, 401, "invalid_client")
-    assert response.headers["www-authenticate"].startswith("Basic")
-
-
-@pytest.mark.parametrize("header", ["Basic !!!notbase64", "Basic", "Basic  ", "Digest x", "Basic " + "QQ==" * 3000])
-async def test_malformed_authorization_headers_are_invalid_client(http: httpx.AsyncClient, header: str) -> None:
-    response = await http.post("/token", data={"grant_type": "client_credentials"}, headers={"Authorization": header})
-    assert_json_error(response, 401, "invalid_client")
-
-
-@pytest.mark.parametrize("client_id", ["", "x" * 65, "' OR 1=1 --", "%00"])
-async def test_hostile_client_ids_in_the_body(http: httpx.AsyncClient, client_id: str) -> None:
-    response = await http.post("/token", content=f"grant_type=client_credentials&client_id={client_id}&client_secret=x".encode(), headers=FORM)
-    assert response.status_code in (400, 401) and response.status_code < 500
+async def test_hostile_client_credentials_are_invalid_client(http: httpx.AsyncClient) -> None:
+    raw_credentials = [b"a\x00b:secret", b"client:sec\x00ret", b"\xff\xfe:x", b"no-colon", b":secret", b"%00:x", b"' OR 1=1 --:x",
+                       b"x" * 300 + b":y"]
+    headers = ["Basic " + base64.b64encode(raw).decode() for raw in raw_credentials]
+    headers += ["Basic !!!notbase64", "Basic", "Basic  ", "Digest x", "Bearer x", "Basic " + "QQ==" * 3000]
+    for header in headers:
+        response = await http.post("/token", data={"grant_type": "client_credentials"}, headers={"Authorization": header})
+        assert_json_error(response, 401, "invalid_client")
+        assert response.headers["www-authenticate"].startswith("Basic"), header
+    for client_id in ["", "x" * 65, "' OR 1=1 --", "a%3Ab", "%ff"]:
+        response = await http.post("/token", content=f"grant_type=client_credentials&client_id={client_id}&client_secret=x".encode(), headers=FORM)
+        assert response.status_code in (400, 401), (client_id, response.status_code)
 
 
 # --- userinfo, jwks, discovery -----------------------------------------------------------------------

@@ -53,15 +53,12 @@ async def test_get_post_header_and_post_body_agree(http: httpx.AsyncClient, serv
     assert by_get.json() == by_post.json() == by_body.json()
 
 
-@pytest.mark.parametrize(
-    "authorization",
-    ["Bearer not-a-token", "Bearer a.b.c", "Bearer " + "x" * 9000, "Basic dXNlcjpwYXNz", "Bearer", "Bearer  "],
-)
-async def test_invalid_token_is_401_with_bearer_error(http: httpx.AsyncClient, authorization: str) -> None:
-    response = await http.get("/userinfo", headers={"Authorization": authorization})
-    assert response.status_code == 401
-    assert response.json()["error"] == "invalid_token"
-    assert response.headers["www-authenticate"].startswith('Bearer error="invalid_token"')
+async def test_invalid_token_is_401_with_bearer_error(http: httpx.AsyncClient) -> None:
+    for authorization in ["Bearer not-a-token", "Bearer a.b.c", "Bearer " + "x" * 9000, "Basic dXNlcjpwYXNz", "Bearer", "Bearer  "]:
+        response = await http.get("/userinfo", headers={"Authorization": authorization})
+        assert response.status_code == 401, authorization
+        assert response.json()["error"] == "invalid_token"
+        assert response.headers["www-authenticate"].startswith('Bearer error="invalid_token"')
 
 
 async def test_missing_token_is_401_with_bearer_challenge(http: httpx.AsyncClient) -> None:
