@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -58,7 +58,13 @@ class Interaction:
     def from_json(cls, text: str) -> Interaction:
         data: dict[str, Any] = json.loads(text)
         request = data.pop("request", None)
-        return cls(request=AuthorizationRequest(**request) if request else None, **data)
+        # Ignore fields a newer instance added, so a flow survives a rolling deploy (SPEC R-24).
+        known = {f.name for f in fields(cls)}
+        request_known = {f.name for f in fields(AuthorizationRequest)}
+        return cls(
+            request=AuthorizationRequest(**{k: v for k, v in request.items() if k in request_known}) if request else None,
+            **{k: v for k, v in data.items() if k in known},
+        )
 
 
 class InteractionStore:

@@ -34,6 +34,8 @@ async def test_jwks_cache_headers_and_conditional_get(http: httpx.AsyncClient, s
     assert again.status_code == 304
     assert again.content == b""
     assert again.headers["etag"] == etag
+    for header in (f"W/{etag}", f'"other", {etag}', "*"):  # RFC 9110 §13.1.2: lists, weak comparison
+        assert (await http.get("/jwks", headers={"If-None-Match": header})).status_code == 304, header
     other = await http.get("/jwks", headers={"If-None-Match": '"something-else"'})
     assert other.status_code == 200 and other.json() == response.json()
 
