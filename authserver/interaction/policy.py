@@ -50,6 +50,8 @@ class Interaction:
     consent_given: bool = False
     # The person signed in during this interaction (satisfies prompt=login and max_age).
     signed_in: bool = False
+    # The browser that started it (web.pages.browser_id); its forms are refused from any other.
+    browser: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -72,13 +74,16 @@ class InteractionStore:
         self._cache = cache
         self._ttl = ttl
 
-    async def start(self, now: datetime, *, request: AuthorizationRequest | None = None, return_to: str | None = None) -> Interaction:
+    async def start(
+        self, now: datetime, *, request: AuthorizationRequest | None = None, return_to: str | None = None, browser: str = ""
+    ) -> Interaction:
         interaction = Interaction(
             interaction_id=secrets.token_urlsafe(24),
             csrf=secrets.token_urlsafe(24),
             created_at=now.timestamp(),
             request=request,
             return_to=return_to,
+            browser=browser,
         )
         await self.save(interaction)
         return interaction

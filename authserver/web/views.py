@@ -15,9 +15,13 @@ from authserver.interaction.policy import Interaction, InteractionStore
 from authserver.services import Services
 from authserver.web.i18n import translate
 from authserver.web.pages import (
+    browser_id,
     error_page,
+    new_browser_id,
+    redirect_binding_browser,
     render,
     request_locale,
+    same_browser,
     session_cookie,
     set_session_cookie,
 )
@@ -67,7 +71,7 @@ async def login(request: Request) -> Response:
         interaction = await _load(request, form.get("i"))
         if interaction is None:
             return error_page(request, "error.interaction_expired")
-        if not hmac.compare_digest(form.get("csrf", ""), interaction.csrf):
+        if not hmac.compare_digest(form.get("csrf", ""), interaction.csrf) or not same_browser(request, interaction.browser):
             return error_page(request, "error.csrf", status_code=403)
         locale = _locale(request, interaction)
         username = form.get("username", "")[:150]
@@ -139,7 +143,7 @@ async def consent(request: Request) -> Response:
                 interaction_id=interaction.interaction_id, csrf=interaction.csrf, client_name=client.name,
                 username=account.username if account else "", scopes=auth_request.scopes,
             )
-        if not hmac.compare_digest(params.get("csrf", ""), interaction.csrf):
+        if not hmac.compare_digest(params.get("csrf", ""), interaction.csrf) or not same_browser(request, interaction.browser):
             return error_page(request, "error.csrf", status_code=403)
         interactions: InteractionStore = request.app.state.interactions
         if params.get("decision") != "allow":
@@ -184,8 +188,9 @@ async def account(request: Request) -> Response:
         session = await services.browser_sessions.get(session_cookie(request))
         if session is None:
             interactions: InteractionStore = request.app.state.interactions
-            interaction = await interactions.start(services.clock.now(), return_to="/account")
-            return RedirectResponse(f"/login?i={interaction.interaction_id}", status_code=303)
+            browser = browser_id(request) or new_browser_id()
+            interaction = await interactions.start(services.clock.now(), return_to="/account", browser=browser)
+            return redirect_binding_browser(request, f"/login?i={interaction.interaction_id}", browser)
         person = await services.accounts.get(session.account_id)
         if person is None or person.disabled_at is not None:
             return error_page(request, "error.interaction_expired", status_code=403)

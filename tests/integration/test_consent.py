@@ -116,6 +116,19 @@ async def test_consent_post_needs_the_csrf_token(http: httpx.AsyncClient, servic
     assert "code" in query_of(location(await decide(http, page, "allow")))
 
 
+async def test_consent_form_only_works_in_the_browser_that_started_it(http: httpx.AsyncClient, services: Services) -> None:
+    client = await make_client(services, first_party=False)
+    user = await make_user(services)
+    _, page = await visit(http, client, user)
+    session_cookie = http.cookies["authserver_session"]
+    http.cookies.delete("authserver_browser")
+    http.cookies.set("authserver_browser", "another-browser-id-0123456789")
+    assert http.cookies["authserver_session"] == session_cookie
+    response = await decide(http, page, "allow")
+    assert response.status_code == 403
+    assert await services.consents.granted_scopes(user.account_id, client.client_id) == set()
+
+
 async def test_consent_without_session_goes_to_login(http: httpx.AsyncClient, services: Services) -> None:
     client = await make_client(services, first_party=False)
     user = await make_user(services)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from starlette.applications import Starlette
 from sqlalchemy import func, select
 
 from authserver.services import Services
@@ -91,7 +92,9 @@ async def test_cookie_attributes_when_secure_is_relaxed(http: httpx.AsyncClient,
 
 
 async def test_cookie_is_secure_and_host_prefixed_when_cookie_secure(database_url: str, tmp_root: Path) -> None:
-    async with running_app(database_url, tmp_root, AUTHSERVER_SERVER__COOKIE_SECURE="true") as (_, services, http):
+    # https on the client side, so httpx sends the Secure cookies back (the ASGI app does not care)
+    secure = {"AUTHSERVER_SERVER__COOKIE_SECURE": "true"}
+    async with running_app(database_url, tmp_root, base_url="https://testserver", **secure) as (_, services, http):
         user = await make_user(services)
         response = await post_login(http, await login_page(http, services), user.username, user.password)
         header = response.headers["set-cookie"]
@@ -127,3 +130,29 @@ async def test_login_page_is_not_cached_and_not_framable(http: httpx.AsyncClient
     assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
     assert page.headers["x-frame-options"] == "DENY"
 
+
+
+async def test_login_form_only_works_in_the_browser_that_started_it(app: Starlette, http: httpx.AsyncClient, services: Services) -> None:
+    """Login CSRF: an attacker's own interaction and CSRF token, replayed from the victim's browser, are refused."""
+    attacker = await make_user(services)
+    page = await login_page(http, services)  # the attacker's browser
+    victim = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=str(http.base_url))
+    async with victim:
+        forged = await post_login(victim, page, attacker.username, attacker.password)
+        assert forged.status_code == 403
+        assert "set-cookie" not in forged.headers and "location" not in forged.headers
+        victim.cookies.set("authserver_browser", "x" * 32)  # a guessed id does not help either
+        assert (await post_login(victim, page, attacker.username, attacker.password)).status_code == 403
+    assert await session_count(services, attacker.account_id) == 0
+    assert (await post_login(http, page, attacker.username, attacker.password)).status_code == 303
+
+
+async def test_browser_cookie_attributes(http: httpx.AsyncClient, services: Services) -> None:
+    client = await make_client(services)
+    response = await http.get("/authorize", params=auth_params(client.client_id, pkce_pair()[1]))
+    header = response.headers["set-cookie"]
+    assert header.startswith("authserver_browser=")
+    assert "httponly" in header.lower() and "samesite=lax" in header.lower()
+    # the same browser keeps its id across flows (parallel tabs share it)
+    again = await http.get("/authorize", params=auth_params(client.client_id, pkce_pair()[1]))
+    assert again.cookies["authserver_browser"] == response.cookies["authserver_browser"]

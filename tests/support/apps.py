@@ -21,13 +21,13 @@ from tests.conftest import ISSUER, environ_for, fast_passwords
 
 @contextlib.asynccontextmanager
 async def running_app(
-    database_url: str, tmp_root: Path, *, clock: Clock | None = None, **env: str
+    database_url: str, tmp_root: Path, *, clock: Clock | None = None, base_url: str = ISSUER, **env: str
 ) -> AsyncIterator[tuple[Starlette, Services, httpx.AsyncClient]]:
     backend = "postgres" if database_url.startswith("postgresql") else "sqlite"
     settings = load_settings(environ_for(backend, database_url, tmp_root, **env))
     app = create_app(settings, clock=clock, passwords=fast_passwords())
     async with LifespanManager(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=ISSUER) as http:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base_url) as http:
             yield app, app.state.services, http
 
 
