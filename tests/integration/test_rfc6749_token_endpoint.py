@@ -3,6 +3,7 @@ lifetimes on a FrozenClock, cache headers, and a clean 503 when the database is 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -230,3 +231,15 @@ async def test_database_down_is_503_temporarily_unavailable(database_url: str, t
             await dead.dispose()
         # nothing was consumed: the code still works once the database is back
         assert (await redeem(http, client, code, verifier)).status_code == 200
+
+
+async def test_parallel_refreshes_never_fork_the_family(http: httpx.AsyncClient, services: Services) -> None:
+    """SPEC R-07 (strict policy): exactly one winner; the losers are reuse, which revokes the family."""
+    client = await make_client(services)
+    code, verifier = await code_for(http, services, client)
+    tokens = (await redeem(http, client, code, verifier)).json()
+    responses = await asyncio.gather(*(refresh(http, client, tokens["refresh_token"]) for _ in range(5)))
+    assert sorted(r.status_code for r in responses) == [200, 400, 400, 400, 400]
+    winner = next(r for r in responses if r.status_code == 200).json()
+    assert all(r.json()["error"] == "invalid_grant" for r in responses if r.status_code == 400)
+    assert (await refresh(http, client, winner["refresh_token"])).status_code == 400
