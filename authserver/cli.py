@@ -321,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--first-party", action="store_true", help="skip the consent page")
     create.add_argument("--require-mfa", action="store_true")
     create.add_argument("--can-introspect", action="store_true")
-    create.add_argument("--signing-alg", choices=["ES256", "RS256", "EdDSA"])
+    create.add_argument("--signing-alg", choices=["ES256", "RS256"])
     create.add_argument("--access-token-ttl", type=int)
     create.add_argument("--json", action="store_true")
     create.set_defaults(func=cmd_client_create)

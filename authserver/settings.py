@@ -106,7 +106,7 @@ class TokenSettings:
     # Refresh tokens expire after this much idle time, and at the latest after the absolute lifetime.
     refresh_token_idle_ttl: int = 14 * 24 * 3600
     refresh_token_absolute_ttl: int = 90 * 24 * 3600
-    # Default signing algorithm for access and ID tokens (ES256, RS256 or EdDSA).
+    # Default signing algorithm for access and ID tokens (ES256 or RS256).
     signing_alg: str = "ES256"
     # JWKS Cache-Control max-age in seconds: verifiers may cache the key set this long.
     jwks_max_age: int = 300
@@ -304,8 +304,8 @@ def validate(settings: Settings) -> None:
         raise SettingsError("setting server.workers: must be at least 1")
     if not 1 <= tokens.code_ttl <= 60:
         raise SettingsError("setting tokens.code_ttl: must be between 1 and 60 seconds")
-    if tokens.signing_alg not in {"ES256", "RS256", "EdDSA"}:
-        raise SettingsError("setting tokens.signing_alg: one of ES256, RS256, EdDSA")
+    if tokens.signing_alg not in {"ES256", "RS256"}:
+        raise SettingsError("setting tokens.signing_alg: one of ES256, RS256")
     for name in ("access_token_ttl", "id_token_ttl", "refresh_token_idle_ttl", "refresh_token_absolute_ttl", "jwks_max_age"):
         if getattr(tokens, name) <= 0:
             raise SettingsError(f"setting tokens.{name}: must be positive")

@@ -36,7 +36,14 @@ from authserver.services import Services
 from authserver.storage.sql.clients import ClientInfo
 from authserver.storage.sql.models import AuthorizationCode, BrowserSession
 from authserver.tokens.opaque import digest
-from authserver.web.pages import error_page, request_locale, session_cookie
+from authserver.web.pages import (
+    browser_id,
+    error_page,
+    new_browser_id,
+    redirect_binding_browser,
+    request_locale,
+    session_cookie,
+)
 
 log = logging.getLogger("authserver.authorize")
 
@@ -185,7 +192,9 @@ async def continue_flow(
         if "none" in auth_request.prompt:
             raise RedirectError(prompt_none_error(prompt), auth_request.redirect_uri, auth_request.state)
         if interaction is None:
-            interaction = await interactions.start(now, request=auth_request)
+            browser = browser_id(request) or new_browser_id()
+            interaction = await interactions.start(now, request=auth_request, browser=browser)
+            return redirect_binding_browser(request, f"/{prompt.name}?i={interaction.interaction_id}", browser)
         return RedirectResponse(f"/{prompt.name}?i={interaction.interaction_id}", status_code=303)
     assert session is not None
     if interaction is not None:

@@ -49,7 +49,7 @@ class AuthorizationCodeGrant:
             raise InvalidGrant("The authorization code has already been used.")
         if code.expires_at <= now:
             raise InvalidGrant("The authorization code has expired.")
-        if params.get("redirect_uri") != code.redirect_uri:
+        if not _redirect_uri_ok(client, code.redirect_uri, list(code.scopes), params.get("redirect_uri")):
             raise InvalidGrant("redirect_uri does not match the authorization request.")
         if not verify_s256(verifier, code.code_challenge):
             raise InvalidGrant("The code_verifier does not match the code_challenge.")
@@ -121,6 +121,16 @@ class AuthorizationCodeGrant:
         if session is None or session.ended_at is not None or session.expires_at <= now:
             raise InvalidGrant("The sign-in session of this authorization code has ended.")
         return max(1, min(absolute, int((session.expires_at - now).total_seconds())))
+
+
+def _redirect_uri_ok(client: ClientInfo, code_uri: str, scopes: list[str], presented: str | None) -> bool:
+    """RFC 6749 §4.1.3: identical to the authorization request's. /authorize lets a plain OAuth request omit
+    it only when one URI is registered (§3.1.2.3), so the token request may omit it then too; OIDC always
+    requires it (Core §3.1.2.1). We do not record whether it was sent: omitting it where the code can only
+    have gone to the single registered URI gives an attacker nothing."""
+    if presented is not None:
+        return presented == code_uri
+    return "openid" not in scopes and client.redirect_uris == (code_uri,)
 
 
 def new_code_value() -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -51,6 +51,10 @@ class Interaction:
     consent_given: bool = False
     # Password verified for this account, second factor not yet: no session exists until it is.
     pending_account_id: str | None = None
+    # The person signed in during this interaction (satisfies prompt=login and max_age).
+    signed_in: bool = False
+    # The browser that started it (web.pages.browser_id); its forms are refused from any other.
+    browser: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -59,7 +63,13 @@ class Interaction:
     def from_json(cls, text: str) -> Interaction:
         data: dict[str, Any] = json.loads(text)
         request = data.pop("request", None)
-        return cls(request=AuthorizationRequest(**request) if request else None, **data)
+        # Ignore fields a newer instance added, so a flow survives a rolling deploy (SPEC R-24).
+        known = {f.name for f in fields(cls)}
+        request_known = {f.name for f in fields(AuthorizationRequest)}
+        return cls(
+            request=AuthorizationRequest(**{k: v for k, v in request.items() if k in request_known}) if request else None,
+            **{k: v for k, v in data.items() if k in known},
+        )
 
 
 class InteractionStore:
@@ -67,13 +77,16 @@ class InteractionStore:
         self._cache = cache
         self._ttl = ttl
 
-    async def start(self, now: datetime, *, request: AuthorizationRequest | None = None, return_to: str | None = None) -> Interaction:
+    async def start(
+        self, now: datetime, *, request: AuthorizationRequest | None = None, return_to: str | None = None, browser: str = ""
+    ) -> Interaction:
         interaction = Interaction(
             interaction_id=secrets.token_urlsafe(24),
             csrf=secrets.token_urlsafe(24),
             created_at=now.timestamp(),
             request=request,
             return_to=return_to,
+            browser=browser,
         )
         await self.save(interaction)
         return interaction
@@ -128,13 +141,16 @@ def _login_reasons(
 ) -> list[str]:
     if session is None:
         return ["no_session"]
+    if interaction is not None and interaction.signed_in:
+        # A sign-in inside this very interaction: not a clock comparison, so it cannot be skipped
+        # by resuming quickly, and clock resolution does not matter.
+        return []
     reasons = []
-    started = datetime.fromtimestamp(interaction.created_at, tz=now.tzinfo) if interaction else None
-    if "login" in request.prompt and (started is None or session.auth_time < started - timedelta(seconds=1)):
+    if "login" in request.prompt:
         reasons.append("prompt_login")
-    if request.max_age is not None and session.auth_time + timedelta(seconds=request.max_age) < now:
-        if started is None or session.auth_time < started - timedelta(seconds=1):
-            reasons.append("max_age")
+    # OIDC Core §3.1.2.1: re-authenticate when more than max_age seconds passed; max_age=0 always.
+    if request.max_age is not None and (request.max_age == 0 or session.auth_time + timedelta(seconds=request.max_age) < now):
+        reasons.append("max_age")
     return reasons
 
 

@@ -56,7 +56,12 @@ class Encryptor:
             raise DecryptionError("malformed ciphertext") from None
         if version != "v1" or key_id not in self._keys:
             raise DecryptionError(f"no key {key_id!r} to decrypt with")
-        raw = _b64d(body)
+        try:
+            raw = _b64d(body)
+        except ValueError:  # binascii.Error: not base64url
+            raise DecryptionError("malformed ciphertext") from None
+        if len(raw) < 12 + 16:  # nonce and tag at least
+            raise DecryptionError("malformed ciphertext")
         try:
             return self._keys[key_id].decrypt(raw[:12], raw[12:], aad)
         except InvalidTag:

@@ -21,7 +21,9 @@ from authserver.clock import Clock
 from authserver.keys.encryption import Encryptor
 from authserver.storage.sql.models import SigningKey
 
-SUPPORTED_ALGS = ("ES256", "RS256", "EdDSA")
+# What we sign with and advertise. EdDSA is left out: joserfc refuses it ("not recommended", RFC 9864
+# deprecates the polymorphic name), so advertising it would promise tokens we cannot sign.
+SUPPORTED_ALGS = ("ES256", "RS256")
 PUBLISHED_STATES = ("next", "active", "retired")
 
 JoseKey = ECKey | RSAKey | OKPKey

@@ -27,7 +27,8 @@ def extract(authorization: str | None, params: dict[str, str]) -> PresentedCrede
     if authorization is not None:
         scheme, _, encoded = authorization.partition(" ")
         if scheme.lower() != "basic":
-            raise InvalidClient("Unsupported authorization scheme.")
+            # RFC 6749 §5.2: the client tried the Authorization header, so 401 + WWW-Authenticate.
+            raise _basic_error("Unsupported authorization scheme.")
         if body_secret is not None:
             raise InvalidRequest("Use one client authentication method, not several.")
         try:
@@ -38,7 +39,8 @@ def extract(authorization: str | None, params: dict[str, str]) -> PresentedCrede
         if not sep:
             raise _basic_error("Malformed Basic credentials.")
         client_id, secret = unquote_plus(raw_id), unquote_plus(raw_secret)
-        if not client_id:
+        if not client_id or any(ord(c) < 0x20 or c == "\x7f" for c in client_id + secret):
+            # Control characters (NUL above all, which PostgreSQL text refuses) are never in an id or secret.
             raise _basic_error("Malformed Basic credentials.")
         if body_id is not None and body_id != client_id:
             raise InvalidRequest("client_id does not match the authenticated client.")

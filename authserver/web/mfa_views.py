@@ -43,6 +43,7 @@ from authserver.web.pages import (
     error_page,
     render,
     request_locale,
+    same_browser,
     session_cookie,
     set_session_cookie,
 )
@@ -195,7 +196,7 @@ async def mfa_prompt(request: Request) -> Response:
                 locked = Outcome(False, None, "locked", until)
                 return _with_retry_after(page(_failure_message(locale, locked, now), 429), locked, now)
             return page()
-        if not hmac.compare_digest(form.get("csrf", ""), interaction.csrf):
+        if not hmac.compare_digest(form.get("csrf", ""), interaction.csrf) or not same_browser(request, interaction.browser):
             return error_page(request, "error.csrf", status_code=403, locale=locale)
         presented = _code_from(form)
         if presented is None:
@@ -208,6 +209,7 @@ async def mfa_prompt(request: Request) -> Response:
             return _with_retry_after(page(_failure_message(locale, outcome, now), _failure_status(outcome)), outcome, now)
         cookie = await _upgraded_session(request, services, account.account_id)
         interaction.pending_account_id = None
+        interaction.signed_in = True
         await interactions.save(interaction)
         target = _continue_target(interaction)
         if outcome.method == "backup_code":
@@ -255,7 +257,9 @@ async def mfa_enrol(request: Request) -> Response:
             return RedirectResponse(f"/mfa?i={interaction.interaction_id}", status_code=303)
         context = _context(request, interaction)
         hidden = {"i": interaction.interaction_id, "csrf": interaction.csrf}
-        if request.method == "POST" and not hmac.compare_digest(form.get("csrf", ""), interaction.csrf):
+        if request.method == "POST" and (
+            not hmac.compare_digest(form.get("csrf", ""), interaction.csrf) or not same_browser(request, interaction.browser)
+        ):
             return error_page(request, "error.csrf", status_code=403, locale=locale)
         enrolment = await services.mfa.start_enrolment(account, context)
         if request.method == "GET":

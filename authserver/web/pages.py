@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hmac
+import secrets
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from authserver.settings import Settings
 from authserver.web.i18n import choose_locale, translate
@@ -67,3 +69,36 @@ def clear_session_cookie(response: Response, settings: Settings) -> None:
 
 def session_cookie(request: Request) -> str | None:
     return request.cookies.get(session_cookie_name(request.app.state.services.settings))
+
+
+# A random id for the browser, recorded in each interaction it starts. The login and consent forms only
+# work from that browser, so an attacker cannot hand a victim their own interaction and CSRF token to
+# sign the victim into the attacker's account (login CSRF; OIDC Core §3.1.2.3).
+
+
+def browser_cookie_name(settings: Settings) -> str:
+    return "__Host-authserver_browser" if settings.cookie_secure else "authserver_browser"
+
+
+def browser_id(request: Request) -> str | None:
+    value = request.cookies.get(browser_cookie_name(request.app.state.services.settings))
+    return value if value and 16 <= len(value) <= 64 else None
+
+
+def redirect_binding_browser(request: Request, url: str, browser: str) -> Response:
+    """A 303 to one of our pages that (re)sets the browser id cookie."""
+    settings: Settings = request.app.state.services.settings
+    response = RedirectResponse(url, status_code=303, headers={"Cache-Control": "no-store"})
+    response.set_cookie(
+        browser_cookie_name(settings), browser, max_age=settings.login.session_ttl, path="/",
+        secure=settings.cookie_secure, httponly=True, samesite="lax",
+    )
+    return response
+
+
+def new_browser_id() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def same_browser(request: Request, expected: str) -> bool:
+    return bool(expected) and hmac.compare_digest(browser_id(request) or "", expected)

@@ -17,9 +17,13 @@ from authserver.mfa.service import ACR_PASSWORD, is_enrolled
 from authserver.services import Services
 from authserver.web.i18n import translate
 from authserver.web.pages import (
+    browser_id,
     error_page,
+    new_browser_id,
+    redirect_binding_browser,
     render,
     request_locale,
+    same_browser,
     session_cookie,
     set_session_cookie,
 )
@@ -69,7 +73,7 @@ async def login(request: Request) -> Response:
         interaction = await _load(request, form.get("i"))
         if interaction is None:
             return error_page(request, "error.interaction_expired")
-        if not hmac.compare_digest(form.get("csrf", ""), interaction.csrf):
+        if not hmac.compare_digest(form.get("csrf", ""), interaction.csrf) or not same_browser(request, interaction.browser):
             return error_page(request, "error.csrf", status_code=403)
         locale = _locale(request, interaction)
         username = form.get("username", "")[:150]
@@ -137,6 +141,8 @@ async def login(request: Request) -> Response:
             client_id=interaction.request.client_id if interaction.request else None,
             ip=_client_ip(request), user_agent=request.headers.get("user-agent"), amr=["pwd"],
         )
+        interaction.signed_in = True
+        await request.app.state.interactions.save(interaction)
         target = f"/authorize/resume?i={interaction.interaction_id}" if interaction.request else (interaction.return_to or "/")
         response = RedirectResponse(target, status_code=303, headers={"Cache-Control": "no-store"})
         set_session_cookie(response, services.settings, cookie)
@@ -172,7 +178,7 @@ async def consent(request: Request) -> Response:
                 interaction_id=interaction.interaction_id, csrf=interaction.csrf, client_name=client.name,
                 username=account.username if account else "", scopes=auth_request.scopes,
             )
-        if not hmac.compare_digest(params.get("csrf", ""), interaction.csrf):
+        if not hmac.compare_digest(params.get("csrf", ""), interaction.csrf) or not same_browser(request, interaction.browser):
             return error_page(request, "error.csrf", status_code=403)
         interactions: InteractionStore = request.app.state.interactions
         if params.get("decision") != "allow":
@@ -217,8 +223,9 @@ async def account(request: Request) -> Response:
         session = await services.browser_sessions.get(session_cookie(request))
         if session is None:
             interactions: InteractionStore = request.app.state.interactions
-            interaction = await interactions.start(services.clock.now(), return_to="/account")
-            return RedirectResponse(f"/login?i={interaction.interaction_id}", status_code=303)
+            browser = browser_id(request) or new_browser_id()
+            interaction = await interactions.start(services.clock.now(), return_to="/account", browser=browser)
+            return redirect_binding_browser(request, f"/login?i={interaction.interaction_id}", browser)
         person = await services.accounts.get(session.account_id)
         if person is None or person.disabled_at is not None:
             return error_page(request, "error.interaction_expired", status_code=403)

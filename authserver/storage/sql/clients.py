@@ -7,6 +7,7 @@ seconds (documented in docs/architecture.md).
 from __future__ import annotations
 
 import hmac
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -24,6 +25,11 @@ from authserver.tokens.opaque import CLIENT_SECRET_PREFIX, digest, new_id, new_s
 CLIENT_TYPES = ("confidential", "public")
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
+# Unreserved characters only (RFC 3986 §2.3): the id reads the same whether or not a client form-urlencodes
+# its Basic credentials (RFC 6749 §2.3.1; Authlib, for one, does not), and it is safe in URLs and logs.
+CLIENT_ID = re.compile(r"^[A-Za-z0-9._~-]{1,64}$")
+# Algorithms the key store always holds a key for (authserver.keys.keystore.SUPPORTED_ALGS).
+SIGNING_ALGS = ("ES256", "RS256")
 
 
 @dataclass(frozen=True)
@@ -177,6 +183,8 @@ class SqlClientStore:
         refresh_token_absolute_ttl: int | None = None,
     ) -> tuple[ClientInfo, str | None]:
         """Create a client; returns it with its secret in clear (shown once), or None for public clients."""
+        if client_id is not None and not CLIENT_ID.match(client_id):
+            raise ValueError("client_id: 1-64 characters of A-Z a-z 0-9 . _ ~ -")
         if client_type not in CLIENT_TYPES:
             raise ValueError(f"client type must be one of {CLIENT_TYPES}")
         method = token_endpoint_auth_method or ("none" if client_type == "public" else "client_secret_basic")
@@ -187,6 +195,8 @@ class SqlClientStore:
             raise ValueError(f"unknown grant type(s): {sorted(unknown)}")
         if client_type == "public" and "client_credentials" in grant_types:
             raise ValueError("client_credentials is for confidential clients only")
+        if signing_alg is not None and signing_alg not in SIGNING_ALGS:
+            raise ValueError(f"signing_alg must be one of {SIGNING_ALGS}")
         if "authorization_code" in grant_types and not redirect_uris:
             raise ValueError("authorization_code needs at least one redirect URI")
         now = self._clock.now()
