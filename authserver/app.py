@@ -22,6 +22,7 @@ from authserver.grants.refresh_token import RefreshTokenGrant
 from authserver.interaction.policy import InteractionStore
 from authserver.keys.encryption import Encryptor, load_or_create_key_file
 from authserver.keys.keystore import KeyStore
+from authserver.keys.rotation import KeyManager, background_rotation, configured_algorithms
 from authserver.middleware.body_limit import BodyLimitMiddleware
 from authserver.middleware.request_id import RequestIdMiddleware
 from authserver.middleware.security_headers import SecurityHeadersMiddleware
@@ -55,7 +56,8 @@ def build_services(settings: Settings, *, clock: Clock | None = None, passwords:
     engine = create_engine(settings.database)
     sessions = create_sessionmaker(engine)
     encryptor = create_encryptor(settings)
-    keys = KeyStore(sessions, clock, encryptor, algs=tuple(dict.fromkeys((settings.tokens.signing_alg, "ES256", "RS256"))))
+    keys = KeyStore(sessions, clock, encryptor, algs=configured_algorithms(settings))
+    events = SecurityEvents(sessions, clock)
     return Services(
         settings=settings,
         clock=clock,
@@ -73,7 +75,8 @@ def build_services(settings: Settings, *, clock: Clock | None = None, passwords:
         keys=keys,
         signer=TokenSigner(keys, issuer=settings.server.issuer, clock=clock, default_alg=settings.tokens.signing_alg),
         passwords=passwords or Passwords(),
-        events=SecurityEvents(sessions, clock),
+        events=events,
+        key_manager=KeyManager(sessions, clock, encryptor, keys, settings, events=events),
     )
 
 
@@ -85,8 +88,12 @@ def create_app(settings: Settings, *, clock: Clock | None = None, passwords: Pas
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await services.keys.ensure_active_keys()
+        if settings.keys.auto_rotate:
+            await services.key_manager.run_scheduled()
         try:
-            yield
+            # Every instance reruns the schedule and reloads its keys each keys.reload_interval.
+            async with background_rotation(services.key_manager):
+                yield
         finally:
             await services.cache.close()
             await services.engine.dispose()

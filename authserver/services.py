@@ -11,6 +11,7 @@ from authserver.clock import Clock
 from authserver.events import SecurityEvents
 from authserver.keys.encryption import Encryptor
 from authserver.keys.keystore import KeyStore
+from authserver.keys.rotation import KeyManager
 from authserver.settings import Settings
 from authserver.storage.cache import Cache
 from authserver.storage.sql.accounts import SqlAccountStore
@@ -37,3 +38,4 @@ class Services:
     signer: TokenSigner
     passwords: Passwords
     events: SecurityEvents
+    key_manager: KeyManager
