@@ -90,6 +90,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, passwords: Pas
         await services.keys.ensure_active_keys()
         if settings.keys.auto_rotate:
             await services.key_manager.run_scheduled()
+        await services.keys.load()
         try:
             # Every instance reruns the schedule and reloads its keys each keys.reload_interval.
             async with background_rotation(services.key_manager):
