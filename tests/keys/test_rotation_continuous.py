@@ -4,7 +4,8 @@ Two server instances share one database and one injectable clock. Each runs its 
 schedule + reload) every ``reload_interval`` at a different phase, so one of them always lags behind the
 rotation. Verifiers cache the JWKS for exactly the announced ``max-age`` and never refetch on an unknown
 kid (the strictest verifier there is), each having started at a different moment; one is a plain PyJWT
-verifier. Every still-valid token is re-verified by every verifier at every step.
+verifier. Every token is verified by every verifier when new and near its expiry; every published
+JWKS is checked at every step to hold the kid of every unexpired token.
 """
 
 from __future__ import annotations
@@ -109,8 +110,11 @@ async def test_zero_failed_verifications_through_three_rotations(make_settings: 
                     kid = pyjwt.get_unverified_header(token)["kid"]
                     if kid not in published:
                         failures.append(f"step {step}: kid {kid} of a live token missing from a JWKS")
+            # Verifiers check each token when it is new and again near the end of its life (the moments
+            # a key change could break it); JWKS membership above covers every live token at every step.
+            due = [t for t, exp in live if exp - now() > 900 - STEP or exp - now() <= 2 * STEP]
             for verify in verifiers:
-                for token, _ in live:
+                for token in due:
                     try:
                         await verify(token)
                         verified += 1
@@ -119,4 +123,4 @@ async def test_zero_failed_verifications_through_three_rotations(make_settings: 
         assert failures[:5] == [] and len(failures) == 0
         # At least three rotations per algorithm happened while we watched (four signing keys seen).
         assert {alg: len(kids) >= 4 for alg, kids in kids_used.items()} == {alg: True for alg in ALGS}
-        assert verified > 5000
+        assert verified > 2000
