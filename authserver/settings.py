@@ -128,7 +128,8 @@ class KeySettings:
     # How long a key signs before the next one takes over, in seconds (30 days).
     rotation_interval: int = 30 * 24 * 3600
     # Least time a new key is published in the JWKS before it signs, in seconds; at least tokens.jwks_max_age + keys.reload_interval.
-    publish_ahead: int = 3600
+    # 3 h by default: AWS API Gateway's built-in JWT authorizer caches a JWKS for up to 2 h whatever max-age says.
+    publish_ahead: int = 3 * 3600
     # Extra seconds a retired key stays published after its last token expired (verifiers' clock leeway).
     retire_leeway: int = 300
     # Every instance re-reads the keys and runs the schedule this often, in seconds: the bound on how long a key change takes to reach every instance.

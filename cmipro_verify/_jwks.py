@@ -50,13 +50,15 @@ class VerificationKey:
 def parse_jwks(document: Any, algorithms: Collection[str]) -> dict[str, VerificationKey]:
     """The usable keys of a JWKS document by kid; anything odd is skipped, never trusted."""
     if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
-        raise ValueError("not a JWK set")
+        raise ValueError("not a JWK set")  # noqa: TRY004 - a bad response, handled like any fetch failure
     keys: dict[str, VerificationKey] = {}
     for jwk in document["keys"]:
         if not isinstance(jwk, dict):
             continue
         kid, alg, kty = jwk.get("kid"), jwk.get("alg"), jwk.get("kty")
-        if not isinstance(kid, str) or not kid or alg not in algorithms or jwk.get("use", "sig") != "sig":
+        if not isinstance(kid, str) or not kid or not isinstance(alg, str) or alg not in algorithms:
+            continue
+        if jwk.get("use", "sig") != "sig" or alg not in ALGORITHM_KEYS:
             continue
         expected_kty, expected_crv = ALGORITHM_KEYS[alg]
         if kty != expected_kty or (expected_crv is not None and jwk.get("crv") != expected_crv):

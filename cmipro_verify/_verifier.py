@@ -176,13 +176,10 @@ class Verifier:
             raise InvalidToken("wrong audience")
         now = self._clock()
         exp, nbf, iat = claims.get("exp"), claims.get("nbf"), claims.get("iat")
-        if not _is_time(exp) or now >= exp + self.leeway:
+        if not isinstance(exp, (int, float)) or isinstance(exp, bool) or now >= exp + self.leeway:
             raise InvalidToken("token expired")
-        if nbf is not None and (not _is_time(nbf) or now + self.leeway < nbf):
+        if nbf is not None and (not isinstance(nbf, (int, float)) or isinstance(nbf, bool) or now + self.leeway < nbf):
             raise InvalidToken("token not yet valid")
-        if not _is_time(iat) or iat > now + self.leeway:
+        if not isinstance(iat, (int, float)) or isinstance(iat, bool) or iat > now + self.leeway:
             raise InvalidToken("token issued in the future")
 
-
-def _is_time(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)

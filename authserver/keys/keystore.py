@@ -108,7 +108,7 @@ class KeyStore:
         rotation schedule activates once it has been published long enough (``keys.publish_ahead``).
         """
         async with self._sessions.begin() as session:
-            if session.bind.dialect.name == "postgresql":
+            if session.get_bind().dialect.name == "postgresql":
                 # Serialise key creation across instances (Hydra's two-keys race); the rotation job takes the same lock.
                 await session.execute(text(f"SELECT pg_advisory_xact_lock({KEYS_LOCK_ID})"))
             rows = (
@@ -157,7 +157,7 @@ class KeyStore:
             # The most recently activated key of an algorithm signs.
             active[row.alg] = LoadedKey(kid=row.kid, alg=row.alg, state=row.state, key=private)
         public_jwks = [self._public_jwk(row) for row in rows]
-        verification = KeySet.import_key_set({"keys": public_jwks}) if public_jwks else KeySet([])  # type: ignore[arg-type]
+        verification = KeySet.import_key_set({"keys": public_jwks}) if public_jwks else KeySet([])
         for row, key in zip(rows, verification.keys, strict=True):
             loaded.append(LoadedKey(kid=row.kid, alg=row.alg, state=row.state, key=key))  # type: ignore[arg-type]
         jwks_bytes = json.dumps({"keys": public_jwks}, separators=(",", ":")).encode()

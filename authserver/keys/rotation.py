@@ -253,7 +253,7 @@ class KeyManager:
                 await self.tick()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - a database hiccup must not stop future reloads
+            except Exception:  # a database hiccup must not stop future reloads
                 log.exception("signing-key reload failed; serving the keys loaded before")
 
     async def _apply(self, *, rotate_now: Iterable[str], force: bool) -> RotationPlan:
@@ -373,7 +373,7 @@ class KeyManager:
                     result = await session.execute(
                         model.__table__.update().where(pk == key, column == ciphertext).values({column_name: fresh})
                     )
-                    counts["reencrypted"] += int(result.rowcount or 0)
+                    counts["reencrypted"] += int(getattr(result, "rowcount", 0) or 0)
         await self._record("keys.reencrypted", key_id=self._encryptor.active_key_id, **counts)
         return counts
 
@@ -384,7 +384,7 @@ class KeyManager:
 
 async def _lock(session: AsyncSession) -> None:
     """Serialise key changes across instances (PostgreSQL); SQLite deployments are a single process."""
-    if session.bind.dialect.name == "postgresql":
+    if session.get_bind().dialect.name == "postgresql":
         await session.execute(text(f"SELECT pg_advisory_xact_lock({KEYS_LOCK_ID})"))
 
 

@@ -48,9 +48,9 @@ def make_settings(backend: str, fresh_database_url: str, tmp_root: Path) -> Call
 async def running(settings: Settings, clock: FrozenClock) -> AsyncIterator[tuple[Starlette, Services, httpx.AsyncClient]]:
     """One server instance: lifespan started, and an HTTP client bound to it."""
     app = create_app(settings, clock=clock, passwords=fast_passwords())
-    async with LifespanManager(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as http:
-            yield app, app.state.services, http
+    transport = httpx.ASGITransport(app=app)
+    async with LifespanManager(app), httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield app, app.state.services, http
 
 
 def epoch(clock: FrozenClock) -> Callable[[], float]:

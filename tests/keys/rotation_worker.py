@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from authserver.app import build_services
 from authserver.clock import FrozenClock
@@ -17,7 +17,7 @@ from authserver.settings import load_settings
 
 
 async def run(start: float, step: float, passes: int) -> None:
-    clock = FrozenClock(datetime.fromtimestamp(start, timezone.utc))
+    clock = FrozenClock(datetime.fromtimestamp(start, UTC))
     services = build_services(load_settings(), clock=clock)
     try:
         await services.keys.ensure_active_keys()

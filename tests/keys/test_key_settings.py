@@ -27,7 +27,7 @@ def test_the_default_signing_algorithm_always_gets_keys() -> None:
     ("env", "message"),
     [
         ({"AUTHSERVER_KEYS__PUBLISH_AHEAD": "320"}, "keys.publish_ahead"),
-        ({"AUTHSERVER_TOKENS__JWKS_MAX_AGE": "3600"}, "keys.publish_ahead"),
+        ({"AUTHSERVER_TOKENS__JWKS_MAX_AGE": "20000"}, "keys.publish_ahead"),
         ({"AUTHSERVER_KEYS__ALGORITHMS": "HS256"}, "keys.algorithms"),
         ({"AUTHSERVER_KEYS__ALGORITHMS": "[]"}, "keys.algorithms"),
         ({"AUTHSERVER_KEYS__RELOAD_INTERVAL": "0"}, "keys.reload_interval"),

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from authserver.keys.rotation import KeyRow, RotationNotReady, RotationPolicy, plan_rotation
 
-T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 POLICY = RotationPolicy(
     algorithms=("ES256",),
     rotation_interval=timedelta(hours=24),

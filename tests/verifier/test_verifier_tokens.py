@@ -78,7 +78,9 @@ async def test_alg_none_is_rejected(live: LiveServer) -> None:
 async def test_hs256_signed_with_the_public_key_is_rejected(live: LiveServer) -> None:
     client = await live.service_client(signing_alg="RS256")
     header, payload, _ = segments(await live.token(client))
-    jwk = next(k for k in httpx.get(f"{live.url}/jwks").json()["keys"] if k["kid"] == header["kid"])
+    async with httpx.AsyncClient() as http:
+        published = (await http.get(f"{live.url}/jwks")).json()["keys"]
+    jwk = next(k for k in published if k["kid"] == header["kid"])
     pem = pyjwt.PyJWK(jwk).key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     for secret in (pem, json.dumps(jwk).encode()):
         forged_header = header | {"alg": "HS256"}
