@@ -12,10 +12,11 @@ import base64
 import binascii
 import contextlib
 import json
+import math
 import time
 import warnings
 from collections.abc import Callable, Collection, Iterator, Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
 import httpx
 from joserfc import jws
@@ -176,10 +177,15 @@ class Verifier:
             raise InvalidToken("wrong audience")
         now = self._clock()
         exp, nbf, iat = claims.get("exp"), claims.get("nbf"), claims.get("iat")
-        if not isinstance(exp, (int, float)) or isinstance(exp, bool) or now >= exp + self.leeway:
+        if not _is_time(exp) or now >= exp + self.leeway:
             raise InvalidToken("token expired")
-        if nbf is not None and (not isinstance(nbf, (int, float)) or isinstance(nbf, bool) or now + self.leeway < nbf):
+        if nbf is not None and (not _is_time(nbf) or now + self.leeway < nbf):
             raise InvalidToken("token not yet valid")
-        if not isinstance(iat, (int, float)) or isinstance(iat, bool) or iat > now + self.leeway:
+        if not _is_time(iat) or iat > now + self.leeway:
             raise InvalidToken("token issued in the future")
+
+
+def _is_time(value: Any) -> TypeGuard[float]:
+    """A NumericDate (RFC 7519 §2): a finite number, not a boolean (json.loads accepts NaN and Infinity)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
