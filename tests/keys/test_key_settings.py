@@ -37,3 +37,11 @@ def test_the_default_signing_algorithm_always_gets_keys() -> None:
 def test_unsafe_key_timings_are_refused(env: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=message):
         load_settings(env)
+
+
+def test_discovery_advertises_only_algorithms_that_have_keys() -> None:
+    from authserver.endpoints.discovery import build_metadata
+
+    assert build_metadata(load_settings({}), [])["id_token_signing_alg_values_supported"] == ["ES256", "RS256"]
+    with_eddsa = load_settings({"AUTHSERVER_KEYS__ALGORITHMS": "ES256,RS256,EdDSA"})
+    assert build_metadata(with_eddsa, [])["id_token_signing_alg_values_supported"] == ["ES256", "RS256", "EdDSA"]
