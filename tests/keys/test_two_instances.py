@@ -46,7 +46,9 @@ async def pg_url() -> AsyncIterator[str]:
 
 
 async def test_two_processes_rotate_once_per_period(pg_url: str, tmp_root: Path) -> None:
-    env = os.environ | environ_for("postgres", pg_url, tmp_root, AUTHSERVER_KEYS__ROTATION_INTERVAL="3600")
+    env = os.environ | environ_for(
+        "postgres", pg_url, tmp_root, AUTHSERVER_KEYS__ROTATION_INTERVAL="3600", AUTHSERVER_KEYS__PUBLISH_AHEAD="1200"
+    )
     start, step, passes = time.time(), 600.0, 19  # 3 hours and a bit, simulated: three rotations are due
     workers = [
         await asyncio.create_subprocess_exec(
