@@ -155,7 +155,11 @@ class JWKSCache:
         if response.status_code == 304 and self._have_keys:
             pass
         elif response.status_code == 200:
-            self._keys = parse_jwks(response.json(), self.algorithms)
+            keys = parse_jwks(response.json(), self.algorithms)
+            if not keys:
+                # Never trade a working key set for an empty one (a broken deployment, a proxy's error page).
+                raise ValueError("JWKS holds no usable key")
+            self._keys = keys
             self._have_keys = True
             self._etag = response.headers.get("etag")
         else:

@@ -85,7 +85,24 @@ def test_jwks_entries_that_do_not_fit_their_algorithm_are_ignored() -> None:
         {**public, "kid": "k1", "alg": "ES256", "use": "enc"},
         {"kty": "oct", "k": "c2VjcmV0", "kid": "k1", "alg": "HS256"},
         {**public, "alg": "ES256"},                           # no kid
+        {**ECKey.generate_key("P-256", private=True).as_dict(private=False), "kid": "other", "alg": "ES256"},
     ]
     with pytest.raises(InvalidToken, match="unknown key id"):
         make_verifier(odd).verify(sign(base()))
 
+
+
+def test_an_empty_or_broken_jwks_never_replaces_a_working_one() -> None:
+    public = {**KEY.as_dict(private=False), "kid": "k1", "alg": "ES256", "use": "sig"}
+    answers = [httpx.Response(200, json={"keys": [public]}, headers={"Cache-Control": "max-age=10"})]
+    answers += [httpx.Response(200, json={"keys": []}), httpx.Response(200, text="<html>proxy error</html>")]
+    clock = [NOW]
+    client = httpx.Client(transport=httpx.MockTransport(lambda request: answers.pop(0) if len(answers) > 1 else answers[0]))
+    cache = JWKSCache(f"{ISSUER}/jwks", algorithms={"ES256"}, clock=lambda: clock[0], http_client=client, retry_after_error=0)
+    verifier = Verifier(issuer=ISSUER, audience=AUDIENCE, algorithms=["ES256"], clock=lambda: clock[0], jwks=cache)
+    token = sign(base(exp=NOW + 3600))
+    assert verifier.verify(token)
+    for _ in range(2):
+        clock[0] += 11
+        assert verifier.verify(token)  # the stale but working set keeps serving
+    assert cache.fetches == 3
