@@ -248,6 +248,9 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
         print(f"not rotated: {error}. Wait, or pass --force (verifiers holding a cached JWKS then see an unknown kid until they refetch).", file=sys.stderr)
         return 1
     _print({"activated": activated, "picked_up_by_every_instance_within_seconds": settings.keys.reload_interval}, args.json)
+    if not activated:
+        print(f"nothing activated: no successor was published yet; one is now. Rotate again in keys.publish_ahead ({settings.keys.publish_ahead} s).", file=sys.stderr)
+        return 1
     return 0
 
 

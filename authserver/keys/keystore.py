@@ -3,6 +3,7 @@
 States: ``next`` (published, not signing) → ``active`` (signing) → ``retired`` (published until every
 token it signed has expired) → deleted; ``revoked`` leaves the JWKS at once (compromise).
 The JWKS document is prepared once per change as bytes with an ETag, so serving it costs no I/O.
+``KeyManager`` (``rotation.py``) reloads this view every ``keys.reload_interval`` seconds.
 """
 
 from __future__ import annotations
