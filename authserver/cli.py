@@ -366,9 +366,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _kid_is_not_an_option(argv: list[str]) -> list[str]:
+    """A kid (base64url thumbprint) may start with "-": keep argparse from reading it as an option."""
+    for i in range(len(argv) - 1):
+        if argv[i] == "keys" and argv[i + 1] == "revoke":
+            for j in range(i + 2, len(argv)):
+                if argv[j] == "--":
+                    break
+                if argv[j].startswith("-") and argv[j] not in {"--json", "-h", "--help"}:
+                    return [*argv[:j], *argv[j + 1:], "--", argv[j]]
+            break
+    return argv
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_kid_is_not_an_option(list(sys.argv[1:] if argv is None else argv)))
     try:
         result: int = args.func(args)
         return result

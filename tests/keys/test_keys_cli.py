@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
-from authserver.cli import main
+from authserver.cli import _kid_is_not_an_option, build_parser, main
 from authserver.clock import FrozenClock
 from authserver.keys.encryption import Encryptor, generate_key
 from authserver.settings import Settings
@@ -26,7 +26,10 @@ async def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     capsys.readouterr()
-    code = await asyncio.to_thread(main, list(argv))
+    try:
+        code = await asyncio.to_thread(main, list(argv))
+    except SystemExit as exit_:
+        raise AssertionError(f"{argv}: {capsys.readouterr()}") from exit_
     return code, capsys.readouterr().out
 
 
@@ -104,3 +107,12 @@ async def test_key_encryption_key_rotation(
             stored = await session.get(Account, person.account_id)
         assert stored is not None and stored.totp_secret_encrypted is not None
         assert Encryptor({"b": KEK_B}, "b").decrypt(stored.totp_secret_encrypted, aad=aad) == secret
+
+
+def test_a_kid_starting_with_a_dash_is_not_taken_for_an_option() -> None:
+    # What `main` does before parsing: thumbprints are base64url and may begin with "-".
+    parser = build_parser()
+    args = parser.parse_args(_kid_is_not_an_option(["keys", "revoke", "-Ab3", "--json"]))
+    assert args.kid == "-Ab3" and args.json is True
+    args = parser.parse_args(_kid_is_not_an_option(["keys", "revoke", "--json", "--x"]))
+    assert args.kid == "--x" and args.json is True
