@@ -25,6 +25,7 @@ from authserver.interaction.policy import InteractionStore
 from authserver.keys.encryption import Encryptor, load_or_create_key_file
 from authserver.keys.keystore import KeyStore
 from authserver.mfa.service import MfaService
+from authserver.keys.rotation import KeyManager, background_rotation, configured_algorithms
 from authserver.middleware.body_limit import BodyLimitMiddleware
 from authserver.middleware.request_id import RequestIdMiddleware
 from authserver.middleware.security_headers import SecurityHeadersMiddleware
@@ -73,7 +74,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, passwords:
     accounts = SqlAccountStore(sessions, clock)
     passwords = passwords or Passwords()
     events = SecurityEvents(sessions, clock)
-    keys = KeyStore(sessions, clock, encryptor, algs=tuple(dict.fromkeys((settings.tokens.signing_alg, "ES256", "RS256"))))
+    keys = KeyStore(sessions, clock, encryptor, algs=configured_algorithms(settings))
     return Services(
         settings=settings,
         clock=clock,
@@ -100,6 +101,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, passwords:
             store=SqlMfaStore(sessions, clock), accounts=accounts, encryptor=encryptor, passwords=passwords,
             events=events, clock=clock, settings=settings.mfa,
         ),
+        key_manager=KeyManager(sessions, clock, encryptor, keys, settings, events=events),
     )
 
 
@@ -111,10 +113,15 @@ def create_app(settings: Settings, *, clock: Clock | None = None, passwords: Pas
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await services.keys.ensure_active_keys()
+        if settings.keys.auto_rotate:
+            await services.key_manager.run_scheduled()
+        await services.keys.load()
         interval = settings.lifecycle.purge_interval
         purge_task = asyncio.create_task(purge_periodically(services, interval=interval)) if interval else None
         try:
-            yield
+            # Every instance reruns the schedule and reloads its keys each keys.reload_interval.
+            async with background_rotation(services.key_manager):
+                yield
         finally:
             if purge_task is not None:
                 purge_task.cancel()

@@ -262,6 +262,15 @@ def cmd_user_lifecycle(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    async def action(services: Any) -> list[dict[str, Any]]:
+        keys = await services.key_manager.list_keys()
+        return [k.as_dict() for k in keys if args.all or k.state != "revoked"]
+
+    _print(asyncio.run(_with_services(_settings(args), action)), args.json)
+    return 0
+
+
 def cmd_purge(args: argparse.Namespace) -> int:
     from authserver.housekeeping import purge_once
 
@@ -290,6 +299,62 @@ def cmd_user_reset_mfa(args: argparse.Namespace) -> int:
     asyncio.run(_with_services(_settings(args), action))
     print("second factor removed; the user signs in with the password (and enrols again if required)")
     return 0
+
+
+def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    from authserver.keys.rotation import RotationNotReady
+
+    async def action(services: Any) -> list[str]:
+        await services.keys.ensure_active_keys()
+        activated: list[str] = await services.key_manager.rotate_now(args.alg, force=args.force)
+        return activated
+
+    settings = _settings(args)
+    try:
+        activated = asyncio.run(_with_services(settings, action))
+    except RotationNotReady as error:
+        print(f"not rotated: {error}. Wait, or pass --force (verifiers holding a cached JWKS then see an unknown kid until they refetch).", file=sys.stderr)
+        return 1
+    _print({"activated": activated, "picked_up_by_every_instance_within_seconds": settings.keys.reload_interval}, args.json)
+    if not activated:
+        print(f"nothing activated: no successor was published yet; one is now. Rotate again in keys.publish_ahead ({settings.keys.publish_ahead} s).", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    from authserver.keys.rotation import KeyNotFound
+
+    async def action(services: Any) -> list[str]:
+        promoted: list[str] = await services.key_manager.revoke(args.kid)
+        return promoted
+
+    settings = _settings(args)
+    try:
+        promoted = asyncio.run(_with_services(settings, action))
+    except KeyNotFound:
+        print(f"no signing key {args.kid}", file=sys.stderr)
+        return 1
+    _print(
+        {
+            "revoked": args.kid,
+            "now_signing": promoted,
+            "picked_up_by_every_instance_within_seconds": settings.keys.reload_interval,
+            "verifiers_drop_it_within_seconds": settings.tokens.jwks_max_age,
+        },
+        args.json,
+    )
+    return 0
+
+
+def cmd_keys_reencrypt(args: argparse.Namespace) -> int:
+    async def action(services: Any) -> dict[str, int]:
+        counts: dict[str, int] = await services.key_manager.reencrypt()
+        return counts
+
+    counts = asyncio.run(_with_services(_settings(args), action))
+    _print(counts, args.json)
+    return 1 if counts["failed"] else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -321,7 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--first-party", action="store_true", help="skip the consent page")
     create.add_argument("--require-mfa", action="store_true")
     create.add_argument("--can-introspect", action="store_true")
-    create.add_argument("--signing-alg", choices=["ES256", "RS256"])
+    create.add_argument("--signing-alg", choices=["ES256", "RS256", "EdDSA"])
     create.add_argument("--access-token-ttl", type=int)
     create.add_argument("--json", action="store_true")
     create.set_defaults(func=cmd_client_create)
@@ -366,12 +431,43 @@ def build_parser() -> argparse.ArgumentParser:
     resetmfa = user.add_parser("reset-mfa", help="remove a user's TOTP and backup codes and lift the MFA lock")
     resetmfa.add_argument("username")
     resetmfa.set_defaults(func=cmd_user_reset_mfa)
+
+    keys = commands.add_parser("keys", help="signing keys and the key-encryption key").add_subparsers(dest="keys_command", required=True)
+    klist = keys.add_parser("list", help="signing keys with their state and dates")
+    klist.add_argument("--all", action="store_true", help="include revoked keys")
+    klist.add_argument("--json", action="store_true")
+    klist.set_defaults(func=cmd_keys_list)
+    krotate = keys.add_parser("rotate", help="activate the published next key now (all algorithms unless --alg)")
+    krotate.add_argument("--alg", choices=["ES256", "RS256", "EdDSA"])
+    krotate.add_argument("--force", action="store_true", help="even if the next key was published less than keys.publish_ahead ago")
+    krotate.add_argument("--json", action="store_true")
+    krotate.set_defaults(func=cmd_keys_rotate)
+    krevoke = keys.add_parser("revoke", help="emergency: remove a compromised key from the JWKS now; its tokens fail")
+    krevoke.add_argument("kid")
+    krevoke.add_argument("--json", action="store_true")
+    krevoke.set_defaults(func=cmd_keys_revoke)
+    kreenc = keys.add_parser("reencrypt", help="re-encrypt private keys and TOTP secrets with security.active_encryption_key")
+    kreenc.add_argument("--json", action="store_true")
+    kreenc.set_defaults(func=cmd_keys_reencrypt)
     return parser
+
+
+def _kid_is_not_an_option(argv: list[str]) -> list[str]:
+    """A kid (base64url thumbprint) may start with "-": keep argparse from reading it as an option."""
+    for i in range(len(argv) - 1):
+        if argv[i] == "keys" and argv[i + 1] == "revoke":
+            for j in range(i + 2, len(argv)):
+                if argv[j] == "--":
+                    break
+                if argv[j].startswith("-") and argv[j] not in {"--json", "-h", "--help"}:
+                    return [*argv[:j], *argv[j + 1:], "--", argv[j]]
+            break
+    return argv
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_kid_is_not_an_option(list(sys.argv[1:] if argv is None else argv)))
     try:
         result: int = args.func(args)
         return result

@@ -12,6 +12,7 @@ from authserver.events import SecurityEvents
 from authserver.keys.encryption import Encryptor
 from authserver.keys.keystore import KeyStore
 from authserver.mfa.service import MfaService
+from authserver.keys.rotation import KeyManager
 from authserver.settings import Settings
 from authserver.storage.cache import Cache
 from authserver.storage.sql.accounts import SqlAccountStore
@@ -44,3 +45,4 @@ class Services:
     lifecycle: SqlLifecycleStore
     revocations: Revocations
     mfa: MfaService
+    key_manager: KeyManager

@@ -120,6 +120,23 @@ class TokenSettings:
 
 
 @dataclass(frozen=True)
+class KeySettings:
+    # Signing algorithms that get keys (ES256, RS256, EdDSA); tokens.signing_alg is always included.
+    algorithms: list[str] = field(default_factory=lambda: ["ES256", "RS256"])
+    # Rotate signing keys on the schedule below (false: only `authserver keys rotate` rotates).
+    auto_rotate: bool = True
+    # How long a key signs before the next one takes over, in seconds (30 days).
+    rotation_interval: int = 30 * 24 * 3600
+    # Least time a new key is published in the JWKS before it signs, in seconds; at least tokens.jwks_max_age + keys.reload_interval.
+    # 3 h by default: AWS API Gateway's built-in JWT authorizer caches a JWKS for up to 2 h whatever max-age says.
+    publish_ahead: int = 3 * 3600
+    # Extra seconds a retired key stays published after its last token expired (verifiers' clock leeway).
+    retire_leeway: int = 300
+    # Every instance re-reads the keys and runs the schedule this often, in seconds: the bound on how long a key change takes to reach every instance.
+    reload_interval: int = 30
+
+
+@dataclass(frozen=True)
 class LoginSettings:
     # Browser session lifetime in seconds (absolute) and idle timeout.
     session_ttl: int = 12 * 3600
@@ -178,6 +195,7 @@ class Settings:
     cache: CacheSettings = field(default_factory=CacheSettings)
     security: SecuritySettings = field(default_factory=SecuritySettings)
     tokens: TokenSettings = field(default_factory=TokenSettings)
+    keys: KeySettings = field(default_factory=KeySettings)
     login: LoginSettings = field(default_factory=LoginSettings)
     chaos: ChaosSettings = field(default_factory=ChaosSettings)
     lifecycle: LifecycleSettings = field(default_factory=LifecycleSettings)
@@ -304,11 +322,12 @@ def validate(settings: Settings) -> None:
         raise SettingsError("setting server.workers: must be at least 1")
     if not 1 <= tokens.code_ttl <= 60:
         raise SettingsError("setting tokens.code_ttl: must be between 1 and 60 seconds")
-    if tokens.signing_alg not in {"ES256", "RS256"}:
-        raise SettingsError("setting tokens.signing_alg: one of ES256, RS256")
+    if tokens.signing_alg not in {"ES256", "RS256", "EdDSA"}:
+        raise SettingsError("setting tokens.signing_alg: one of ES256, RS256, EdDSA")
     for name in ("access_token_ttl", "id_token_ttl", "refresh_token_idle_ttl", "refresh_token_absolute_ttl", "jwks_max_age"):
         if getattr(tokens, name) <= 0:
             raise SettingsError(f"setting tokens.{name}: must be positive")
+    _validate_keys(settings)
     if "openid" not in tokens.scopes:
         raise SettingsError("setting tokens.scopes: must include openid")
     lifecycle = settings.lifecycle
@@ -359,6 +378,21 @@ def validate(settings: Settings) -> None:
             raise SettingsError("setting cache.url: Redis is required in production")
         if server.cookie_secure is False:
             raise SettingsError("setting server.cookie_secure: cannot be false in production")
+
+
+def _validate_keys(settings: Settings) -> None:
+    keys, tokens = settings.keys, settings.tokens
+    unknown = [alg for alg in keys.algorithms if alg not in {"ES256", "RS256", "EdDSA"}]
+    if unknown or not keys.algorithms:
+        raise SettingsError("setting keys.algorithms: one or more of ES256, RS256, EdDSA")
+    for name in ("rotation_interval", "publish_ahead", "reload_interval"):
+        if getattr(keys, name) <= 0:
+            raise SettingsError(f"setting keys.{name}: must be positive")
+    if keys.retire_leeway < 0:
+        raise SettingsError("setting keys.retire_leeway: must not be negative")
+    if keys.publish_ahead < tokens.jwks_max_age + keys.reload_interval:
+        # A verifier may hold a JWKS fetched just before an instance reloaded for jwks_max_age more seconds.
+        raise SettingsError("setting keys.publish_ahead: must be at least tokens.jwks_max_age + keys.reload_interval")
 
 
 def render_example() -> str:

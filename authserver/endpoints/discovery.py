@@ -9,8 +9,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from authserver.keys.keystore import SUPPORTED_ALGS
 from authserver.mfa.service import ACR_MFA, ACR_PASSWORD
+from authserver.keys.rotation import configured_algorithms
 from authserver.settings import Settings
 
 
@@ -32,7 +32,7 @@ def build_metadata(settings: Settings, grant_types: list[str]) -> dict[str, Any]
         "response_modes_supported": ["query"],
         "grant_types_supported": grant_types,
         "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": list(SUPPORTED_ALGS),
+        "id_token_signing_alg_values_supported": list(configured_algorithms(settings)),
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "code_challenge_methods_supported": ["S256"],
         "authorization_response_iss_parameter_supported": True,

@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from authserver.endpoints._http import json_response, method_not_allowed, oauth_json, read_form
-from authserver.errors import InvalidRequest, UnsupportedGrantType
+from authserver.errors import InvalidRequest, TemporarilyUnavailable, UnsupportedGrantType
 from authserver.grants.base import TokenGrant, authenticate_client
 from authserver.protocol import client_auth
 
@@ -26,5 +26,8 @@ async def token(request: Request) -> Response:
     grant = grants.get(grant_type)
     if grant is None:
         raise UnsupportedGrantType(f"Supported grant types: {', '.join(sorted(grants))}.")
+    if not services.keys.can_sign(client.signing_alg or services.signer.default_alg):
+        # Checked before the grant consumes anything: a key for a newly added algorithm is still being published.
+        raise TemporarilyUnavailable("No signing key is active yet for this client's algorithm.")
     relevant = {name: value for name, value in params.items() if name in grant.PARAMETERS}
     return json_response(await grant.create_token_response(client, relevant))

@@ -5,20 +5,30 @@ Verification always names its algorithms (RFC 8725 §3.1; CVE-2024-37568) and th
 
 from __future__ import annotations
 
+import contextlib
 import secrets
-from collections.abc import Iterable, Mapping
+import warnings
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from authlib.oidc.core.util import create_half_hash
 from joserfc import jwt
-from joserfc.errors import JoseError
+from joserfc.errors import JoseError, SecurityWarning
 
 from authserver.clock import Clock
 from authserver.keys.keystore import SUPPORTED_ALGS, KeyStore
 
 ACCESS_TOKEN_TYP = "at+jwt"
+
+
+@contextlib.contextmanager
+def eddsa_allowed() -> Iterator[None]:
+    """joserfc warns that RFC 9864 deprecates the name "EdDSA"; we keep it because verifiers (PyJWT, AWS) know it."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="EdDSA is deprecated", category=SecurityWarning)
+        yield
 
 
 @dataclass(frozen=True)
@@ -38,7 +48,8 @@ class TokenSigner:
 
     def _sign(self, claims: Mapping[str, Any], *, alg: str, typ: str) -> str:
         key = self._keys.signing_key(alg)
-        return jwt.encode({"alg": alg, "typ": typ, "kid": key.kid}, dict(claims), key.key)
+        with eddsa_allowed():
+            return jwt.encode({"alg": alg, "typ": typ, "kid": key.kid}, dict(claims), key.key, algorithms=[alg])
 
     def access_token(
         self,
@@ -112,7 +123,8 @@ class TokenSigner:
         if len(token) > 8192 or token.count(".") != 2:
             return None
         try:
-            decoded = jwt.decode(token, self._keys.verification_keys, algorithms=list(SUPPORTED_ALGS))
+            with eddsa_allowed():
+                decoded = jwt.decode(token, self._keys.verification_keys, algorithms=list(SUPPORTED_ALGS))
         except (JoseError, ValueError, TypeError, KeyError):
             return None
         if decoded.header.get("typ") != ACCESS_TOKEN_TYP:

@@ -10,6 +10,7 @@ import jwt as pyjwt
 import pytest
 
 from authserver.services import Services
+from authserver.tokens.opaque import digest
 from tests.conftest import ISSUER
 from tests.support.factories import authorize, make_client, make_user, redeem
 
@@ -94,6 +95,21 @@ async def test_refreshed_id_token_keeps_identity_and_auth_time(http: httpx.Async
 
 
 async def test_unsupported_client_signing_alg_is_refused_at_registration(services: Services) -> None:
-    for alg in ("HS256", "none", "EdDSA"):
+    for alg in ("HS256", "none", "ES512"):
         with pytest.raises(ValueError, match="signing_alg"):
             await make_client(services, signing_alg=alg)
+
+
+async def test_a_client_algorithm_without_an_active_key_is_503_and_consumes_nothing(
+    http: httpx.AsyncClient, services: Services
+) -> None:
+    """keys.algorithms lacks EdDSA here: the token endpoint refuses before the grant touches the code."""
+    assert not services.keys.can_sign("EdDSA")
+    client = await make_client(services, signing_alg="EdDSA")
+    user = await make_user(services)
+    params, verifier = await authorize(http, client, user)
+    refused = await redeem(http, client, params["code"], verifier)
+    assert refused.status_code == 503
+    assert refused.json()["error"] == "temporarily_unavailable"
+    code = await services.tokens.get_code(digest(params["code"]))
+    assert code is not None and code.consumed_at is None

@@ -29,7 +29,7 @@ GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
 # its Basic credentials (RFC 6749 §2.3.1; Authlib, for one, does not), and it is safe in URLs and logs.
 CLIENT_ID = re.compile(r"^[A-Za-z0-9._~-]{1,64}$")
 # Algorithms the key store always holds a key for (authserver.keys.keystore.SUPPORTED_ALGS).
-SIGNING_ALGS = ("ES256", "RS256")
+SIGNING_ALGS = ("ES256", "RS256", "EdDSA")
 
 
 @dataclass(frozen=True)

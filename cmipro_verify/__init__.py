@@ -1,0 +1,34 @@
+"""Verify CMIPRO access tokens offline: RFC 9068 JWTs checked against the authorization server's JWKS.
+
+Depends on joserfc and httpx only (never on the authorization server)::
+
+    from cmipro_verify import Verifier
+
+    verifier = Verifier(issuer="https://auth.cmipro.example", audience="https://api.cmipro.example")
+    claims = verifier.verify(token)             # or: await verifier.verify_async(token)
+    claims.require_scopes("read:levels")
+
+Exceptions (all carry the RFC 6750 ``error`` code and the HTTP status to answer with)::
+
+    TokenError
+     ├── InvalidToken        401 invalid_token       (bad signature, expired, wrong audience, unknown kid …)
+     ├── InsufficientScope   403 insufficient_scope  (valid token, missing scope or role)
+     └── JWKSUnavailable     503 temporarily_unavailable (no key set could ever be fetched)
+"""
+
+from cmipro_verify._claims import Claims
+from cmipro_verify._errors import InsufficientScope, InvalidToken, JWKSUnavailable, TokenError
+from cmipro_verify._jwks import JWKSCache
+from cmipro_verify._verifier import DEFAULT_ALGORITHMS, Verifier, bearer_token
+
+__all__ = [
+    "DEFAULT_ALGORITHMS",
+    "Claims",
+    "InsufficientScope",
+    "InvalidToken",
+    "JWKSCache",
+    "JWKSUnavailable",
+    "TokenError",
+    "Verifier",
+    "bearer_token",
+]

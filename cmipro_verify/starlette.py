@@ -1,0 +1,122 @@
+"""Starlette / ASGI integration: a pure ASGI middleware that verifies the bearer token, and helpers.
+
+    from cmipro_verify import Verifier
+    from cmipro_verify.starlette import BearerAuthMiddleware, claims_of, requires
+
+    verifier = Verifier(issuer="https://auth.cmipro.example", audience="https://api.cmipro.example")
+
+    @requires("read:levels")
+    async def levels(request):
+        return JSONResponse({"for": claims_of(request).subject})
+
+    app = Starlette(routes=[Route("/levels", levels)],
+                    middleware=[Middleware(BearerAuthMiddleware, verifier=verifier, exempt_paths={"/health"})])
+
+Errors are answered as RFC 6750 §3 says: 401 ``invalid_token`` / 403 ``insufficient_scope`` with a
+``WWW-Authenticate: Bearer …`` header, 503 when the key set could never be fetched.
+Importing this module needs Starlette; the rest of the library does not.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable, Collection
+
+from starlette.datastructures import Headers
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from cmipro_verify._claims import Claims
+from cmipro_verify._errors import InvalidToken, TokenError
+from cmipro_verify._verifier import Verifier, bearer_token
+
+STATE_KEY = "token_claims"
+
+
+def error_response(error: TokenError, *, realm: str | None = None) -> Response:
+    headers = {"WWW-Authenticate": error.www_authenticate(realm), "Cache-Control": "no-store"}
+    if error.status == 503:
+        headers["Retry-After"] = "5"
+    return JSONResponse(
+        {"error": error.error, "error_description": error.description}, status_code=error.status, headers=headers
+    )
+
+
+class BearerAuthMiddleware:
+    """Verifies ``Authorization: Bearer`` on every HTTP request except ``exempt_paths``.
+
+    With ``required=False`` a request without an Authorization header passes with no claims (endpoints
+    decide with :func:`requires`); a header that is present but invalid is always refused.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        verifier: Verifier,
+        exempt_paths: Collection[str] = (),
+        required: bool = True,
+        realm: str | None = None,
+    ) -> None:
+        self.app = app
+        self.verifier = verifier
+        self.exempt_paths = frozenset(exempt_paths)
+        self.required = required
+        self.realm = realm
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.exempt_paths:
+            await self.app(scope, receive, send)
+            return
+        authorization = Headers(scope=scope).get("authorization")
+        if authorization is None and not self.required:
+            await self.app(scope, receive, send)
+            return
+        try:
+            claims = await self.verifier.verify_async(bearer_token(authorization))
+        except TokenError as error:
+            await error_response(error, realm=self.realm)(scope, receive, send)
+            return
+        scope.setdefault("state", {})[STATE_KEY] = claims
+        await self.app(scope, receive, send)
+
+
+def claims_of(request: Request) -> Claims:
+    """The verified claims the middleware stored, or :class:`InvalidToken` if the request had none."""
+    claims = request.scope.get("state", {}).get(STATE_KEY)
+    if not isinstance(claims, Claims):
+        raise InvalidToken("missing bearer token")
+    return claims
+
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def requires(*scopes: str, any_role: Collection[str] = ()) -> Callable[[Endpoint], Endpoint]:
+    """Decorate an endpoint: every scope in ``scopes`` and one of ``any_role`` (if given) are required."""
+
+    def decorate(endpoint: Endpoint) -> Endpoint:
+        @functools.wraps(endpoint)
+        async def wrapper(request: Request) -> Response:
+            try:
+                claims_of(request).require_scopes(*scopes).require_any_role(*any_role)
+            except TokenError as error:
+                return error_response(error)
+            return await endpoint(request)
+
+        return wrapper
+
+    return decorate
+
+
+async def authenticate(request: Request, verifier: Verifier, *scopes: str) -> Claims:
+    """Without the middleware (e.g. a FastAPI dependency): verify the request's token and scopes.
+
+    Raises :class:`TokenError`; answer it with :func:`error_response`.
+    """
+    claims = await verifier.verify_async(bearer_token(request.headers.get("authorization")))
+    return claims.require_scopes(*scopes)
+
+
+__all__ = ["BearerAuthMiddleware", "authenticate", "claims_of", "error_response", "requires"]

@@ -1,0 +1,65 @@
+"""examples/lambda_authorizer: API Gateway HTTP API (simple response) and REST API (IAM policy) events,
+with real tokens from a running server."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from tests.verifier.conftest import AUDIENCE, LiveServer
+
+HANDLER = Path(__file__).resolve().parents[2] / "examples" / "lambda_authorizer" / "handler.py"
+METHOD_ARN = "arn:aws:execute-api:us-east-1:123456789012:abcdef123/prod/GET/levels"
+
+
+@pytest.fixture
+def lambda_module(live: LiveServer, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """A cold start: the module is imported with the function's environment."""
+    monkeypatch.setenv("CMIPRO_ISSUER", live.issuer)
+    monkeypatch.setenv("CMIPRO_AUDIENCE", f"https://other.example, {AUDIENCE}")
+    monkeypatch.setenv("CMIPRO_REQUIRED_SCOPES", "read:levels")
+    spec = importlib.util.spec_from_file_location("lambda_authorizer_handler", HANDLER)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def http_api_event(authorization: str | None) -> dict[str, object]:
+    headers = {"authorization": authorization} if authorization else {}
+    return {"version": "2.0", "type": "REQUEST", "routeArn": METHOD_ARN, "headers": headers,
+            "identitySource": [authorization] if authorization else []}
+
+
+async def test_http_api_simple_responses(live: LiveServer, lambda_module: ModuleType) -> None:
+    client = await live.service_client()
+    good = await live.token(client, "read:levels")
+    allowed = lambda_module.handler(http_api_event(f"Bearer {good}"), None)
+    assert allowed["isAuthorized"] is True
+    assert allowed["context"]["client_id"] == client.client_id and allowed["context"]["scope"] == "read:levels"
+    assert lambda_module.handler(http_api_event(None), None) == {"isAuthorized": False}
+    assert lambda_module.handler(http_api_event(f"Bearer {good}x"), None) == {"isAuthorized": False}
+    no_scope = await live.token(client, "read:alerts")
+    assert lambda_module.handler(http_api_event(f"Bearer {no_scope}"), None) == {"isAuthorized": False}
+
+
+async def test_rest_api_token_and_request_authorizers(live: LiveServer, lambda_module: ModuleType) -> None:
+    client = await live.service_client()
+    good = await live.token(client, "read:levels")
+    policy = lambda_module.handler({"type": "TOKEN", "authorizationToken": f"Bearer {good}", "methodArn": METHOD_ARN}, None)
+    assert policy["principalId"] == client.client_id
+    statement = policy["policyDocument"]["Statement"][0]
+    assert statement == {
+        "Action": "execute-api:Invoke", "Effect": "Allow",
+        "Resource": "arn:aws:execute-api:us-east-1:123456789012:abcdef123/prod/*/*",
+    }
+    no_scope = await live.token(client, "read:alerts")
+    request_event = {"type": "REQUEST", "headers": {"Authorization": f"Bearer {no_scope}"}, "methodArn": METHOD_ARN}
+    assert lambda_module.handler(request_event, None)["policyDocument"]["Statement"][0]["Effect"] == "Deny"
+    with pytest.raises(Exception, match="^Unauthorized$"):
+        lambda_module.handler({"type": "TOKEN", "authorizationToken": "Bearer forged.token.here", "methodArn": METHOD_ARN}, None)
+    with pytest.raises(Exception, match="^Unauthorized$"):
+        lambda_module.handler({"type": "REQUEST", "headers": {}, "methodArn": METHOD_ARN}, None)
