@@ -80,7 +80,7 @@ async def test_key_encryption_key_rotation(
     async with running(make_settings(**env), clock) as (_, services, http):
         person = await make_user(services)
         secret = b"JBSWY3DPEHPK3PXP"
-        aad = f"totp:{person.account_id}".encode()
+        aad = person.account_id.encode()  # as authserver.mfa.service binds it
         async with services.sessions.begin() as session:
             await session.execute(
                 update(Account).where(Account.account_id == person.account_id)

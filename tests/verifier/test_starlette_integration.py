@@ -22,7 +22,7 @@ def data_api(verifier: Verifier) -> Starlette:
     async def levels(request: Request) -> Response:
         return JSONResponse({"station": "Chamelecon", "level_m": 3.2, "for": claims_of(request).subject})
 
-    @requires("write:alerts", any_role=["admin"])
+    @requires("write:alerts", any_role=["premium_user"])
     async def alerts(request: Request) -> Response:
         return JSONResponse({"ok": True})
 
@@ -60,20 +60,20 @@ async def test_data_api_accepts_valid_tokens_and_answers_rfc6750_errors(live: Li
 
 async def test_roles_of_a_persons_token_gate_an_endpoint(live: LiveServer) -> None:
     verifier = Verifier(issuer=live.issuer, audience=AUDIENCE)
-    admin = await make_user(live.services, roles=["admin"])
+    premium = await make_user(live.services, roles=["premium_user"])
     plain = await make_user(live.services, roles=["free_user"])
     client = await make_client(live.services)
     tokens = {}
-    for person in (admin, plain):
+    for person in (premium, plain):
         async with httpx.AsyncClient(base_url=live.url) as browser:
             params, verifier_code = await authorize(browser, client, person, scope="openid write:alerts")
             response = await redeem(browser, client, params["code"], verifier_code)
             assert response.status_code == 200, response.text
             tokens[person.username] = response.json()["access_token"]
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=data_api(verifier)), base_url="http://data-api") as api:
-        allowed = await api.post("/alerts", headers={"Authorization": f"Bearer {tokens[admin.username]}"})
+        allowed = await api.post("/alerts", headers={"Authorization": f"Bearer {tokens[premium.username]}"})
         denied = await api.post("/alerts", headers={"Authorization": f"Bearer {tokens[plain.username]}"})
     assert allowed.status_code == 200
     assert denied.status_code == 403 and denied.json()["error"] == "insufficient_scope"
-    claims = await verifier.verify_async(tokens[admin.username])
-    assert claims.is_user and claims.roles == {"admin"} and claims.subject == admin.account_id
+    claims = await verifier.verify_async(tokens[premium.username])
+    assert claims.is_user and claims.roles == {"premium_user"} and claims.subject == premium.account_id
