@@ -6,11 +6,14 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 
+from authserver.abuse import Emergency, RateLimits
+from authserver.accounts.lockout import Lockout
 from authserver.accounts.passwords import Passwords
 from authserver.clock import Clock, SystemClock
 from authserver.endpoints.discovery import build_metadata, metadata_endpoint
@@ -23,8 +26,10 @@ from authserver.interaction.policy import InteractionStore
 from authserver.keys.encryption import Encryptor, load_or_create_key_file
 from authserver.keys.keystore import KeyStore
 from authserver.middleware.body_limit import BodyLimitMiddleware
+from authserver.middleware.header_limit import HeaderLimitMiddleware
 from authserver.middleware.request_id import RequestIdMiddleware
 from authserver.middleware.security_headers import SecurityHeadersMiddleware
+from authserver.ratelimit import Limiter, MemoryLimiter, RedisLimiter, ResilientLimiter
 from authserver.routes import build_routes
 from authserver.services import Services
 from authserver.settings import Settings
@@ -50,11 +55,30 @@ def create_encryptor(settings: Settings) -> Encryptor:
     return Encryptor(keys, active)
 
 
+def build_limits(settings: Settings, clock: Clock, sessions: async_sessionmaker[AsyncSession], events: SecurityEvents) -> RateLimits:
+    """Rate limits in the shared cache's Redis (or in-process with memory://), with the per-instance floor."""
+    cache = settings.cache
+    primary: Limiter = (
+        MemoryLimiter() if cache.url.startswith("memory://")
+        else RedisLimiter(cache.url, key_prefix=cache.key_prefix, timeout=cache.timeout)
+    )
+
+    async def degraded(reason: str) -> None:
+        await events.record("ratelimit", "degraded", reason=reason)
+
+    limiter = ResilientLimiter(
+        primary, fallback_divisor=settings.abuse.fallback_divisor, breaker_seconds=settings.abuse.breaker_seconds,
+        on_degraded=degraded,
+    )
+    return RateLimits(limiter, settings.abuse, clock, events, Emergency(sessions, clock, events))
+
+
 def build_services(settings: Settings, *, clock: Clock | None = None, passwords: Passwords | None = None) -> Services:
     clock = clock or SystemClock()
     engine = create_engine(settings.database)
     sessions = create_sessionmaker(engine)
     encryptor = create_encryptor(settings)
+    events = SecurityEvents(sessions, clock)
     keys = KeyStore(sessions, clock, encryptor, algs=tuple(dict.fromkeys((settings.tokens.signing_alg, "ES256", "RS256"))))
     return Services(
         settings=settings,
@@ -73,7 +97,9 @@ def build_services(settings: Settings, *, clock: Clock | None = None, passwords:
         keys=keys,
         signer=TokenSigner(keys, issuer=settings.server.issuer, clock=clock, default_alg=settings.tokens.signing_alg),
         passwords=passwords or Passwords(),
-        events=SecurityEvents(sessions, clock),
+        events=events,
+        limiter=build_limits(settings, clock, sessions, events),
+        lockout=Lockout(sessions, clock, reset_after=settings.abuse.lock_reset_seconds),
     )
 
 
@@ -89,6 +115,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, passwords: Pas
             yield
         finally:
             await services.cache.close()
+            await services.limiter.close()
             await services.engine.dispose()
 
     async def not_found(request: Request, exc: Exception) -> Response:
@@ -101,6 +128,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, passwords: Pas
         middleware=[
             Middleware(RequestIdMiddleware),
             Middleware(SecurityHeadersMiddleware, hsts=settings.server.issuer.startswith("https://")),
+            Middleware(HeaderLimitMiddleware, max_headers=settings.abuse.max_headers, max_bytes=settings.abuse.max_header_bytes),
             Middleware(BodyLimitMiddleware, max_bytes=settings.server.max_body_bytes),
         ],
         exception_handlers={404: not_found},

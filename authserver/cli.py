@@ -42,6 +42,7 @@ async def _with_services(settings: Settings, action: Any) -> Any:
         return await action(services)
     finally:
         await services.cache.close()
+        await services.limiter.close()
         await services.engine.dispose()
 
 

@@ -11,6 +11,7 @@ dataclasses (``python -m authserver.settings``) and a test keeps it in sync.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import os
 import sys
@@ -92,7 +93,7 @@ class SecuritySettings:
     active_encryption_key: str = ""
     # Where the embedded default keeps its generated encryption key (never used in production).
     key_file: str = "./authserver-secrets.json"
-    # Proxies whose X-Forwarded-For is trusted, as IP addresses.
+    # Proxies whose X-Forwarded-For is trusted, as IP addresses or networks (CIDR).
     trusted_proxies: list[str] = field(default_factory=list)
 
 
@@ -131,6 +132,47 @@ class LoginSettings:
 
 
 @dataclass(frozen=True)
+class AbuseSettings:
+    # Failed sign-ins per account (by username, known or not) within the window that lock its password step.
+    account_failures: int = 5
+    account_failure_window: int = 3600
+    # First account lock in seconds; each further lock doubles it, up to the maximum.
+    account_lock_seconds: int = 60
+    account_lock_max_seconds: int = 3600
+    # Failed sign-ins from one client IP within the window that block sign-in from that IP.
+    ip_failures: int = 20
+    ip_failure_window: int = 3600
+    # First IP block in seconds; doubles on each further block, up to the maximum.
+    ip_lock_seconds: int = 900
+    ip_lock_max_seconds: int = 6 * 3600
+    # Failed client authentications at the token endpoint per (client id, IP), and per IP, within the window.
+    client_failures: int = 10
+    client_ip_failures: int = 20
+    client_failure_window: int = 3600
+    # Lock escalation is forgotten after this many seconds without failures.
+    lock_reset_seconds: int = 24 * 3600
+    # Requests per minute per client IP at /authorize, /login and the MFA step.
+    authorize_per_ip: int = 60
+    login_per_ip: int = 30
+    mfa_per_ip: int = 30
+    # Requests per minute per authenticated client (a client's rate_limit_per_minute overrides the token limit).
+    token_per_client: int = 600
+    introspection_per_client: int = 1200
+    revocation_per_client: int = 600
+    # Requests per minute per access token at UserInfo.
+    userinfo_per_token: int = 120
+    # Emergency mode divides the per-IP limits (anonymous and sign-in traffic) by this.
+    emergency_divisor: int = 4
+    # With Redis unreachable, per-instance limits guarding human secrets are divided by this.
+    fallback_divisor: int = 4
+    # After a Redis error, use the per-instance limiter for this many seconds before trying Redis again.
+    breaker_seconds: float = 5.0
+    # Request header limits: more headers, or more header bytes, are refused with 431 before parsing.
+    max_headers: int = 100
+    max_header_bytes: int = 16 * 1024
+
+
+@dataclass(frozen=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
@@ -138,6 +180,7 @@ class Settings:
     security: SecuritySettings = field(default_factory=SecuritySettings)
     tokens: TokenSettings = field(default_factory=TokenSettings)
     login: LoginSettings = field(default_factory=LoginSettings)
+    abuse: AbuseSettings = field(default_factory=AbuseSettings)
 
     @property
     def cookie_secure(self) -> bool:
@@ -275,6 +318,14 @@ def validate(settings: Settings) -> None:
         raise SettingsError("setting database.url: sqlite+aiosqlite:// or postgresql+asyncpg://")
     if security.encryption_keys and security.active_encryption_key not in security.encryption_keys:
         raise SettingsError("setting security.active_encryption_key: must name one of security.encryption_keys")
+    for f in dataclasses.fields(AbuseSettings):
+        if getattr(settings.abuse, f.name) <= 0:
+            raise SettingsError(f"setting abuse.{f.name}: must be positive")
+    for proxy in security.trusted_proxies:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise SettingsError(f"setting security.trusted_proxies: {proxy!r} is not an IP address or network") from None
     if server.workers > 1 and settings.cache.url.startswith("memory://"):
         raise SettingsError("setting server.workers: several workers need a shared cache (cache.url = redis://…)")
     if server.production:
