@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from authserver.accounts.lockout import Policy
+from authserver.accounts.lockout import Lockout, Policy, account_key, ip_key
 from authserver.clock import Clock
 from authserver.errors import TooManyRequests
 from authserver.events import SecurityEvents
@@ -176,10 +176,22 @@ class RateLimits:
         await self.limiter.close()
 
 
+async def unlock(lockout: Lockout, events: SecurityEvents, *, username: str | None = None, ip: str | None = None,
+                 by: str, account_id: str | None = None) -> bool:
+    """Administrator unlock of a username's password step and/or an IP's sign-in block; True if one was set."""
+    cleared = False
+    if username is not None:
+        cleared |= await lockout.clear(account_key(username))
+    if ip is not None:
+        cleared |= await lockout.clear(ip_key(ip))
+    await events.record("lockout", "unlocked", account_id=account_id, ip=ip, actor=by[:100], cleared=cleared)
+    return cleared
+
+
 def retry_error(seconds: int) -> TooManyRequests:
     error = TooManyRequests()
     error.headers["Retry-After"] = str(max(1, seconds))
     return error
 
 
-__all__ = ["SCOPES", "Emergency", "RateLimits", "Scope", "retry_error"]
+__all__ = ["SCOPES", "Emergency", "RateLimits", "Scope", "retry_error", "unlock"]
