@@ -61,7 +61,7 @@ async def running(settings: Settings, *, clock: FrozenClock | None = None, ip: s
 @pytest.fixture
 def make_settings(backend: str, database_url: str, tmp_root: Path) -> Callable[..., Settings]:
     def build(env: dict[str, str] | None = None, **limits: Any) -> Settings:
-        return load_settings(environ_for(backend, database_url, tmp_root, **real_limits(**limits), **(env or {})))
+        return load_settings(environ_for(backend, database_url, tmp_root, **{**real_limits(**limits), **(env or {})}))
 
     return build
 
