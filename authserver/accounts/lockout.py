@@ -36,6 +36,11 @@ def ip_key(ip: str) -> str:
     return f"ip:{ip}"
 
 
+def mfa_key(account_id: str) -> str:
+    """Second-factor guesses (TOTP, backup codes) of one account: use with ``RateLimits.account_policy()``."""
+    return f"mfa:{account_id}"
+
+
 def client_key(client_id: str, ip: str) -> str:
     """Per client id *and* address: nobody elsewhere can lock a CMIPRO service out by failing as it."""
     return f"client:{client_id[:100]}|{ip}"

@@ -61,6 +61,9 @@ class RefreshTokenGrant:
             )
         except AlreadyConsumed:
             log.warning("refresh token reuse by client %s; grant %s revoked", client.client_id, grant.grant_id)
+            await services.events.record(
+                "refresh_reuse", "revoked", client_id=client.client_id, account_id=grant.account_id, grant_id=grant.grant_id,
+            )
             raise InvalidGrant("The refresh token was already used.") from None
         except NotFound:
             raise InvalidGrant("The refresh token is invalid.") from None
