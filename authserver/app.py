@@ -17,7 +17,7 @@ from authserver.accounts.lockout import Lockout
 from authserver.accounts.passwords import Passwords
 from authserver.clock import Clock, SystemClock
 from authserver.endpoints.discovery import build_metadata, metadata_endpoint
-from authserver.events import SecurityEvents
+from authserver.events import SecurityEvents, configure_security_log
 from authserver.grants.authorization_code import AuthorizationCodeGrant
 from authserver.grants.base import TokenGrant
 from authserver.grants.client_credentials import ClientCredentialsGrant
@@ -105,6 +105,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, passwords:
 
 def create_app(settings: Settings, *, clock: Clock | None = None, passwords: Passwords | None = None) -> Starlette:
     services = build_services(settings, clock=clock, passwords=passwords)
+    configure_security_log()
     grants: dict[str, TokenGrant] = {cls.GRANT_TYPE: cls(services) for cls in GRANT_CLASSES}
     metadata = metadata_endpoint(build_metadata(settings, list(grants)))
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +21,16 @@ from authserver.middleware.request_id import request_id_var
 from authserver.storage.sql.models import SecurityEvent
 
 log = logging.getLogger("authserver.security")
+
+
+def configure_security_log() -> None:
+    """Send security events to stdout as bare JSON lines, unless logging was already set up for them."""
+    if log.handlers:
+        return
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
 
 # Keys that must never reach an event, whatever a caller passes.
 _FORBIDDEN = {"password", "secret", "client_secret", "code", "token", "access_token", "refresh_token", "otp", "backup_code"}

@@ -133,42 +133,53 @@ class LoginSettings:
 
 @dataclass(frozen=True)
 class AbuseSettings:
-    # Failed sign-ins per account (by username, known or not) within the window that lock its password step.
+    # Failed sign-ins per username (known or not) within account_failure_window that lock its password step.
     account_failures: int = 5
+    # Seconds over which account_failures are counted.
     account_failure_window: int = 3600
-    # First account lock in seconds; each further lock doubles it, up to the maximum.
+    # First account lock in seconds; each further lock doubles it.
     account_lock_seconds: int = 60
+    # Longest account lock in seconds.
     account_lock_max_seconds: int = 3600
-    # Failed sign-ins from one client IP within the window that block sign-in from that IP.
+    # Failed sign-ins from one client IP within ip_failure_window that block sign-in from it.
     ip_failures: int = 20
+    # Seconds over which ip_failures are counted.
     ip_failure_window: int = 3600
-    # First IP block in seconds; doubles on each further block, up to the maximum.
+    # First IP block in seconds (also for client-authentication locks); doubles on each further block.
     ip_lock_seconds: int = 900
+    # Longest IP block in seconds.
     ip_lock_max_seconds: int = 6 * 3600
-    # Failed client authentications at the token endpoint per (client id, IP), and per IP, within the window.
+    # Failed client authentications at the token endpoint per (client id, IP) that lock that pair.
     client_failures: int = 10
+    # Failed client authentications at the token endpoint per IP that lock that IP.
     client_ip_failures: int = 20
+    # Seconds over which client_failures and client_ip_failures are counted.
     client_failure_window: int = 3600
     # Lock escalation is forgotten after this many seconds without failures.
     lock_reset_seconds: int = 24 * 3600
-    # Requests per minute per client IP at /authorize, /login and the MFA step.
+    # Requests per minute per client IP at /authorize.
     authorize_per_ip: int = 60
+    # Requests per minute per client IP at /login (GET and POST).
     login_per_ip: int = 30
+    # Requests per minute per client IP at the MFA step.
     mfa_per_ip: int = 30
-    # Requests per minute per authenticated client (a client's rate_limit_per_minute overrides the token limit).
+    # Token requests per minute per authenticated client (a client's rate_limit_per_minute overrides it).
     token_per_client: int = 600
+    # Introspection requests per minute per authenticated client.
     introspection_per_client: int = 1200
+    # Revocation requests per minute per authenticated client.
     revocation_per_client: int = 600
-    # Requests per minute per access token at UserInfo.
+    # UserInfo requests per minute per access token.
     userinfo_per_token: int = 120
-    # Emergency mode divides the per-IP limits (anonymous and sign-in traffic) by this.
+    # Emergency mode divides the per-IP limits and the per-IP sign-in failure threshold by this.
     emergency_divisor: int = 4
-    # With Redis unreachable, per-instance limits guarding human secrets are divided by this.
+    # With Redis unreachable, per-instance limits guarding human-chosen secrets are divided by this.
     fallback_divisor: int = 4
     # After a Redis error, use the per-instance limiter for this many seconds before trying Redis again.
     breaker_seconds: float = 5.0
-    # Request header limits: more headers, or more header bytes, are refused with 431 before parsing.
+    # More request headers than this are refused with 431 before parsing.
     max_headers: int = 100
+    # More request header bytes than this are refused with 431 before parsing.
     max_header_bytes: int = 16 * 1024
 
 

@@ -27,3 +27,17 @@ async def test_token_issued_and_refresh_reuse_are_logged(http: httpx.AsyncClient
     assert issued["details"]["grant_type"] in ("authorization_code", "refresh_token")
     dumped = json.dumps(events)
     assert tokens["refresh_token"] not in dumped and tokens["access_token"] not in dumped and params["code"] not in dumped
+
+
+def test_security_events_go_to_stdout_as_json(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    script = (
+        "import asyncio, logging\n"
+        "from authserver.events import configure_security_log, log\n"
+        "configure_security_log()\n"
+        "log.info('{\"event\": \"probe\"}')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=tmp_path)
+    assert json.loads(out.stdout.strip()) == {"event": "probe"}
