@@ -212,7 +212,7 @@ class ResilientLimiter:
                 if self._on_degraded is not None:
                     try:
                         await self._on_degraded(type(error).__name__)
-                    except Exception:  # noqa: BLE001 - reporting must not break limiting
+                    except Exception:
                         log.exception("could not report degraded rate limiting")
         floor_limit = max(1, limit // self._divisor) if strict else limit
         decision = await self.floor.hit(key, limit=floor_limit, window=window, now=now, cost=cost)

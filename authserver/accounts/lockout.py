@@ -124,6 +124,6 @@ class Lockout:
     @staticmethod
     def _insert_absent(session: AsyncSession, key: str, now: datetime):  # type: ignore[no-untyped-def]
         values = {"key": key, "failures": 0, "window_started_at": now, "lock_count": 0, "updated_at": now}
-        dialect = session.bind.dialect.name
+        dialect = session.get_bind().dialect.name
         insert = pg_insert if dialect == "postgresql" else sqlite_insert
         return insert(LoginThrottle).values(**values).on_conflict_do_nothing(index_elements=["key"])

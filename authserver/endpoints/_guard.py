@@ -13,8 +13,8 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from authserver.accounts.lockout import client_ip_key, client_key
 from authserver.abuse import retry_error
+from authserver.accounts.lockout import client_ip_key, client_key
 from authserver.errors import InvalidClient, TooManyRequests
 from authserver.grants.base import authenticate_client
 from authserver.protocol import client_ip as client_ip_rules

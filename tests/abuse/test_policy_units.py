@@ -9,7 +9,12 @@ from collections.abc import Callable
 import pytest
 from argon2 import PasswordHasher
 
-from authserver.accounts.passwords import MAX_PASSWORD_CHARS, PasswordPolicyError, Passwords, common_passwords
+from authserver.accounts.passwords import (
+    MAX_PASSWORD_CHARS,
+    PasswordPolicyError,
+    Passwords,
+    common_passwords,
+)
 from authserver.cli import main
 from authserver.protocol.client_ip import parse_networks, resolve
 from authserver.settings import Settings, SettingsError, load_settings
@@ -71,7 +76,7 @@ def test_password_policy() -> None:
 
 
 def test_production_argon2_parameters() -> None:
-    stored = Passwords()._hasher.hash(PASSWORD)  # noqa: SLF001
+    stored = Passwords()._hasher.hash(PASSWORD)
     assert stored.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
     assert not PasswordHasher(memory_cost=19 * 1024, time_cost=2, parallelism=1).check_needs_rehash(stored)
 
@@ -108,8 +113,8 @@ async def test_events_never_carry_secrets(make_settings: Callable[..., Settings]
 def test_unlock_and_events_cli(backend: str, database_url: str, tmp_root, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
     import asyncio
 
-    from authserver.app import build_services
     from authserver.accounts.lockout import Policy, account_key
+    from authserver.app import build_services
     from tests.conftest import fast_passwords
 
     env = environ_for(backend, database_url, tmp_root)
