@@ -7,15 +7,18 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 
+from authserver.abuse import Emergency, RateLimits
+from authserver.accounts.lockout import Lockout
 from authserver.accounts.passwords import Passwords
 from authserver.clock import Clock, SystemClock
 from authserver.endpoints.discovery import build_metadata, metadata_endpoint
-from authserver.events import SecurityEvents
+from authserver.events import SecurityEvents, configure_security_log
 from authserver.grants.authorization_code import AuthorizationCodeGrant
 from authserver.grants.base import TokenGrant
 from authserver.grants.client_credentials import ClientCredentialsGrant
@@ -27,8 +30,10 @@ from authserver.keys.keystore import KeyStore
 from authserver.mfa.service import MfaService
 from authserver.keys.rotation import KeyManager, background_rotation, configured_algorithms
 from authserver.middleware.body_limit import BodyLimitMiddleware
+from authserver.middleware.header_limit import HeaderLimitMiddleware
 from authserver.middleware.request_id import RequestIdMiddleware
 from authserver.middleware.security_headers import SecurityHeadersMiddleware
+from authserver.ratelimit import Limiter, MemoryLimiter, RedisLimiter, ResilientLimiter
 from authserver.routes import build_routes
 from authserver.services import Services
 from authserver.settings import Settings
@@ -56,6 +61,24 @@ def create_encryptor(settings: Settings) -> Encryptor:
         return Encryptor(dict(security.encryption_keys), security.active_encryption_key)
     keys, active = load_or_create_key_file(security.key_file)
     return Encryptor(keys, active)
+
+
+def build_limits(settings: Settings, clock: Clock, sessions: async_sessionmaker[AsyncSession], events: SecurityEvents) -> RateLimits:
+    """Rate limits in the shared cache's Redis (or in-process with memory://), with the per-instance floor."""
+    cache = settings.cache
+    primary: Limiter = (
+        MemoryLimiter() if cache.url.startswith("memory://")
+        else RedisLimiter(cache.url, key_prefix=cache.key_prefix, timeout=cache.timeout)
+    )
+
+    async def degraded(reason: str) -> None:
+        await events.record("ratelimit", "degraded", reason=reason)
+
+    limiter = ResilientLimiter(
+        primary, fallback_divisor=settings.abuse.fallback_divisor, breaker_seconds=settings.abuse.breaker_seconds,
+        on_degraded=degraded,
+    )
+    return RateLimits(limiter, settings.abuse, clock, events, Emergency(sessions, clock, events))
 
 
 def build_services(settings: Settings, *, clock: Clock | None = None, passwords: Passwords | None = None) -> Services:
@@ -102,11 +125,14 @@ def build_services(settings: Settings, *, clock: Clock | None = None, passwords:
             events=events, clock=clock, settings=settings.mfa,
         ),
         key_manager=KeyManager(sessions, clock, encryptor, keys, settings, events=events),
+        limiter=build_limits(settings, clock, sessions, events),
+        lockout=Lockout(sessions, clock, reset_after=settings.abuse.lock_reset_seconds),
     )
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None, passwords: Passwords | None = None) -> Starlette:
     services = build_services(settings, clock=clock, passwords=passwords)
+    configure_security_log()
     grants: dict[str, TokenGrant] = {cls.GRANT_TYPE: cls(services) for cls in GRANT_CLASSES}
     metadata = metadata_endpoint(build_metadata(settings, list(grants)))
 
@@ -128,6 +154,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, passwords: Pas
                 with contextlib.suppress(asyncio.CancelledError):
                     await purge_task
             await services.cache.close()
+            await services.limiter.close()
             await services.engine.dispose()
 
     async def not_found(request: Request, exc: Exception) -> Response:
@@ -140,6 +167,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, passwords: Pas
         middleware=[
             Middleware(RequestIdMiddleware),
             Middleware(SecurityHeadersMiddleware, hsts=settings.server.issuer.startswith("https://")),
+            Middleware(HeaderLimitMiddleware, max_headers=settings.abuse.max_headers, max_bytes=settings.abuse.max_header_bytes),
             Middleware(BodyLimitMiddleware, max_bytes=settings.server.max_body_bytes),
         ],
         exception_handlers={404: not_found},

@@ -44,6 +44,7 @@ async def _with_services(settings: Settings, action: Any) -> Any:
         return await action(services)
     finally:
         await services.cache.close()
+        await services.limiter.close()
         await services.engine.dispose()
 
 
@@ -262,6 +263,33 @@ def cmd_user_lifecycle(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_user_unlock(args: argparse.Namespace) -> int:
+    from authserver.abuse import unlock
+
+    async def action(services: Any) -> bool:
+        account = await services.accounts.get_by_username(args.username)
+        return await unlock(
+            services.lockout, services.events, username=args.username, ip=args.ip, by=f"cli:{getpass.getuser()}",
+            account_id=account.account_id if account else None,
+        )
+
+    cleared = asyncio.run(_with_services(_settings(args), action))
+    print("unlocked" if cleared else "was not locked")
+    return 0
+
+
+def cmd_emergency(args: argparse.Namespace) -> int:
+    async def action(services: Any) -> dict[str, Any]:
+        emergency = services.limiter.emergency
+        if args.state in ("on", "off"):
+            await emergency.set(args.state == "on", by=f"cli:{getpass.getuser()}", reason=args.reason)
+        state: dict[str, Any] = await emergency.status()
+        return state
+
+    _print(asyncio.run(_with_services(_settings(args), action)), args.json)
+    return 0
+
+
 def cmd_keys_list(args: argparse.Namespace) -> int:
     async def action(services: Any) -> list[dict[str, Any]]:
         keys = await services.key_manager.list_keys()
@@ -357,6 +385,43 @@ def cmd_keys_reencrypt(args: argparse.Namespace) -> int:
     return 1 if counts["failed"] else 0
 
 
+def _since(text: str) -> Any:
+    """An ISO 8601 time, or a duration back from now: 30m, 2h, 7d."""
+    from datetime import datetime, timedelta, timezone
+
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if text[-1:] in units and text[:-1].isdigit():
+        return datetime.now(timezone.utc) - timedelta(seconds=int(text[:-1]) * units[text[-1]])
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("use an ISO 8601 time or 30m, 2h, 7d") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    async def action(services: Any) -> list[dict[str, Any]]:
+        account_id = None
+        if args.user:
+            account = await services.accounts.get_by_username(args.user)
+            account_id = account.account_id if account else args.user
+        rows: list[dict[str, Any]] = await services.events.query(
+            account_id=account_id, client_id=args.client, event=args.event, outcome=args.outcome, ip=args.ip,
+            since=args.since, limit=args.limit,
+        )
+        return rows
+
+    rows = asyncio.run(_with_services(_settings(args), action))
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for row in rows:
+            details = " ".join(f"{k}={v}" for k, v in row["details"].items())
+            print(f"{row['time']} {row['event']:<12} {row['outcome']:<9} client={row['client_id'] or '-'} "
+                  f"account={row['account_id'] or '-'} ip={row['ip'] or '-'} req={row['request_id'] or '-'} {details}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="authserver", description="OAuth 2.0 / OpenID Connect authorization server")
     parser.add_argument("--config", help="TOML settings file (default: $AUTHSERVER_CONFIG)")
@@ -449,6 +514,27 @@ def build_parser() -> argparse.ArgumentParser:
     kreenc = keys.add_parser("reencrypt", help="re-encrypt private keys and TOTP secrets with security.active_encryption_key")
     kreenc.add_argument("--json", action="store_true")
     kreenc.set_defaults(func=cmd_keys_reencrypt)
+    unlock = user.add_parser("unlock", help="lift a brute-force lock on a username (and optionally an IP)")
+    unlock.add_argument("username")
+    unlock.add_argument("--ip", help="also lift the sign-in block of this IP address")
+    unlock.set_defaults(func=cmd_user_unlock)
+
+    emergency = commands.add_parser("emergency", help="emergency mode: tighter limits for anonymous and sign-in traffic")
+    emergency.add_argument("state", choices=["on", "off", "status"])
+    emergency.add_argument("--reason")
+    emergency.add_argument("--json", action="store_true")
+    emergency.set_defaults(func=cmd_emergency)
+
+    events = commands.add_parser("events", help="query the security event log (newest first)")
+    events.add_argument("--user", help="username or account id")
+    events.add_argument("--client", help="client id")
+    events.add_argument("--event", help="e.g. login, lockout, ratelimit, client_auth, token, emergency")
+    events.add_argument("--outcome")
+    events.add_argument("--ip")
+    events.add_argument("--since", type=_since, help="ISO 8601 time or 30m, 2h, 7d")
+    events.add_argument("--limit", type=int, default=100)
+    events.add_argument("--json", action="store_true")
+    events.set_defaults(func=cmd_events)
     return parser
 
 

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
+from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from authserver.clock import Clock
@@ -18,6 +21,16 @@ from authserver.middleware.request_id import request_id_var
 from authserver.storage.sql.models import SecurityEvent
 
 log = logging.getLogger("authserver.security")
+
+
+def configure_security_log() -> None:
+    """Send security events to stdout as bare JSON lines, unless logging was already set up for them."""
+    if log.handlers:
+        return
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
 
 # Keys that must never reach an event, whatever a caller passes.
 _FORBIDDEN = {"password", "secret", "client_secret", "code", "token", "access_token", "refresh_token", "otp", "backup_code"}
@@ -65,3 +78,40 @@ class SecurityEvents:
                 session.add(row)
         except Exception:  # noqa: BLE001 - the event log must not fail the request it describes
             log.exception("could not store security event %s", event)
+
+    async def query(
+        self,
+        *,
+        account_id: str | None = None,
+        client_id: str | None = None,
+        event: str | None = None,
+        outcome: str | None = None,
+        ip: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """Stored events, newest first, filtered by any of the arguments (CLI `authserver events`, admin API)."""
+        statement = select(SecurityEvent).order_by(SecurityEvent.occurred_at.desc(), SecurityEvent.id.desc())
+        filters = {
+            SecurityEvent.account_id: account_id, SecurityEvent.client_id: client_id, SecurityEvent.event: event,
+            SecurityEvent.outcome: outcome, SecurityEvent.ip: ip,
+        }
+        for column, value in filters.items():
+            if value is not None:
+                statement = statement.where(column == value)
+        if since is not None:
+            statement = statement.where(SecurityEvent.occurred_at >= since)
+        if until is not None:
+            statement = statement.where(SecurityEvent.occurred_at < until)
+        async with self._sessions() as session:
+            rows = (await session.scalars(statement.limit(max(1, min(limit, 10_000))))).all()
+        return [event_dict(row) for row in rows]
+
+
+def event_dict(row: SecurityEvent) -> dict[str, Any]:
+    return {
+        "id": row.id, "time": row.occurred_at.isoformat(), "event": row.event, "outcome": row.outcome,
+        "client_id": row.client_id, "account_id": row.account_id, "ip": row.ip, "user_agent": row.user_agent,
+        "request_id": row.request_id, "details": dict(row.details or {}),
+    }

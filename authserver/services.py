@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from authserver.abuse import RateLimits
+from authserver.accounts.lockout import Lockout
 from authserver.accounts.passwords import Passwords
 from authserver.clock import Clock
 from authserver.events import SecurityEvents
@@ -46,3 +48,6 @@ class Services:
     revocations: Revocations
     mfa: MfaService
     key_manager: KeyManager
+    # Abuse protection (docs/abuse-protection.md): rate-limit guard (+ emergency switch) and brute-force locks.
+    limiter: RateLimits
+    lockout: Lockout

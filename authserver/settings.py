@@ -11,6 +11,7 @@ dataclasses (``python -m authserver.settings``) and a test keeps it in sync.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import os
 import sys
@@ -92,7 +93,7 @@ class SecuritySettings:
     active_encryption_key: str = ""
     # Where the embedded default keeps its generated encryption key (never used in production).
     key_file: str = "./authserver-secrets.json"
-    # Proxies whose X-Forwarded-For is trusted, as IP addresses.
+    # Proxies whose X-Forwarded-For is trusted, as IP addresses or networks (CIDR).
     trusted_proxies: list[str] = field(default_factory=list)
 
 
@@ -189,6 +190,58 @@ class MfaSettings:
 
 
 @dataclass(frozen=True)
+class AbuseSettings:
+    # Failed sign-ins per username (known or not) within account_failure_window that lock its password step.
+    account_failures: int = 5
+    # Seconds over which account_failures are counted.
+    account_failure_window: int = 3600
+    # First account lock in seconds; each further lock doubles it.
+    account_lock_seconds: int = 60
+    # Longest account lock in seconds.
+    account_lock_max_seconds: int = 3600
+    # Failed sign-ins from one client IP within ip_failure_window that block sign-in from it.
+    ip_failures: int = 20
+    # Seconds over which ip_failures are counted.
+    ip_failure_window: int = 3600
+    # First IP block in seconds (also for client-authentication locks); doubles on each further block.
+    ip_lock_seconds: int = 900
+    # Longest IP block in seconds.
+    ip_lock_max_seconds: int = 6 * 3600
+    # Failed client authentications at the token endpoint per (client id, IP) that lock that pair.
+    client_failures: int = 10
+    # Failed client authentications at the token endpoint per IP that lock that IP.
+    client_ip_failures: int = 20
+    # Seconds over which client_failures and client_ip_failures are counted.
+    client_failure_window: int = 3600
+    # Lock escalation is forgotten after this many seconds without failures.
+    lock_reset_seconds: int = 24 * 3600
+    # Requests per minute per client IP at /authorize.
+    authorize_per_ip: int = 60
+    # Requests per minute per client IP at /login (GET and POST).
+    login_per_ip: int = 30
+    # Requests per minute per client IP at the MFA step.
+    mfa_per_ip: int = 30
+    # Token requests per minute per authenticated client (a client's rate_limit_per_minute overrides it).
+    token_per_client: int = 600
+    # Introspection requests per minute per authenticated client.
+    introspection_per_client: int = 1200
+    # Revocation requests per minute per authenticated client.
+    revocation_per_client: int = 600
+    # UserInfo requests per minute per access token.
+    userinfo_per_token: int = 120
+    # Emergency mode divides the per-IP limits and the per-IP sign-in failure threshold by this.
+    emergency_divisor: int = 4
+    # With Redis unreachable, per-instance limits guarding human-chosen secrets are divided by this.
+    fallback_divisor: int = 4
+    # After a Redis error, use the per-instance limiter for this many seconds before trying Redis again.
+    breaker_seconds: float = 5.0
+    # More request headers than this are refused with 431 before parsing.
+    max_headers: int = 100
+    # More request header bytes than this are refused with 431 before parsing.
+    max_header_bytes: int = 16 * 1024
+
+
+@dataclass(frozen=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
@@ -200,6 +253,7 @@ class Settings:
     chaos: ChaosSettings = field(default_factory=ChaosSettings)
     lifecycle: LifecycleSettings = field(default_factory=LifecycleSettings)
     mfa: MfaSettings = field(default_factory=MfaSettings)
+    abuse: AbuseSettings = field(default_factory=AbuseSettings)
 
     @property
     def cookie_secure(self) -> bool:
@@ -353,6 +407,14 @@ def validate(settings: Settings) -> None:
             raise SettingsError(f"setting mfa.{name}: must be at least 1")
     if not 1 <= mfa.backup_code_count <= 20:
         raise SettingsError("setting mfa.backup_code_count: between 1 and 20")
+    for f in dataclasses.fields(AbuseSettings):
+        if getattr(settings.abuse, f.name) <= 0:
+            raise SettingsError(f"setting abuse.{f.name}: must be positive")
+    for proxy in security.trusted_proxies:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise SettingsError(f"setting security.trusted_proxies: {proxy!r} is not an IP address or network") from None
     if server.workers > 1 and settings.cache.url.startswith("memory://"):
         raise SettingsError("setting server.workers: several workers need a shared cache (cache.url = redis://…)")
     chaos = settings.chaos

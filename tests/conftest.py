@@ -31,6 +31,10 @@ REDIS_URL = os.environ.get("AUTHSERVER_TEST_REDIS", "redis://127.0.0.1:6379/0")
 ISSUER = "http://testserver"
 BACKENDS = ["postgres", "sqlite"]
 RUN_ID = secrets.token_hex(4)
+TEST_RELAXED_LIMITS = (
+    "ip_failures", "client_failures", "client_ip_failures", "authorize_per_ip", "login_per_ip", "mfa_per_ip",
+    "token_per_client", "introspection_per_client", "revocation_per_client", "userinfo_per_token",
+)
 
 
 def fast_passwords() -> Passwords:
@@ -93,6 +97,9 @@ def environ_for(backend: str, database_url: str, tmp_root: Path, **extra: str) -
         "AUTHSERVER_CACHE__URL": REDIS_URL if backend == "postgres" else "memory://",
         "AUTHSERVER_CACHE__KEY_PREFIX": f"authserver-test-{RUN_ID}:",
     }
+    # Every test signs in from 127.0.0.1: per-IP limits high enough that the suite never trips them.
+    # Abuse-protection tests set their own numbers (tests/abuse/).
+    env.update({f"AUTHSERVER_ABUSE__{name.upper()}": "1000000" for name in TEST_RELAXED_LIMITS})
     env.update(extra)
     return env
 

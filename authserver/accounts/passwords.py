@@ -2,11 +2,17 @@
 
 Parameters default to OWASP's minimum for argon2id (m=19 MiB, t=2, p=1). Passwords longer than
 MAX_PASSWORD_CHARS are refused before hashing so one request cannot buy unbounded CPU.
+
+Policy (NIST SP 800-63B §5.1.1.2): at least 12 characters, at most 256, not one of the common passwords
+shipped in ``authserver/data/common-passwords.txt.gz``; no composition rules beyond that.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import gzip
+from pathlib import Path
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -15,8 +21,22 @@ MIN_PASSWORD_CHARS = 12
 MAX_PASSWORD_CHARS = 256
 
 
+COMMON_PASSWORDS_FILE = Path(__file__).resolve().parent.parent / "data" / "common-passwords.txt.gz"
+
+
 class PasswordPolicyError(ValueError):
     pass
+
+
+@functools.cache
+def common_passwords() -> frozenset[str]:
+    """The shipped list of common passwords, lower-cased (loaded once)."""
+    with gzip.open(COMMON_PASSWORDS_FILE, "rt", encoding="utf-8") as handle:
+        return frozenset(line.strip().lower() for line in handle if line.strip())
+
+
+def is_common(password: str) -> bool:
+    return password.strip().lower() in common_passwords()
 
 
 class Passwords:
@@ -30,6 +50,8 @@ class Passwords:
             raise PasswordPolicyError(f"password must have at least {MIN_PASSWORD_CHARS} characters")
         if len(password) > MAX_PASSWORD_CHARS:
             raise PasswordPolicyError(f"password must have at most {MAX_PASSWORD_CHARS} characters")
+        if is_common(password):
+            raise PasswordPolicyError("password is too common; choose another")
 
     async def hash(self, password: str) -> str:
         self.check_policy(password)

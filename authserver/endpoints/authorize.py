@@ -13,12 +13,14 @@ from typing import NoReturn
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from authserver.endpoints._guard import client_ip, too_many_page
 from authserver.endpoints._http import UNAVAILABLE_ERRORS, query, read_form
 from authserver.errors import (
     InvalidRequest,
     OAuthError,
     RequestNotSupported,
     RequestUriNotSupported,
+    TooManyRequests,
     UnauthorizedClient,
     UnsupportedResponseType,
 )
@@ -71,6 +73,11 @@ async def authorize(request: Request) -> Response:
     if request.method not in ("GET", "POST"):
         return error_page(request, "error.method", status_code=405)
     try:
+        ip = client_ip(request)
+        try:
+            await services.limiter.check("authorize", ip, ip=ip, user_agent=request.headers.get("user-agent"))
+        except TooManyRequests as error:
+            return too_many_page(request, error, locale=request_locale(request, _ui_locales(request)))
         try:
             params = query(request) if request.method == "GET" else await read_form(request)
         except OAuthError:

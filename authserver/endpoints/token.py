@@ -5,9 +5,10 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
+from authserver.endpoints._guard import authenticate_client_guarded, client_ip
 from authserver.endpoints._http import json_response, method_not_allowed, oauth_json, read_form
 from authserver.errors import InvalidRequest, TemporarilyUnavailable, UnsupportedGrantType
-from authserver.grants.base import TokenGrant, authenticate_client
+from authserver.grants.base import TokenGrant
 from authserver.protocol import client_auth
 
 
@@ -22,7 +23,13 @@ async def token(request: Request) -> Response:
     grant_type = params.get("grant_type")
     if grant_type is None:
         raise InvalidRequest("Missing grant_type.")
-    client = await authenticate_client(services, presented)
+    ip = client_ip(request)
+    client = await authenticate_client_guarded(request, services, presented)
+    # Counted per authenticated client, so nobody can spend a service's budget without its secret.
+    await services.limiter.check(
+        "token", client.client_id, limit=client.rate_limit_per_minute, ip=ip, client_id=client.client_id,
+        user_agent=request.headers.get("user-agent"),
+    )
     grant = grants.get(grant_type)
     if grant is None:
         raise UnsupportedGrantType(f"Supported grant types: {', '.join(sorted(grants))}.")
@@ -30,4 +37,9 @@ async def token(request: Request) -> Response:
         # Checked before the grant consumes anything: a key for a newly added algorithm is still being published.
         raise TemporarilyUnavailable("No signing key is active yet for this client's algorithm.")
     relevant = {name: value for name, value in params.items() if name in grant.PARAMETERS}
-    return json_response(await grant.create_token_response(client, relevant))
+    body = await grant.create_token_response(client, relevant)
+    await services.events.record(
+        "token", "issued", client_id=client.client_id, ip=ip, user_agent=request.headers.get("user-agent"),
+        grant_type=grant_type, scope=body.get("scope"), refresh="refresh_token" in body,
+    )
+    return json_response(body)

@@ -5,9 +5,11 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
+from authserver.endpoints._guard import client_ip
 from authserver.endpoints._http import json_response, method_not_allowed, oauth_json, read_form
 from authserver.errors import InsufficientScope, InvalidRequest, InvalidToken, OAuthError
 from authserver.oidc.claims import userinfo_claims
+from authserver.tokens.opaque import digest
 
 
 def _bearer_error(error: OAuthError) -> OAuthError:
@@ -40,6 +42,12 @@ async def userinfo(request: Request) -> Response:
     claims = services.signer.verify_access_token(token)
     if claims is None:
         raise _bearer_error(InvalidToken("The access token is invalid or expired."))
+    # Per token (its jti, else its digest): a leaked token cannot be used to hammer the account store.
+    jti = claims.get("jti")
+    await services.limiter.check(
+        "userinfo", jti if isinstance(jti, str) and len(jti) <= 128 else digest(token), ip=client_ip(request),
+        client_id=str(claims.get("client_id", ""))[:64] or None,
+    )
     scopes = str(claims.get("scope", "")).split()
     if "openid" not in scopes:
         raise _bearer_error(InsufficientScope("The access token lacks the openid scope."))

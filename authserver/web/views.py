@@ -9,9 +9,11 @@ import math
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from authserver.accounts.lockout import account_key, ip_key
+from authserver.endpoints._guard import client_ip, too_many_page
 from authserver.endpoints._http import UNAVAILABLE_ERRORS, query, read_form
 from authserver.endpoints.authorize import RedirectError, continue_flow, error_redirect
-from authserver.errors import AccessDenied, OAuthError
+from authserver.errors import AccessDenied, OAuthError, TooManyRequests
 from authserver.interaction.policy import Interaction, InteractionStore
 from authserver.mfa.service import ACR_PASSWORD, is_enrolled
 from authserver.services import Services
@@ -32,7 +34,7 @@ log = logging.getLogger("authserver.web")
 
 
 def _client_ip(request: Request) -> str | None:
-    return request.client.host if request.client else None
+    return client_ip(request)
 
 
 async def _load(request: Request, interaction_id: str | None) -> Interaction | None:
@@ -53,7 +55,12 @@ async def _client_name(services: Services, interaction: Interaction) -> str | No
 
 async def login(request: Request) -> Response:
     services: Services = request.app.state.services
+    ip = client_ip(request)
     try:
+        try:
+            await services.limiter.check("login", ip, ip=ip, user_agent=request.headers.get("user-agent"))
+        except TooManyRequests as error:
+            return too_many_page(request, error)
         if request.method == "GET":
             interaction = await _load(request, request.query_params.get("i"))
             if interaction is None:
@@ -78,6 +85,22 @@ async def login(request: Request) -> Response:
         locale = _locale(request, interaction)
         username = form.get("username", "")[:150]
         password = form.get("password", "")
+        client_id = interaction.request.client_id if interaction.request else None
+        # Brute force: locked keys are answered before any lookup or hash, so a lock reveals nothing.
+        lock_keys = [account_key(username), ip_key(ip)]
+        locked = await services.lockout.locked_for(lock_keys)
+        if locked:
+            await services.events.record(
+                "login", "failure", client_id=client_id, ip=ip, user_agent=request.headers.get("user-agent"), reason="locked",
+            )
+            response = render(
+                request, "login.html", locale=locale, status_code=429,
+                interaction_id=interaction.interaction_id, csrf=interaction.csrf,
+                client_name=await _client_name(services, interaction), username=username,
+                error=translate(locale, "login.locked"),
+            )
+            response.headers["Retry-After"] = str(locked)
+            return response
         account = await services.accounts.get_by_username(username) if username else None
         ok = await services.passwords.verify(account.password_hash if account else None, password)
         if account is not None and is_enrolled(account):
@@ -100,16 +123,17 @@ async def login(request: Request) -> Response:
         if not ok or account is None or account.disabled_at is not None:
             await services.events.record(
                 "login", "failure", account_id=account.account_id if account else None,
-                client_id=interaction.request.client_id if interaction.request else None,
-                ip=_client_ip(request), user_agent=request.headers.get("user-agent"),
+                client_id=client_id, ip=ip, user_agent=request.headers.get("user-agent"),
                 reason="unknown_user" if account is None else ("disabled" if ok else "bad_password"),
             )
+            await _count_failure(services, lock_keys, ip=ip, account_id=account.account_id if account else None)
             return render(
                 request, "login.html", locale=locale, status_code=401,
                 interaction_id=interaction.interaction_id, csrf=interaction.csrf,
                 client_name=await _client_name(services, interaction), username=username,
                 error=translate(locale, "login.failed"),
             )
+        await services.lockout.clear(lock_keys[0])
         if account.password_hash and services.passwords.needs_rehash(account.password_hash):
             await services.accounts.set_password_hash(account.account_id, await services.passwords.hash(password))
         if is_enrolled(account):
@@ -150,6 +174,15 @@ async def login(request: Request) -> Response:
     except UNAVAILABLE_ERRORS:
         log.exception("dependency unavailable on /login")
         return error_page(request, "error.unavailable", status_code=503)
+
+
+async def _count_failure(services: Services, keys: list[str], *, ip: str, account_id: str | None) -> None:
+    """One failed sign-in against the account's and the IP's counters; a lock is its own security event."""
+    by_account = await services.lockout.failure(keys[0], services.limiter.account_policy())
+    by_ip = await services.lockout.failure(keys[1], await services.limiter.ip_policy())
+    for failure, scope in ((by_account, "account"), (by_ip, "ip")):
+        if failure.locked_for:
+            await services.events.record("lockout", "locked", account_id=account_id, ip=ip, scope=scope, seconds=failure.locked_for)
 
 
 async def consent(request: Request) -> Response:

@@ -267,3 +267,31 @@ class SecurityEvent(Base):
     request_id: Mapped[str | None] = mapped_column(String(64), default=None)
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
+
+
+class LoginThrottle(Base):
+    """Failure counters and lock verdicts (brute-force protection), shared by every instance and durable.
+
+    ``key`` names what is counted: ``acct:<sha256 of the username>``, ``ip:<address>``,
+    ``client:<client id>|<address>``, ``cip:<address>``.
+    """
+
+    __tablename__ = "login_throttles"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    window_started_at: Mapped[datetime]
+    locked_until: Mapped[datetime | None] = mapped_column(default=None)
+    # Locks so far; each one lasts twice as long as the one before (up to a maximum).
+    lock_count: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class ServerFlag(Base):
+    """Operator switches shared by every instance (e.g. ``emergency``)."""
+
+    __tablename__ = "server_flags"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    updated_at: Mapped[datetime]
