@@ -22,7 +22,7 @@ async def test_token_issued_and_refresh_reuse_are_logged(http: httpx.AsyncClient
     events = await services.events.query(client_id=client.client_id)
     kinds = [(e["event"], e["outcome"]) for e in events]
     assert kinds.count(("token", "issued")) == 2
-    assert ("refresh_reuse", "revoked") in kinds
+    assert ("refresh_token_reuse", "failure") in kinds
     issued = next(e for e in events if e["event"] == "token")
     assert issued["details"]["grant_type"] in ("authorization_code", "refresh_token")
     dumped = json.dumps(events)

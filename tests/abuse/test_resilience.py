@@ -132,6 +132,7 @@ async def test_two_server_processes_share_counters_and_locks(pg_url: str, tmp_pa
             if time.time() % 60 > 45:
                 await asyncio.sleep(61 - time.time() % 60)
             form = await login_page(a)  # interaction in Redis: usable on both
+            b.cookies = a.cookies  # one browser behind a load balancer: the same cookies reach both
             servers = [a, b, a, b, a]
             statuses = [(await post_login(s, form, person.username, WRONG)).status_code for s in servers]
             assert statuses == [401] * 5
