@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from authserver.accounts.passwords import Passwords
+from authserver.admin.service import AdminService
 from authserver.clock import Clock, SystemClock
 from authserver.endpoints.discovery import build_metadata, metadata_endpoint
 from authserver.events import SecurityEvents
@@ -22,10 +23,13 @@ from authserver.grants.refresh_token import RefreshTokenGrant
 from authserver.interaction.policy import InteractionStore
 from authserver.keys.encryption import Encryptor, load_or_create_key_file
 from authserver.keys.keystore import KeyStore
+from authserver.metrics import Metrics
 from authserver.middleware.body_limit import BodyLimitMiddleware
+from authserver.middleware.metrics import MetricsMiddleware
 from authserver.middleware.request_id import RequestIdMiddleware
 from authserver.middleware.security_headers import SecurityHeadersMiddleware
 from authserver.routes import build_routes
+from authserver.shutdown import install_drain_on_sigterm
 from authserver.services import Services
 from authserver.settings import Settings
 from authserver.storage.cache import create_cache
@@ -55,6 +59,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, passwords:
     engine = create_engine(settings.database)
     sessions = create_sessionmaker(engine)
     encryptor = create_encryptor(settings)
+    metrics = Metrics()
     keys = KeyStore(sessions, clock, encryptor, algs=tuple(dict.fromkeys((settings.tokens.signing_alg, "ES256", "RS256"))))
     return Services(
         settings=settings,
@@ -73,7 +78,8 @@ def build_services(settings: Settings, *, clock: Clock | None = None, passwords:
         keys=keys,
         signer=TokenSigner(keys, issuer=settings.server.issuer, clock=clock, default_alg=settings.tokens.signing_alg),
         passwords=passwords or Passwords(),
-        events=SecurityEvents(sessions, clock),
+        events=SecurityEvents(sessions, clock, metrics=metrics),
+        metrics=metrics,
     )
 
 
@@ -85,9 +91,11 @@ def create_app(settings: Settings, *, clock: Clock | None = None, passwords: Pas
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await services.keys.ensure_active_keys()
+        restore_signals = install_drain_on_sigterm(app.state, settings.observability.shutdown_drain_seconds)
         try:
             yield
         finally:
+            restore_signals()
             await services.cache.close()
             await services.engine.dispose()
 
@@ -99,6 +107,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, passwords: Pas
     app = Starlette(
         routes=build_routes(metadata),
         middleware=[
+            Middleware(MetricsMiddleware, metrics=services.metrics),
             Middleware(RequestIdMiddleware),
             Middleware(SecurityHeadersMiddleware, hsts=settings.server.issuer.startswith("https://")),
             Middleware(BodyLimitMiddleware, max_bytes=settings.server.max_body_bytes),
@@ -107,7 +116,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None, passwords: Pas
         lifespan=lifespan,
     )
     app.state.services = services
+    app.state.draining = False
     app.state.grants = grants
+    app.state.admin = AdminService(services)
     app.state.interactions = InteractionStore(services.cache, ttl=settings.login.interaction_ttl)
     app.state.templates = create_environment()
     return app

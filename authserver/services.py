@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -11,6 +11,7 @@ from authserver.clock import Clock
 from authserver.events import SecurityEvents
 from authserver.keys.encryption import Encryptor
 from authserver.keys.keystore import KeyStore
+from authserver.metrics import Metrics
 from authserver.settings import Settings
 from authserver.storage.cache import Cache
 from authserver.storage.sql.accounts import SqlAccountStore
@@ -37,3 +38,4 @@ class Services:
     signer: TokenSigner
     passwords: Passwords
     events: SecurityEvents
+    metrics: Metrics = field(default_factory=Metrics)

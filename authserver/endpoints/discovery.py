@@ -21,6 +21,7 @@ def build_metadata(settings: Settings, grant_types: list[str]) -> dict[str, Any]
         "token_endpoint": f"{issuer}/token",
         "userinfo_endpoint": f"{issuer}/userinfo",
         "jwks_uri": f"{issuer}/jwks",
+        "registration_endpoint": f"{issuer}/register",
         "scopes_supported": list(settings.tokens.scopes),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],

@@ -27,4 +27,6 @@ async def token(request: Request) -> Response:
     if grant is None:
         raise UnsupportedGrantType(f"Supported grant types: {', '.join(sorted(grants))}.")
     relevant = {name: value for name, value in params.items() if name in grant.PARAMETERS}
-    return json_response(await grant.create_token_response(client, relevant))
+    body = await grant.create_token_response(client, relevant)
+    services.metrics.token_issued(grant_type, client.client_id)
+    return json_response(body)

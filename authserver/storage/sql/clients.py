@@ -134,6 +134,19 @@ class SqlClientStore:
         self._cache[client_id] = (time.monotonic() + self._cache_ttl, info)
         return info
 
+    async def refresh(self, client_id: str, *, min_age: float = 1.0) -> ClientInfo | None:
+        """Reload past the cache unless the cached entry is younger than ``min_age`` seconds.
+
+        Used when a presented secret does not match: another instance may have rotated it moments ago,
+        and the new secret must work at once everywhere. ``min_age`` bounds the extra database reads a
+        stream of wrong secrets can cause to one per client per second per instance.
+        """
+        hit = self._cache.get(client_id)
+        if hit is not None and hit[0] - self._cache_ttl + min_age > time.monotonic():
+            return hit[1]
+        self.forget(client_id)
+        return await self.get(client_id)
+
     def forget(self, client_id: str) -> None:
         self._cache.pop(client_id, None)
 
