@@ -117,11 +117,16 @@ def _info(row: Client, secrets: list[ClientSecret]) -> ClientInfo:
 
 
 class SqlClientStore:
+    # Reloads past the cache per second per instance after a secret mismatch (see ``refresh``).
+    REFRESH_BUDGET = 20
+
     def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock, *, cache_ttl: float = 10.0) -> None:
         self._sessions = sessions
         self._clock = clock
         self._cache_ttl = cache_ttl
         self._cache: dict[str, tuple[float, ClientInfo | None]] = {}
+        self._refresh_second = 0
+        self._refresh_count = 0
 
     async def get(self, client_id: str) -> ClientInfo | None:
         """The client, or None if unknown. Cached for ``cache_ttl`` seconds (negative answers too)."""
@@ -134,16 +139,19 @@ class SqlClientStore:
         self._cache[client_id] = (time.monotonic() + self._cache_ttl, info)
         return info
 
-    async def refresh(self, client_id: str, *, min_age: float = 1.0) -> ClientInfo | None:
-        """Reload past the cache unless the cached entry is younger than ``min_age`` seconds.
+    async def refresh(self, client_id: str) -> ClientInfo | None:
+        """Reload past the cache: used when a presented secret does not match the cached client.
 
-        Used when a presented secret does not match: another instance may have rotated it moments ago,
-        and the new secret must work at once everywhere. ``min_age`` bounds the extra database reads a
-        stream of wrong secrets can cause to one per client per second per instance.
+        Another instance may have rotated the secret moments ago, and the new secret must work at once
+        everywhere. Forced reloads are capped at ``REFRESH_BUDGET`` per second per instance so a wave of
+        wrong secrets cannot turn into a wave of database reads; past the cap the cached view answers.
         """
-        hit = self._cache.get(client_id)
-        if hit is not None and hit[0] - self._cache_ttl + min_age > time.monotonic():
-            return hit[1]
+        second = int(time.monotonic())
+        if second != self._refresh_second:
+            self._refresh_second, self._refresh_count = second, 0
+        if self._refresh_count >= self.REFRESH_BUDGET:
+            return await self.get(client_id)
+        self._refresh_count += 1
         self.forget(client_id)
         return await self.get(client_id)
 
