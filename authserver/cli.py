@@ -239,6 +239,8 @@ def cmd_client_delete(args: argparse.Namespace) -> int:
 
 def cmd_user_list(args: argparse.Namespace) -> int:
     params = {"limit": str(args.limit), "offset": str(args.offset)}
+    if args.username:
+        params["username"] = args.username
     result = _admin_call(args, lambda admin: admin.list_users(params))
     _print(result["items"], args.json)
     return 0
@@ -406,6 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     ulist = user.add_parser("list", help="list users")
     ulist.add_argument("--limit", type=int, default=50)
     ulist.add_argument("--offset", type=int, default=0)
+    ulist.add_argument("--username", help="only this user")
     ulist.add_argument("--json", action="store_true")
     ulist.set_defaults(func=cmd_user_list)
     uroles = user.add_parser("set-roles", help="replace a user's roles (none given: no roles)")
