@@ -239,6 +239,15 @@ class AdminService:
         for name in ("first_party", "require_mfa", "can_introspect", "token_endpoint_auth_method"):
             if name in changes and changes[name] is None:
                 raise invalid("The request has invalid fields.", [{"field": name, "message": "must not be null"}])
+        if actor.client_id == client_id:
+            audience = merged.get("audience") or []
+            issuer = self._s.settings.server.issuer
+            if (
+                self._s.settings.admin.scope not in (merged.get("scopes") or [])
+                or "client_credentials" not in (merged.get("grant_types") or [])
+                or (audience and issuer not in audience)
+            ):
+                self._not_self(client_id, actor)
         if changes:
             await self._update_client_row(client_id, changes)
             await self._s.events.record(
@@ -246,7 +255,15 @@ class AdminService:
             )
         return client_view(await self._fresh_client(client_id))
 
+    @staticmethod
+    def _not_self(client_id: str, actor: Actor) -> None:
+        """An admin client cannot lock itself out (disable, delete, lose the admin scope) by mistake."""
+        if actor.client_id is not None and actor.client_id == client_id:
+            raise conflict("A client cannot disable, delete or remove the admin scope from itself; use another admin client.")
+
     async def set_client_disabled(self, client_id: str, disabled: bool, *, actor: Actor) -> dict[str, Any]:
+        if disabled:
+            self._not_self(client_id, actor)
         try:
             await self._s.clients.set_disabled(client_id, disabled)
         except NotFound:
@@ -257,6 +274,7 @@ class AdminService:
         return client_view(await self._fresh_client(client_id))
 
     async def delete_client(self, client_id: str, *, actor: Actor) -> None:
+        self._not_self(client_id, actor)
         try:
             await self._s.clients.delete(client_id)
         except NotFound:

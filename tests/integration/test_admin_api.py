@@ -282,3 +282,15 @@ async def test_openapi_description_is_served_and_valid(http: httpx.AsyncClient, 
 
     routes = {r.path for r in app.routes if isinstance(r, Route) and r.path.startswith(API) and not r.path.endswith("openapi.json")}  # type: ignore[attr-defined]
     assert routes == set(document["paths"])
+
+
+async def test_an_admin_client_cannot_lock_itself_out(http: httpx.AsyncClient, services: Services) -> None:
+    client = await make_admin_client(services)
+    headers = {"Authorization": f"Bearer {await client_token(http, client)}"}
+    base = f"{API}/clients/{client.client_id}"
+    assert (await http.post(f"{base}/disable", headers=headers)).status_code == 409
+    assert (await http.delete(base, headers=headers)).status_code == 409
+    assert (await http.patch(base, headers=headers, json={"scopes": ["read:levels"]})).status_code == 409
+    assert (await http.patch(base, headers=headers, json={"audience": ["https://api.cmipro.example"]})).status_code == 409
+    assert (await http.patch(base, headers=headers, json={"name": "Still me"})).status_code == 200
+    assert (await http.get(f"{API}/roles", headers=headers)).status_code == 200
