@@ -80,6 +80,11 @@ class Metrics:
             registry=r, multiprocess_mode="livesum",
         )
 
+        self.db_pool_capacity = Gauge(
+            "authserver_db_pool_capacity", "Most connections the pool may open (pool_size + max_overflow).",
+            registry=r, multiprocess_mode="livesum",
+        )
+
     # -- observations -------------------------------------------------------------------------------
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
@@ -103,6 +108,9 @@ class Metrics:
         self.key_age.clear()
         for kid, alg, state, since in keys:
             self.key_age.labels(kid, alg, state).set(max((now - since).total_seconds(), 0.0))
+
+    def set_pool_capacity(self, capacity: int) -> None:
+        self.db_pool_capacity.set(capacity)
 
     def set_pool(self, in_use: int | None, size: int | None) -> None:
         if in_use is not None:

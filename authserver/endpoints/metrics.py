@@ -39,6 +39,9 @@ async def refresh_gauges(services: Services) -> None:
     in_use = checked_out() if callable(checked_out) else None
     idle = checked_in() if callable(checked_in) else None
     services.metrics.set_pool(in_use, None if in_use is None or idle is None else in_use + idle)
+    database = services.settings.database
+    if not database.url.startswith("sqlite"):
+        services.metrics.set_pool_capacity(database.pool_size + database.max_overflow)
 
 
 async def metrics(request: Request) -> Response:
