@@ -23,7 +23,7 @@ from authserver.grants.refresh_token import RefreshTokenGrant
 from authserver.interaction.policy import InteractionStore
 from authserver.keys.encryption import Encryptor, load_or_create_key_file
 from authserver.keys.keystore import KeyStore
-from authserver.metrics import Metrics
+from authserver.metrics import Metrics, mark_worker_dead
 from authserver.middleware.body_limit import BodyLimitMiddleware
 from authserver.middleware.metrics import MetricsMiddleware
 from authserver.middleware.request_id import RequestIdMiddleware
@@ -96,6 +96,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, passwords: Pas
             yield
         finally:
             restore_signals()
+            mark_worker_dead()
             await services.cache.close()
             await services.engine.dispose()
 

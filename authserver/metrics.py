@@ -12,7 +12,6 @@ before start; each worker then writes its values there and /metrics aggregates a
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterable
 from datetime import datetime
 
@@ -129,5 +128,18 @@ class Metrics:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 
-def monotonic() -> float:
-    return time.perf_counter()
+def prepare_multiprocess_dir() -> None:
+    """Before workers start: create the multiprocess folder and remove files a previous run left behind."""
+    directory = multiprocess_dir()
+    if not directory:
+        return
+    os.makedirs(directory, exist_ok=True)
+    for name in os.listdir(directory):
+        if name.endswith(".db"):
+            os.remove(os.path.join(directory, name))
+
+
+def mark_worker_dead() -> None:
+    """When a worker stops: drop its live gauges from the aggregate (multiprocess mode only)."""
+    if multiprocess_dir():
+        multiprocess.mark_process_dead(os.getpid())
