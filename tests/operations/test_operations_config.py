@@ -75,3 +75,12 @@ def test_prometheus_scrape_config_loads_the_rules() -> None:
     config = yaml.safe_load((ROOT / "config/prometheus/prometheus.yml").read_text())
     assert "alerts.yml" in config["rule_files"]
     assert config["scrape_configs"][0]["job_name"] == "authserver"
+
+
+def test_monitoring_compose_mounts_the_rules_and_dashboard() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.monitoring.yml").read_text())
+    services = compose["services"]
+    mounts = " ".join(services["prometheus"]["volumes"] + services["grafana"]["volumes"])
+    for path in ("config/prometheus/alerts.yml", "config/prometheus/prometheus.yml", "config/grafana/authserver-dashboard.json"):
+        assert f"./{path}" in mounts and (ROOT / path).exists()
+    assert "PROMETHEUS_MULTIPROC_DIR" in services["authserver"]["environment"]
