@@ -105,9 +105,15 @@ def create_app(settings: Settings, *, clock: Clock | None = None, passwords: Pas
             return Response("Not Found", status_code=404, media_type="text/plain")
         return error_page(request, "error.not_found", status_code=404)
 
+    tracing = []
+    if settings.observability.tracing:
+        from authserver.tracing import tracing_middleware
+
+        tracing = [Middleware(tracing_middleware())]
     app = Starlette(
         routes=build_routes(metadata),
         middleware=[
+            *tracing,
             Middleware(MetricsMiddleware, metrics=services.metrics),
             Middleware(RequestIdMiddleware),
             Middleware(SecurityHeadersMiddleware, hsts=settings.server.issuer.startswith("https://")),

@@ -15,6 +15,14 @@ from datetime import datetime, timezone
 from typing import Any
 
 from authserver.middleware.request_id import request_id_var, trace_id, traceparent_var
+from authserver.tracing import current_span_ids
+
+try:  # the otel extra is optional
+    import opentelemetry.trace  # noqa: F401
+
+    _TRACING = True
+except ImportError:  # pragma: no cover - depends on the installed extras
+    _TRACING = False
 
 # Loggers whose records are configured here; uvicorn's access log is replaced by our metrics and its
 # error log keeps going through the same formatter.
@@ -44,6 +52,9 @@ class JsonFormatter(logging.Formatter):
         if traceparent:
             entry["traceparent"] = traceparent
             entry["trace_id"] = trace_id(traceparent)
+        span = current_span_ids() if _TRACING else None
+        if span is not None:  # OpenTelemetry is on: its ids, so logs and traces join
+            entry["trace_id"], entry["span_id"] = span
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str, ensure_ascii=False)

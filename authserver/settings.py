@@ -164,6 +164,8 @@ class ObservabilitySettings:
     shutdown_drain_seconds: float = 0.0
     # Seconds uvicorn lets in-flight requests finish after it stops accepting connections.
     graceful_timeout: int = 20
+    # OpenTelemetry server spans per request (needs the otel extra; exporter from the OTEL_* variables).
+    tracing: bool = False
 
 
 @dataclass(frozen=True)

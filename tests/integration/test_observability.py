@@ -205,3 +205,33 @@ async def test_sigterm_turns_readiness_false_before_the_server_stops(app: Starle
     finally:
         signal.signal(signal.SIGTERM, original)
         app.state.draining = False
+
+
+async def test_opentelemetry_spans_continue_the_callers_trace(
+    backend: str, database_url: str, tmp_root: Path, log_stream: io.StringIO
+) -> None:
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, trace.ProxyTracerProvider):
+        provider = TracerProvider()
+        trace.set_tracer_provider(provider)
+    assert isinstance(provider, TracerProvider)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    settings = load_settings(environ_for(backend, database_url, tmp_root, AUTHSERVER_OBSERVABILITY__TRACING="true"))
+    app = create_app(settings, passwords=fast_passwords())
+    async with LifespanManager(app), httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=ISSUER) as http:
+        services: Services = app.state.services
+        await services.events.record("probe", "success")  # outside a request: no span
+        exporter.clear()
+        headers = await admin_headers(http, services)
+        response = await http.post("/admin/api/users", headers={**headers, "traceparent": TRACEPARENT}, json={"username": f"otel-{id(exporter)}"})
+        assert response.status_code == 201
+    spans = [s for s in exporter.get_finished_spans() if s.context.trace_id == int("4bf92f3577b34da6a3ce929d0e0e4736", 16)]
+    assert spans and any(s.parent is not None and s.parent.span_id == int("00f067aa0ba902b7", 16) for s in spans)
+    line = next(json.loads(x) for x in log_stream.getvalue().splitlines() if "admin.user_created" in x)
+    assert line["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736" and len(line["span_id"]) == 16
