@@ -29,9 +29,9 @@ from authserver.middleware.metrics import MetricsMiddleware
 from authserver.middleware.request_id import RequestIdMiddleware
 from authserver.middleware.security_headers import SecurityHeadersMiddleware
 from authserver.routes import build_routes
-from authserver.shutdown import install_drain_on_sigterm
 from authserver.services import Services
 from authserver.settings import Settings
+from authserver.shutdown import install_drain_on_sigterm
 from authserver.storage.cache import create_cache
 from authserver.storage.sql.accounts import SqlAccountStore
 from authserver.storage.sql.clients import SqlClientStore

@@ -22,8 +22,8 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
+    multiprocess,
 )
-from prometheus_client import multiprocess
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)
 
@@ -123,7 +123,7 @@ class Metrics:
         directory = multiprocess_dir()
         if directory:
             registry = CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry, path=directory)
+            multiprocess.MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
             return generate_latest(registry), CONTENT_TYPE_LATEST
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
@@ -142,4 +142,4 @@ def prepare_multiprocess_dir() -> None:
 def mark_worker_dead() -> None:
     """When a worker stops: drop its live gauges from the aggregate (multiprocess mode only)."""
     if multiprocess_dir():
-        multiprocess.mark_process_dead(os.getpid())
+        multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]

@@ -16,12 +16,28 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 
 from authserver.accounts.passwords import PasswordPolicyError
-from authserver.admin.validation import AdminError, Body, conflict, invalid, iso, not_found, page, timestamp
+from authserver.admin.validation import (
+    AdminError,
+    Body,
+    conflict,
+    invalid,
+    iso,
+    not_found,
+    page,
+    timestamp,
+)
 from authserver.protocol.redirect_uri import is_acceptable_registration
 from authserver.services import Services
 from authserver.storage.errors import Conflict, NotFound
 from authserver.storage.sql.clients import AUTH_METHODS, CLIENT_TYPES, GRANT_TYPES, ClientInfo
-from authserver.storage.sql.models import Account, BackupCode, BrowserSession, Client, ClientSecret, SecurityEvent
+from authserver.storage.sql.models import (
+    Account,
+    BackupCode,
+    BrowserSession,
+    Client,
+    ClientSecret,
+    SecurityEvent,
+)
 
 CLIENT_ID = re.compile(r"^[A-Za-z0-9._-]{3,64}$")
 USERNAME = re.compile(r"^[^\s\x00-\x1f\x7f]{1,150}$")

@@ -7,7 +7,11 @@ import logging
 from starlette.requests import Request
 from starlette.responses import Response
 
-from authserver.admin.registration import RegistrationError, check_initial_access_token, register_client
+from authserver.admin.registration import (
+    RegistrationError,
+    check_initial_access_token,
+    register_client,
+)
 from authserver.admin.validation import AdminError
 from authserver.endpoints._http import UNAVAILABLE_ERRORS, json_response
 from authserver.endpoints.admin import read_json

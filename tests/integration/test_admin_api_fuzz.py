@@ -80,7 +80,7 @@ def test_admin_api_fuzzed_from_its_openapi_description_has_no_server_errors(tmp_
                 "--exclude-path", "/admin/api/users/{account_id}/unlock",  # 501 until a lockout store is wired
                 "--request-timeout", "10",
             ],
-            capture_output=True, text=True, timeout=420,
+            capture_output=True, text=True, timeout=420, check=False,
         )
         assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
         # The server itself logged no unhandled error.

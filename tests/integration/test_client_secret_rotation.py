@@ -78,7 +78,7 @@ async def test_rotation_keeps_both_secrets_for_the_grace_period_on_every_instanc
 async def test_rotation_with_no_grace_ends_the_old_secret_at_once(
     two_instances: tuple[FrozenClock, list[httpx.AsyncClient], Services],
 ) -> None:
-    clock, (a, b), services = two_instances
+    _clock, (a, b), services = two_instances
     client = await make_client(services, grant_types=["client_credentials"], scopes=["read:levels"])
     assert client.secret is not None
     headers = await admin_headers(a, services)

@@ -53,7 +53,7 @@ def test_alert_rules_parse_and_cover_the_service_objectives() -> None:
 
 def runbook_anchors() -> set[str]:
     text = (ROOT / "docs/runbook.md").read_text()
-    return {re.sub(r"[^a-z0-9 -]", "", h.lower()).strip().replace(" ", "-") for h in re.findall(r"^#+ (.+)$", text, re.M)}
+    return {re.sub(r"[^a-z0-9 -]", "", h.lower()).strip().replace(" ", "-") for h in re.findall(r"^#+ (.+)$", text, re.MULTILINE)}
 
 
 def test_grafana_dashboard_queries_exported_metrics() -> None:
