@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -38,4 +38,4 @@ class Services:
     signer: TokenSigner
     passwords: Passwords
     events: SecurityEvents
-    metrics: Metrics = field(default_factory=Metrics)
+    metrics: Metrics
