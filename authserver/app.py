@@ -16,6 +16,7 @@ from starlette.responses import Response
 from authserver.abuse import Emergency, RateLimits
 from authserver.accounts.lockout import Lockout
 from authserver.accounts.passwords import Passwords
+from authserver.admin.service import AdminService
 from authserver.clock import Clock, SystemClock
 from authserver.endpoints.discovery import build_metadata, metadata_endpoint
 from authserver.events import SecurityEvents, configure_security_log
@@ -31,6 +32,8 @@ from authserver.mfa.service import MfaService
 from authserver.keys.rotation import KeyManager, background_rotation, configured_algorithms
 from authserver.middleware.body_limit import BodyLimitMiddleware
 from authserver.middleware.header_limit import HeaderLimitMiddleware
+from authserver.metrics import Metrics, mark_worker_dead
+from authserver.middleware.metrics import MetricsMiddleware
 from authserver.middleware.request_id import RequestIdMiddleware
 from authserver.middleware.security_headers import SecurityHeadersMiddleware
 from authserver.ratelimit import Limiter, MemoryLimiter, RedisLimiter, ResilientLimiter
@@ -39,6 +42,7 @@ from authserver.services import Services
 from authserver.settings import Settings
 from authserver.chaos import FaultyCache, inject_database_faults
 from authserver.storage.cache import Cache, create_cache
+from authserver.shutdown import install_drain_on_sigterm
 from authserver.storage.sql.accounts import SqlAccountStore
 from authserver.storage.sql.clients import SqlClientStore
 from authserver.storage.sql.engine import create_engine, create_sessionmaker
@@ -96,7 +100,8 @@ def build_services(settings: Settings, *, clock: Clock | None = None, passwords:
     lifecycle = SqlLifecycleStore(sessions, clock)
     accounts = SqlAccountStore(sessions, clock)
     passwords = passwords or Passwords()
-    events = SecurityEvents(sessions, clock)
+    metrics = Metrics()
+    events = SecurityEvents(sessions, clock, metrics=metrics)
     keys = KeyStore(sessions, clock, encryptor, algs=configured_algorithms(settings))
     return Services(
         settings=settings,
@@ -127,6 +132,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, passwords:
         key_manager=KeyManager(sessions, clock, encryptor, keys, settings, events=events),
         limiter=build_limits(settings, clock, sessions, events),
         lockout=Lockout(sessions, clock, reset_after=settings.abuse.lock_reset_seconds),
+        metrics=metrics,
     )
 
 
@@ -144,6 +150,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, passwords: Pas
         await services.keys.load()
         interval = settings.lifecycle.purge_interval
         purge_task = asyncio.create_task(purge_periodically(services, interval=interval)) if interval else None
+        restore_signals = install_drain_on_sigterm(app.state, settings.observability.shutdown_drain_seconds)
         try:
             # Every instance reruns the schedule and reloads its keys each keys.reload_interval.
             async with background_rotation(services.key_manager):
@@ -153,6 +160,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None, passwords: Pas
                 purge_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await purge_task
+            restore_signals()
+            mark_worker_dead()
             await services.cache.close()
             await services.limiter.close()
             await services.engine.dispose()
@@ -162,9 +171,16 @@ def create_app(settings: Settings, *, clock: Clock | None = None, passwords: Pas
             return Response("Not Found", status_code=404, media_type="text/plain")
         return error_page(request, "error.not_found", status_code=404)
 
+    tracing = []
+    if settings.observability.tracing:
+        from authserver.tracing import tracing_middleware
+
+        tracing = [Middleware(tracing_middleware())]
     app = Starlette(
         routes=build_routes(metadata),
         middleware=[
+            *tracing,
+            Middleware(MetricsMiddleware, metrics=services.metrics),
             Middleware(RequestIdMiddleware),
             Middleware(SecurityHeadersMiddleware, hsts=settings.server.issuer.startswith("https://")),
             Middleware(HeaderLimitMiddleware, max_headers=settings.abuse.max_headers, max_bytes=settings.abuse.max_header_bytes),
@@ -174,7 +190,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None, passwords: Pas
         lifespan=lifespan,
     )
     app.state.services = services
+    app.state.draining = False
     app.state.grants = grants
+    app.state.admin = AdminService(services)
     app.state.interactions = InteractionStore(services.cache, ttl=settings.login.interaction_ttl)
     app.state.templates = create_environment()
     return app

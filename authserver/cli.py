@@ -67,6 +67,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if value is not None:
             os.environ[f"AUTHSERVER_SERVER__{name.upper()}"] = str(value)
     settings = load_settings()
+    from authserver.logging import configure_logging, uvicorn_log_config
+
+    configure_logging(settings.observability.log_format, settings.observability.log_level)
+    from authserver.metrics import prepare_multiprocess_dir
+
+    prepare_multiprocess_dir()
     if settings.database.migrate_on_start:
         from authserver.storage.sql.migrate import upgrade
 
@@ -82,16 +88,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
         workers=settings.server.workers,
         proxy_headers=False,
         server_header=False,
-        timeout_graceful_shutdown=20,
-        log_level="info",
+        timeout_graceful_shutdown=settings.observability.graceful_timeout,
+        log_level=settings.observability.log_level.lower(),
+        log_config=uvicorn_log_config(),
     )
     return 0
 
 
 def app_from_environment() -> Any:
     from authserver.app import create_app
+    from authserver.logging import configure_logging
 
-    return create_app(load_settings())
+    settings = load_settings()
+    # Each uvicorn worker is its own process: configure its logging too.
+    configure_logging(settings.observability.log_format, settings.observability.log_level)
+    return create_app(settings)
 
 
 async def _ensure_demo(services: Any) -> None:
@@ -105,13 +116,14 @@ async def _ensure_demo(services: Any) -> None:
     _, secret = await services.clients.create(
         client_id=DEMO_SERVICE, name="Demo service", client_type="confidential",
         redirect_uris=[], grant_types=["client_credentials"],
-        scopes=[s for s in scopes if s not in {"openid", "profile", "email", "offline_access"}],
+        scopes=[s for s in scopes if s not in {"openid", "profile", "email", "offline_access", services.settings.admin.scope}],
         audience=["https://api.cmipro.example"],
     )
     await services.clients.create(
         client_id=DEMO_WEB, name="Demo web app", client_type="public",
         redirect_uris=["http://127.0.0.1:8080/callback", "http://localhost:8080/callback"],
-        grant_types=["authorization_code", "refresh_token"], scopes=scopes, first_party=False,
+        grant_types=["authorization_code", "refresh_token"], scopes=[s for s in scopes if s != services.settings.admin.scope],
+        first_party=False,
         audience=["https://api.cmipro.example"],
     )
     password = secrets.token_urlsafe(12)
@@ -176,17 +188,104 @@ def cmd_client_list(args: argparse.Namespace) -> int:
 
 
 def cmd_client_rotate_secret(args: argparse.Namespace) -> int:
-    async def action(services: Any) -> str:
-        secret: str = await services.clients.rotate_secret(args.client_id, grace_seconds=args.grace)
-        return secret
+    from authserver.admin.service import CLI
 
-    from authserver.storage.errors import NotFound
+    body = {} if args.grace is None else {"grace_seconds": args.grace}
+    result = _admin_call(args, lambda admin: admin.rotate_secret(args.client_id, body, actor=CLI))
+    _print(result, args.json)
+    return 0
+
+
+def _admin_call(args: argparse.Namespace, call: Any) -> Any:
+    """Run ``call(admin_service)`` with CLI credentials; admin errors end the command with their message."""
+    from authserver.admin.service import AdminService
+    from authserver.admin.validation import AdminError
+
+    async def action(services: Any) -> Any:
+        return await call(AdminService(services))
 
     try:
-        secret = asyncio.run(_with_services(_settings(args), action))
-    except NotFound:
-        raise SystemExit(f"no confidential client {args.client_id}") from None
-    _print({"client_id": args.client_id, "client_secret": secret, "old_secret_valid_for_seconds": args.grace}, args.json)
+        return asyncio.run(_with_services(_settings(args), action))
+    except AdminError as error:
+        problems = "; ".join(f"{e['field']}: {e['message']}" for e in error.errors)
+        raise SystemExit(f"{error.message}{' ' + problems if problems else ''}") from None
+
+
+def cmd_client_update(args: argparse.Namespace) -> int:
+    from authserver.admin.service import CLI
+
+    changes: dict[str, Any] = {}
+    for name in ("name", "redirect_uri", "post_logout_redirect_uri", "grant", "scope", "audience", "signing_alg", "access_token_ttl"):
+        value = getattr(args, name)
+        if value is not None:
+            key = {"redirect_uri": "redirect_uris", "post_logout_redirect_uri": "post_logout_redirect_uris",
+                   "grant": "grant_types", "scope": "scopes"}.get(name, name)
+            changes[key] = value
+    for name in ("first_party", "require_mfa", "can_introspect"):
+        value = getattr(args, name)
+        if value is not None:
+            changes[name] = value == "yes"
+    result = _admin_call(args, lambda admin: admin.update_client(args.client_id, changes, actor=CLI))
+    _print(result, args.json)
+    return 0
+
+
+def cmd_client_disable(args: argparse.Namespace) -> int:
+    from authserver.admin.service import CLI
+
+    disabled = args.client_command == "disable"
+    _print(_admin_call(args, lambda admin: admin.set_client_disabled(args.client_id, disabled, actor=CLI)), args.json)
+    return 0
+
+
+def cmd_client_delete(args: argparse.Namespace) -> int:
+    from authserver.admin.service import CLI
+
+    if not args.yes:
+        raise SystemExit("deleting a client removes its grants and tokens; repeat with --yes")
+    _admin_call(args, lambda admin: admin.delete_client(args.client_id, actor=CLI))
+    print(f"client {args.client_id} deleted")
+    return 0
+
+
+def cmd_user_list(args: argparse.Namespace) -> int:
+    params = {"limit": str(args.limit), "offset": str(args.offset)}
+    if args.username:
+        params["username"] = args.username
+    result = _admin_call(args, lambda admin: admin.list_users(params))
+    _print(result["items"], args.json)
+    return 0
+
+
+def cmd_user_set_roles(args: argparse.Namespace) -> int:
+    from authserver.admin.service import CLI
+
+    async def call(admin: Any) -> Any:
+        account = await admin._s.accounts.get_by_username(args.username)
+        if account is None:
+            raise SystemExit(f"no user {args.username}")
+        return await admin.update_user(account.account_id, {"roles": args.role or []}, actor=CLI)
+
+    _print(_admin_call(args, call), args.json)
+    return 0
+
+
+def cmd_role_list(args: argparse.Namespace) -> int:
+    roles = _settings(args).admin.roles
+    print(json.dumps(roles) if args.json else "\n".join(roles))
+    return 0
+
+
+def cmd_registration_token(args: argparse.Namespace) -> int:
+    from authserver.admin.registration import issue_initial_access_token
+
+    async def action(services: Any) -> str:
+        await services.keys.ensure_active_keys()
+        return issue_initial_access_token(services, ttl=args.ttl)
+
+    token = asyncio.run(_with_services(_settings(args), action))
+    print(token)
+    print(f"Initial access token for POST /register, valid {args.ttl} s.", file=sys.stderr)
     return 0
 
 
@@ -460,9 +559,33 @@ def build_parser() -> argparse.ArgumentParser:
     listing.set_defaults(func=cmd_client_list)
     rotate = client.add_parser("rotate-secret", help="issue a new secret; the old one works for --grace seconds")
     rotate.add_argument("client_id")
-    rotate.add_argument("--grace", type=int, default=24 * 3600)
+    rotate.add_argument("--grace", type=int, help="seconds the old secrets keep working (default admin.secret_rotation_grace, 24 h; 0: stop now)")
     rotate.add_argument("--json", action="store_true")
     rotate.set_defaults(func=cmd_client_rotate_secret)
+    cupdate = client.add_parser("update", help="change a client's settings (only the options given)")
+    cupdate.add_argument("client_id")
+    cupdate.add_argument("--name")
+    cupdate.add_argument("--grant", action="append", choices=["authorization_code", "refresh_token", "client_credentials"])
+    cupdate.add_argument("--redirect-uri", action="append", help="replaces the list; repeat for several")
+    cupdate.add_argument("--post-logout-redirect-uri", action="append")
+    cupdate.add_argument("--scope", action="append", help="replaces the list; repeat for several")
+    cupdate.add_argument("--audience", action="append")
+    cupdate.add_argument("--first-party", choices=["yes", "no"])
+    cupdate.add_argument("--require-mfa", choices=["yes", "no"])
+    cupdate.add_argument("--can-introspect", choices=["yes", "no"])
+    cupdate.add_argument("--signing-alg", choices=["ES256", "RS256", "EdDSA"])
+    cupdate.add_argument("--access-token-ttl", type=int)
+    cupdate.add_argument("--json", action="store_true")
+    cupdate.set_defaults(func=cmd_client_update)
+    for name, text in (("disable", "refuse the client's token requests"), ("enable", "allow a disabled client again")):
+        toggle = client.add_parser(name, help=text)
+        toggle.add_argument("client_id")
+        toggle.add_argument("--json", action="store_true")
+        toggle.set_defaults(func=cmd_client_disable)
+    cdelete = client.add_parser("delete", help="delete a client with its grants and tokens")
+    cdelete.add_argument("client_id")
+    cdelete.add_argument("--yes", action="store_true", help="confirm")
+    cdelete.set_defaults(func=cmd_client_delete)
 
     user = commands.add_parser("user", help="manage users").add_subparsers(dest="user_command", required=True)
     ucreate = user.add_parser("create", help="create a user (password from a prompt or --password-stdin)")
@@ -535,6 +658,28 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_argument("--limit", type=int, default=100)
     events.add_argument("--json", action="store_true")
     events.set_defaults(func=cmd_events)
+    ulist = user.add_parser("list", help="list users")
+    ulist.add_argument("--limit", type=int, default=50)
+    ulist.add_argument("--offset", type=int, default=0)
+    ulist.add_argument("--username", help="only this user")
+    ulist.add_argument("--json", action="store_true")
+    ulist.set_defaults(func=cmd_user_list)
+    uroles = user.add_parser("set-roles", help="replace a user's roles (none given: no roles)")
+    uroles.add_argument("username")
+    uroles.add_argument("--role", action="append", help="free_user, premium_user, admin; repeat for several")
+    uroles.add_argument("--json", action="store_true")
+    uroles.set_defaults(func=cmd_user_set_roles)
+
+    role = commands.add_parser("role", help="roles users may hold").add_subparsers(dest="role_command", required=True)
+    rlist = role.add_parser("list", help="list the configured roles (admin.roles)")
+    rlist.add_argument("--json", action="store_true")
+    rlist.set_defaults(func=cmd_role_list)
+
+    registration = commands.add_parser("registration", help="dynamic client registration (RFC 7591)")
+    reg = registration.add_subparsers(dest="registration_command", required=True)
+    issue = reg.add_parser("issue-token", help="print an initial access token for POST /register")
+    issue.add_argument("--ttl", type=int, default=24 * 3600, help="seconds the token is valid (default 24 h)")
+    issue.set_defaults(func=cmd_registration_token)
     return parser
 
 

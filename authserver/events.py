@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from authserver.clock import Clock
+from authserver.metrics import Metrics
 from authserver.middleware.request_id import request_id_var
 from authserver.storage.sql.models import SecurityEvent
 
@@ -37,9 +38,10 @@ _FORBIDDEN = {"password", "secret", "client_secret", "code", "token", "access_to
 
 
 class SecurityEvents:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock, *, metrics: Metrics | None = None) -> None:
         self._sessions = sessions
         self._clock = clock
+        self._metrics = metrics
 
     async def record(
         self,
@@ -53,6 +55,8 @@ class SecurityEvents:
         **details: Any,
     ) -> None:
         details = {k: v for k, v in details.items() if k not in _FORBIDDEN}
+        if self._metrics is not None:
+            self._metrics.security_event(event, outcome)
         row = SecurityEvent(
             occurred_at=self._clock.now(),
             event=event,

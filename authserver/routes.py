@@ -10,7 +10,7 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from authserver.endpoints import health, introspection, jwks, mfa_api, revocation, token, userinfo
+from authserver.endpoints import admin, health, introspection, jwks, metrics, mfa_api, registration, revocation, token, userinfo
 from authserver.endpoints.authorize import authorize
 from authserver.web import logout, mfa_views, views
 
@@ -46,5 +46,29 @@ def build_routes(metadata: Callable[[Request], Awaitable[Response]]) -> list[Rou
         Route("/api/me/mfa/backup-codes/regenerate", mfa_api.regenerate_backup_codes, methods=ANY_METHOD, name="api_mfa_backup_codes"),
         Route("/healthz", health.healthz, methods=["GET"], name="healthz"),
         Route("/readyz", health.readyz, methods=["GET"], name="readyz"),
+        Route("/metrics", metrics.metrics, methods=["GET"], name="metrics"),
+        Route("/register", registration.register, methods=ANY_METHOD, name="register"),
+        *admin_routes(),
         Mount("/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"), name="static"),
+    ]
+
+
+def admin_routes() -> list[Route]:
+    """The admin API (/admin/api, described by its OpenAPI document)."""
+    base = "/admin/api"
+    return [
+        Route(f"{base}/openapi.json", admin.openapi, methods=["GET"], name="admin_openapi"),
+        Route(f"{base}/clients", admin.clients, methods=["GET", "POST"], name="admin_clients"),
+        Route(f"{base}/clients/{{client_id}}", admin.client, methods=["GET", "PATCH", "DELETE"], name="admin_client"),
+        Route(f"{base}/clients/{{client_id}}/disable", admin.client_disable, methods=["POST"], name="admin_client_disable"),
+        Route(f"{base}/clients/{{client_id}}/enable", admin.client_enable, methods=["POST"], name="admin_client_enable"),
+        Route(f"{base}/clients/{{client_id}}/secrets", admin.client_secrets, methods=["GET", "POST"], name="admin_client_secrets"),
+        Route(f"{base}/users", admin.users, methods=["GET", "POST"], name="admin_users"),
+        Route(f"{base}/users/{{account_id}}", admin.user, methods=["GET", "PATCH", "DELETE"], name="admin_user"),
+        *(
+            Route(f"{base}/users/{{account_id}}/{action}", admin.user_action, methods=["POST"], name=f"admin_user_{action}")
+            for action in ("disable", "enable", "unlock", "reset-mfa")
+        ),
+        Route(f"{base}/roles", admin.roles, methods=["GET"], name="admin_roles"),
+        Route(f"{base}/events", admin.events, methods=["GET"], name="admin_events"),
     ]

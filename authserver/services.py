@@ -15,6 +15,7 @@ from authserver.keys.encryption import Encryptor
 from authserver.keys.keystore import KeyStore
 from authserver.mfa.service import MfaService
 from authserver.keys.rotation import KeyManager
+from authserver.metrics import Metrics
 from authserver.settings import Settings
 from authserver.storage.cache import Cache
 from authserver.storage.sql.accounts import SqlAccountStore
@@ -51,3 +52,4 @@ class Services:
     # Abuse protection (docs/abuse-protection.md): rate-limit guard (+ emergency switch) and brute-force locks.
     limiter: RateLimits
     lockout: Lockout
+    metrics: Metrics

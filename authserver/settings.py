@@ -116,6 +116,7 @@ class TokenSettings:
         default_factory=lambda: [
             "openid", "profile", "email", "offline_access",
             "read:stations", "read:levels", "read:alerts", "write:alerts", "mfa:manage",
+            "read:stations", "read:levels", "read:alerts", "write:alerts", "admin",
         ]
     )
 
@@ -242,6 +243,44 @@ class AbuseSettings:
 
 
 @dataclass(frozen=True)
+class AdminSettings:
+    # Scope an access token needs for the admin API (/admin/api). A client obtains it only if its own
+    # allowed scopes list it (and it must be in tokens.scopes).
+    scope: str = "admin"
+    # Roles a user may hold (the access token's `roles` claim); the `admin` role opens the admin API to a
+    # person who signed in with MFA.
+    roles: list[str] = field(default_factory=lambda: ["free_user", "premium_user", "admin"])
+    # Default grace period of a rotated client secret, in seconds: old and new secrets both work meanwhile.
+    secret_rotation_grace: int = 24 * 3600
+    # Initial access tokens accepted by dynamic client registration (RFC 7591 §3), besides CLI-issued ones.
+    registration_tokens: list[Secret] = field(default_factory=list)
+    # Scopes a dynamically registered client may be given (never the admin scope).
+    registration_scopes: list[str] = field(
+        default_factory=lambda: [
+            "openid", "profile", "email", "offline_access",
+            "read:stations", "read:levels", "read:alerts", "write:alerts",
+        ]
+    )
+
+
+@dataclass(frozen=True)
+class ObservabilitySettings:
+    # Bearer token that /metrics requires. Empty: /metrics is open (keep it off the public load balancer).
+    metrics_token: Secret = Secret("")
+    # Log format of `authserver serve`: json (one object per line, with request_id and traceparent) or text.
+    log_format: str = "json"
+    # Log level of the authserver loggers (DEBUG, INFO, WARNING, ERROR).
+    log_level: str = "INFO"
+    # Seconds /readyz answers 503 after SIGTERM before the server stops accepting connections, so the load
+    # balancer deregisters the instance first; in-flight requests then get up to graceful_timeout seconds.
+    shutdown_drain_seconds: float = 0.0
+    # Seconds uvicorn lets in-flight requests finish after it stops accepting connections.
+    graceful_timeout: int = 20
+    # OpenTelemetry server spans per request (needs the otel extra; exporter from the OTEL_* variables).
+    tracing: bool = False
+
+
+@dataclass(frozen=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
@@ -254,6 +293,8 @@ class Settings:
     lifecycle: LifecycleSettings = field(default_factory=LifecycleSettings)
     mfa: MfaSettings = field(default_factory=MfaSettings)
     abuse: AbuseSettings = field(default_factory=AbuseSettings)
+    admin: AdminSettings = field(default_factory=AdminSettings)
+    observability: ObservabilitySettings = field(default_factory=ObservabilitySettings)
 
     @property
     def cookie_secure(self) -> bool:
@@ -427,6 +468,23 @@ def validate(settings: Settings) -> None:
     if server.production:
         if chaos.enabled:
             raise SettingsError("setting chaos: fault injection is refused in production")
+    admin, observability = settings.admin, settings.observability
+    if not admin.scope or admin.scope not in tokens.scopes:
+        raise SettingsError("setting admin.scope: must be listed in tokens.scopes")
+    if admin.scope in admin.registration_scopes or not set(admin.registration_scopes) <= set(tokens.scopes):
+        raise SettingsError("setting admin.registration_scopes: a subset of tokens.scopes without the admin scope")
+    if admin.secret_rotation_grace < 0:
+        raise SettingsError("setting admin.secret_rotation_grace: must not be negative")
+    if observability.log_format not in {"json", "text"}:
+        raise SettingsError("setting observability.log_format: json or text")
+    if observability.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise SettingsError("setting observability.log_level: DEBUG, INFO, WARNING or ERROR")
+    if observability.shutdown_drain_seconds < 0 or observability.graceful_timeout < 0:
+        raise SettingsError("setting observability.shutdown_drain_seconds/graceful_timeout: must not be negative")
+    if server.production:
+        for token in admin.registration_tokens:
+            if len(token) < 32 or any(marker in token.lower() for marker in PLACEHOLDER_MARKERS):
+                raise SettingsError("setting admin.registration_tokens: at least 32 random characters in production")
         if parts.scheme != "https":
             raise SettingsError("setting server.issuer: must be https in production")
         if not security.encryption_keys:

@@ -27,6 +27,7 @@ def build_metadata(settings: Settings, grant_types: list[str]) -> dict[str, Any]
         "introspection_endpoint": f"{issuer}/introspect",
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "end_session_endpoint": f"{issuer}/logout",
+        "registration_endpoint": f"{issuer}/register",
         "scopes_supported": list(settings.tokens.scopes),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],

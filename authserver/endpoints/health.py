@@ -29,6 +29,8 @@ async def readyz(request: Request) -> Response:
     except Exception:
         checks["cache"] = False
     checks["keys"] = bool(services.keys.published)
+    # Once SIGTERM arrives the instance leaves the load balancer before it stops (authserver.shutdown).
+    checks["accepting"] = not getattr(request.app.state, "draining", False)
     ready = all(checks.values())
     return JSONResponse(
         {"status": "ready" if ready else "unavailable", "checks": checks},

@@ -42,4 +42,5 @@ async def token(request: Request) -> Response:
         "token", "issued", client_id=client.client_id, ip=ip, user_agent=request.headers.get("user-agent"),
         grant_type=grant_type, scope=body.get("scope"), refresh="refresh_token" in body,
     )
+    services.metrics.token_issued(grant_type, client.client_id)
     return json_response(body)

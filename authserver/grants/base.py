@@ -38,7 +38,12 @@ async def authenticate_client(services: Services, presented: PresentedCredential
     elif presented.method == "none":
         error = InvalidClient("Client authentication is required.")
     elif presented.secret is None or not client.check_secret(presented.secret, now):
-        error = InvalidClient()
+        # The secret may have been rotated on another instance moments ago: look past the cache once.
+        fresh = await services.clients.refresh(client.client_id) if presented.secret is not None else None
+        if fresh is None or fresh.disabled or presented.secret is None or not fresh.check_secret(presented.secret, now):
+            error = InvalidClient()
+        else:
+            client = fresh
     if error is not None:
         if presented.method == "client_secret_basic":
             error.headers["WWW-Authenticate"] = 'Basic realm="authserver", error="invalid_client"'

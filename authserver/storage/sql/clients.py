@@ -123,11 +123,16 @@ def _info(row: Client, secrets: list[ClientSecret]) -> ClientInfo:
 
 
 class SqlClientStore:
+    # Reloads past the cache per second per instance after a secret mismatch (see ``refresh``).
+    REFRESH_BUDGET = 20
+
     def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock, *, cache_ttl: float = 10.0) -> None:
         self._sessions = sessions
         self._clock = clock
         self._cache_ttl = cache_ttl
         self._cache: dict[str, tuple[float, ClientInfo | None]] = {}
+        self._refresh_second = 0
+        self._refresh_count = 0
 
     async def get(self, client_id: str) -> ClientInfo | None:
         """The client, or None if unknown. Cached for ``cache_ttl`` seconds (negative answers too)."""
@@ -139,6 +144,22 @@ class SqlClientStore:
             self._cache.clear()
         self._cache[client_id] = (time.monotonic() + self._cache_ttl, info)
         return info
+
+    async def refresh(self, client_id: str) -> ClientInfo | None:
+        """Reload past the cache: used when a presented secret does not match the cached client.
+
+        Another instance may have rotated the secret moments ago, and the new secret must work at once
+        everywhere. Forced reloads are capped at ``REFRESH_BUDGET`` per second per instance so a wave of
+        wrong secrets cannot turn into a wave of database reads; past the cap the cached view answers.
+        """
+        second = int(time.monotonic())
+        if second != self._refresh_second:
+            self._refresh_second, self._refresh_count = second, 0
+        if self._refresh_count >= self.REFRESH_BUDGET:
+            return await self.get(client_id)
+        self._refresh_count += 1
+        self.forget(client_id)
+        return await self.get(client_id)
 
     def forget(self, client_id: str) -> None:
         self._cache.pop(client_id, None)

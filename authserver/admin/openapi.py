@@ -1,0 +1,400 @@
+"""The OpenAPI 3.1 description of the admin API, served at /admin/api/openapi.json.
+
+Hand-written so it says exactly what the endpoints do; tests validate it (openapi-spec-validator) and
+fuzz the API from it (schemathesis) expecting no 5xx.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+SIGNING_ALGS = ["ES256", "RS256", "EdDSA"]
+GRANTS = ["authorization_code", "refresh_token", "client_credentials"]
+METHODS = ["client_secret_basic", "client_secret_post", "none"]
+
+_uri_list = {"type": "array", "maxItems": 20, "items": {"type": "string", "minLength": 1, "maxLength": 2000}}
+_nullable_ttl = {"type": ["integer", "null"], "minimum": 60, "maximum": 86400}
+_nullable_long_ttl = {"type": ["integer", "null"], "minimum": 60, "maximum": 400 * 86400}
+
+CLIENT_WRITABLE: dict[str, Any] = {
+    "name": {"type": "string", "minLength": 1, "maxLength": 200},
+    "token_endpoint_auth_method": {"type": "string", "enum": METHODS},
+    "redirect_uris": _uri_list,
+    "post_logout_redirect_uris": _uri_list,
+    "grant_types": {"type": "array", "maxItems": 3, "items": {"type": "string", "enum": GRANTS}},
+    "scopes": {"type": "array", "maxItems": 50, "items": {"type": "string", "minLength": 1, "maxLength": 100}},
+    "audience": {"type": "array", "maxItems": 10, "items": {"type": "string", "minLength": 1, "maxLength": 2000}},
+    "first_party": {"type": "boolean", "description": "Skip the consent page."},
+    "require_mfa": {"type": "boolean"},
+    "can_introspect": {"type": "boolean"},
+    "signing_alg": {"type": ["string", "null"], "enum": [*SIGNING_ALGS, None]},
+    "access_token_ttl": _nullable_ttl,
+    "refresh_token_idle_ttl": _nullable_long_ttl,
+    "refresh_token_absolute_ttl": _nullable_long_ttl,
+    "rate_limit_per_minute": {"type": ["integer", "null"], "minimum": 1, "maximum": 1000000},
+}
+
+USER_WRITABLE: dict[str, Any] = {
+    "email": {"type": ["string", "null"], "maxLength": 320},
+    "email_verified": {"type": "boolean"},
+    "name": {"type": ["string", "null"], "minLength": 1, "maxLength": 200},
+    "locale": {"type": ["string", "null"], "enum": ["es", "en", None]},
+    "roles": {"type": "array", "maxItems": 10, "items": {"type": "string", "minLength": 1, "maxLength": 64}},
+}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    texts = {
+        400: "Invalid input; `errors` lists each field.",
+        401: "Missing, invalid or expired access token.",
+        403: "The token lacks the admin scope (or, for a person, the admin role or MFA).",
+        404: "No such resource.",
+        409: "Conflict with the current state.",
+        413: "Body too large.",
+        415: "Body is not application/json.",
+        501: "Not available in this build.",
+        503: "A dependency (database, cache) is unavailable; retry.",
+    }
+    return {str(s): _json(_ref("Error"), texts[s]) for s in statuses}
+
+
+_COMMON = (401, 403, 503)
+
+
+def _page_params(*extra: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}},
+        {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 1000000, "default": 0}},
+        *extra,
+    ]
+
+
+def _path_param(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1, "maxLength": 64}}
+
+
+def _page_of(item: str) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["items", "limit", "offset", "next_offset"],
+        "properties": {
+            "items": {"type": "array", "items": _ref(item)},
+            "limit": {"type": "integer"},
+            "offset": {"type": "integer"},
+            "next_offset": {"type": ["integer", "null"]},
+        },
+    }
+
+
+def openapi_document(issuer: str) -> dict[str, Any]:
+    client_path = [_path_param("client_id")]
+    user_path = [_path_param("account_id")]
+
+    def user_action(summary: str, *errors: int) -> dict[str, Any]:
+        return {
+            "post": {
+                "summary": summary,
+                "parameters": user_path,
+                "responses": {"200": _json(_ref("User"), "The user after the change."), **_errors(404, *errors, *_COMMON)},
+            }
+        }
+
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "authserver admin API",
+            "version": "1",
+            "description": (
+                "Manage clients, client secrets, users, roles and read security events. Every call needs a bearer access "
+                "token of this server with the `admin` scope (client credentials of a client allowed that scope). "
+                "Every change is recorded as a security event."
+            ),
+        },
+        "servers": [{"url": issuer}],
+        "security": [{"bearer": []}],
+        "paths": {
+            "/admin/api/clients": {
+                "get": {
+                    "summary": "List clients",
+                    "parameters": _page_params(),
+                    "responses": {"200": _json(_page_of("Client"), "A page of clients."), **_errors(400, *_COMMON)},
+                },
+                "post": {
+                    "summary": "Create a client (its secret is shown once)",
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("ClientCreate")}}},
+                    "responses": {
+                        "201": _json(_ref("ClientWithSecret"), "The client; confidential clients get `client_secret` (only now)."),
+                        **_errors(400, 409, 413, 415, *_COMMON),
+                    },
+                },
+            },
+            "/admin/api/clients/{client_id}": {
+                "get": {
+                    "summary": "Read a client",
+                    "parameters": client_path,
+                    "responses": {"200": _json(_ref("Client"), "The client."), **_errors(404, *_COMMON)},
+                },
+                "patch": {
+                    "summary": "Update a client (only the fields given)",
+                    "parameters": client_path,
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("ClientUpdate")}}},
+                    "responses": {"200": _json(_ref("Client"), "The client after the change."), **_errors(400, 404, 413, 415, *_COMMON)},
+                },
+                "delete": {
+                    "summary": "Delete a client (its grants and tokens go with it)",
+                    "parameters": client_path,
+                    "responses": {"204": {"description": "Deleted."}, **_errors(404, *_COMMON)},
+                },
+            },
+            "/admin/api/clients/{client_id}/disable": {
+                "post": {
+                    "summary": "Disable a client (token requests refused; other instances follow within 10 s)",
+                    "parameters": client_path,
+                    "responses": {"200": _json(_ref("Client"), "The client."), **_errors(404, *_COMMON)},
+                }
+            },
+            "/admin/api/clients/{client_id}/enable": {
+                "post": {
+                    "summary": "Enable a client",
+                    "parameters": client_path,
+                    "responses": {"200": _json(_ref("Client"), "The client."), **_errors(404, *_COMMON)},
+                }
+            },
+            "/admin/api/clients/{client_id}/secrets": {
+                "get": {
+                    "summary": "List a client's secrets (metadata only, never the values)",
+                    "parameters": client_path,
+                    "responses": {"200": _json(_ref("SecretList"), "Secrets with their expiry."), **_errors(404, *_COMMON)},
+                },
+                "post": {
+                    "summary": "Rotate: a new secret valid now; the previous ones stay valid for grace_seconds",
+                    "parameters": client_path,
+                    "requestBody": {"required": False, "content": {"application/json": {"schema": _ref("Rotation")}}},
+                    "responses": {
+                        "201": _json(_ref("RotatedSecret"), "The new secret (shown once)."),
+                        **_errors(400, 404, 409, 413, 415, *_COMMON),
+                    },
+                },
+            },
+            "/admin/api/users": {
+                "get": {
+                    "summary": "List users",
+                    "parameters": _page_params(
+                        {"name": "username", "in": "query", "schema": {"type": "string", "maxLength": 150}}
+                    ),
+                    "responses": {"200": _json(_page_of("User"), "A page of users."), **_errors(400, *_COMMON)},
+                },
+                "post": {
+                    "summary": "Create a user",
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("UserCreate")}}},
+                    "responses": {"201": _json(_ref("User"), "The user."), **_errors(400, 409, 413, 415, *_COMMON)},
+                },
+            },
+            "/admin/api/users/{account_id}": {
+                "get": {
+                    "summary": "Read a user",
+                    "parameters": user_path,
+                    "responses": {"200": _json(_ref("User"), "The user."), **_errors(404, *_COMMON)},
+                },
+                "patch": {
+                    "summary": "Update a user: roles, profile, disabled",
+                    "parameters": user_path,
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("UserUpdate")}}},
+                    "responses": {"200": _json(_ref("User"), "The user after the change."), **_errors(400, 404, 413, 415, *_COMMON)},
+                },
+                "delete": {
+                    "summary": "Delete a user (grants, refresh tokens, sessions and consents go with it)",
+                    "parameters": user_path,
+                    "responses": {"204": {"description": "Deleted."}, **_errors(404, *_COMMON)},
+                },
+            },
+            "/admin/api/users/{account_id}/disable": user_action("Disable a user and end their browser sessions"),
+            "/admin/api/users/{account_id}/enable": user_action("Enable a user"),
+            "/admin/api/users/{account_id}/unlock": user_action("Lift a brute-force lock", 501),
+            "/admin/api/users/{account_id}/reset-mfa": user_action("Forget the user's TOTP and backup codes"),
+            "/admin/api/roles": {
+                "get": {
+                    "summary": "Roles users may hold (the access token's roles claim)",
+                    "responses": {"200": _json(_ref("RoleList"), "The configured roles."), **_errors(*_COMMON)},
+                }
+            },
+            "/admin/api/events": {
+                "get": {
+                    "summary": "Security events, newest first",
+                    "parameters": _page_params(
+                        *(
+                            {"name": n, "in": "query", "schema": {"type": "string", "maxLength": 64}}
+                            for n in ("account_id", "client_id", "event", "outcome")
+                        ),
+                        {"name": "since", "in": "query", "schema": {"type": "string", "format": "date-time"}},
+                        {"name": "until", "in": "query", "schema": {"type": "string", "format": "date-time"}},
+                    ),
+                    "responses": {"200": _json(_page_of("Event"), "A page of events."), **_errors(400, *_COMMON)},
+                }
+            },
+        },
+        "components": {
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": "An access token of this server with the admin scope.",
+                }
+            },
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "required": ["error"],
+                    "properties": {
+                        "error": {"type": "string"},
+                        "error_description": {"type": "string"},
+                        "errors": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["field", "message"],
+                                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+                            },
+                        },
+                    },
+                },
+                "ClientCreate": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["name", "client_type", "grant_types"],
+                    "properties": {
+                        "client_id": {"type": "string", "pattern": "^[A-Za-z0-9._-]{3,64}$"},
+                        "client_type": {"type": "string", "enum": ["confidential", "public"]},
+                        **CLIENT_WRITABLE,
+                    },
+                },
+                "ClientUpdate": {"type": "object", "additionalProperties": False, "properties": CLIENT_WRITABLE},
+                "Client": {
+                    "type": "object",
+                    "required": ["client_id", "name", "client_type", "grant_types", "scopes", "disabled"],
+                    "properties": {
+                        "client_id": {"type": "string"},
+                        "client_type": {"type": "string"},
+                        "disabled": {"type": "boolean"},
+                        **CLIENT_WRITABLE,
+                    },
+                },
+                "ClientWithSecret": {
+                    "allOf": [_ref("Client"), {"type": "object", "properties": {"client_secret": {"type": "string"}}}]
+                },
+                "Rotation": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "grace_seconds": {
+                            "type": "integer",
+                            "minimum": 0,
+                            "maximum": 30 * 86400,
+                            "description": "How long the previous secrets keep working (default admin.secret_rotation_grace, 24 h; 0 ends them now).",
+                        }
+                    },
+                },
+                "RotatedSecret": {
+                    "type": "object",
+                    "required": ["client_id", "client_secret", "previous_secrets_expire_at", "grace_seconds"],
+                    "properties": {
+                        "client_id": {"type": "string"},
+                        "client_secret": {"type": "string"},
+                        "previous_secrets_expire_at": {"type": "string", "format": "date-time"},
+                        "grace_seconds": {"type": "integer"},
+                    },
+                },
+                "SecretList": {
+                    "type": "object",
+                    "required": ["items"],
+                    "properties": {
+                        "items": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["id", "created_at", "expires_at", "valid"],
+                                "properties": {
+                                    "id": {"type": "integer"},
+                                    "created_at": {"type": "string", "format": "date-time"},
+                                    "expires_at": {"type": ["string", "null"], "format": "date-time"},
+                                    "valid": {"type": "boolean"},
+                                },
+                            },
+                        }
+                    },
+                },
+                "UserCreate": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["username"],
+                    "properties": {
+                        "username": {"type": "string", "minLength": 1, "maxLength": 150},
+                        "password": {"type": "string", "minLength": 1, "maxLength": 1024, "description": "Optional initial password."},
+                        **USER_WRITABLE,
+                    },
+                },
+                "UserUpdate": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {**USER_WRITABLE, "disabled": {"type": "boolean"}},
+                },
+                "User": {
+                    "type": "object",
+                    "required": ["account_id", "username", "roles", "mfa_enabled", "disabled", "created_at"],
+                    "properties": {
+                        "account_id": {"type": "string"},
+                        "username": {"type": "string"},
+                        "email": {"type": ["string", "null"]},
+                        "email_verified": {"type": "boolean"},
+                        "name": {"type": ["string", "null"]},
+                        "locale": {"type": ["string", "null"]},
+                        "roles": {"type": "array", "items": {"type": "string"}},
+                        "mfa_enabled": {"type": "boolean"},
+                        "disabled": {"type": "boolean"},
+                        "disabled_at": {"type": ["string", "null"], "format": "date-time"},
+                        "created_at": {"type": "string", "format": "date-time"},
+                        "updated_at": {"type": "string", "format": "date-time"},
+                    },
+                },
+                "RoleList": {
+                    "type": "object",
+                    "required": ["items"],
+                    "properties": {
+                        "items": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["name"],
+                                "properties": {"name": {"type": "string"}, "description": {"type": "string"}},
+                            },
+                        }
+                    },
+                },
+                "Event": {
+                    "type": "object",
+                    "required": ["id", "occurred_at", "event", "outcome"],
+                    "properties": {
+                        "id": {"type": "integer"},
+                        "occurred_at": {"type": "string", "format": "date-time"},
+                        "event": {"type": "string"},
+                        "outcome": {"type": "string"},
+                        "client_id": {"type": ["string", "null"]},
+                        "account_id": {"type": ["string", "null"]},
+                        "ip": {"type": ["string", "null"]},
+                        "user_agent": {"type": ["string", "null"]},
+                        "request_id": {"type": ["string", "null"]},
+                        "details": {"type": "object"},
+                    },
+                },
+            },
+        },
+    }

@@ -1,0 +1,150 @@
+"""Dynamic client registration (RFC 7591) for the team's own apps, behind an initial access token (§3).
+
+Initial access tokens are either configured (``admin.registration_tokens``, compared as SHA-256 digests in
+constant time) or issued by ``authserver registration issue-token``: a short-lived access token signed by
+this server with audience ``<issuer>/register``, subject ``registration`` and scope
+``client_registration``, so every instance accepts it without shared state. Registered clients are never
+first-party (the consent page is shown) and never get the admin scope.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from authserver.admin.service import Actor
+from authserver.protocol.redirect_uri import is_acceptable_registration
+from authserver.services import Services
+from authserver.storage.errors import Conflict
+from authserver.tokens.opaque import digest
+
+REGISTRATION_SCOPE = "client_registration"
+REGISTRATION_SUBJECT = "registration"
+REGISTRATION_CLIENT = "authserver-cli"
+
+# RFC 7591 §2 metadata this server understands; anything else is ignored (§2, last paragraph).
+SUPPORTED_GRANTS = ("authorization_code", "refresh_token", "client_credentials")
+SUPPORTED_METHODS = ("client_secret_basic", "client_secret_post", "none")
+
+
+class RegistrationError(Exception):
+    """RFC 7591 §3.2.2 error response."""
+
+    def __init__(self, error: str, description: str, status: int = 400) -> None:
+        super().__init__(description)
+        self.error = error
+        self.description = description
+        self.status = status
+
+    def body(self) -> dict[str, str]:
+        return {"error": self.error, "error_description": self.description}
+
+
+def registration_audience(services: Services) -> str:
+    return f"{services.settings.server.issuer}/register"
+
+
+def issue_initial_access_token(services: Services, *, ttl: int) -> str:
+    """A signed, short-lived initial access token (the key store must be loaded)."""
+    issued = services.signer.access_token(
+        client_id=REGISTRATION_CLIENT, subject=REGISTRATION_SUBJECT, scopes=[REGISTRATION_SCOPE],
+        audience=[registration_audience(services)], ttl=ttl,
+    )
+    return issued.token
+
+
+def check_initial_access_token(services: Services, token: str | None) -> str | None:
+    """Which kind of initial access token was presented ("configured" or "signed"), or None if invalid."""
+    if not token or len(token) > 8192:
+        return None
+    presented = digest(token)
+    ok = False
+    for configured in services.settings.admin.registration_tokens:
+        ok |= hmac.compare_digest(presented, digest(configured))
+    if ok:
+        return "configured"
+    claims = services.signer.verify_access_token(token)
+    if (
+        claims is not None
+        and claims.get("aud") == registration_audience(services)
+        and claims.get("sub") == REGISTRATION_SUBJECT
+        and claims.get("client_id") == REGISTRATION_CLIENT
+        and REGISTRATION_SCOPE in str(claims.get("scope", "")).split()
+    ):
+        return "signed"
+    return None
+
+
+def _strings(data: dict[str, Any], name: str, *, max_items: int = 20) -> list[str] | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) > max_items or not all(isinstance(v, str) and 0 < len(v) <= 2000 for v in value):
+        raise RegistrationError("invalid_client_metadata", f"{name} must be a list of strings.")
+    return list(dict.fromkeys(value))
+
+
+async def register_client(services: Services, data: Any, *, token_kind: str) -> dict[str, Any]:
+    """Validate RFC 7591 metadata, create the client, answer the §3.2.1 client information response."""
+    if not isinstance(data, dict):
+        raise RegistrationError("invalid_client_metadata", "The request body must be a JSON object.")
+    redirect_uris = _strings(data, "redirect_uris") or []
+    for uri in redirect_uris:
+        if not is_acceptable_registration(uri):
+            raise RegistrationError("invalid_redirect_uri", "Redirect URIs must be absolute, without fragment, https or loopback http.")
+    method = data.get("token_endpoint_auth_method", "client_secret_basic")
+    if method not in SUPPORTED_METHODS:
+        raise RegistrationError("invalid_client_metadata", f"token_endpoint_auth_method must be one of {', '.join(SUPPORTED_METHODS)}.")
+    grant_types = _strings(data, "grant_types", max_items=3) or ["authorization_code"]
+    if not set(grant_types) <= set(SUPPORTED_GRANTS):
+        raise RegistrationError("invalid_client_metadata", f"grant_types must be among {', '.join(SUPPORTED_GRANTS)}.")
+    response_types = _strings(data, "response_types", max_items=3)
+    if response_types is None:
+        response_types = ["code"] if "authorization_code" in grant_types else []
+    if set(response_types) - {"code"} or (("code" in response_types) != ("authorization_code" in grant_types)):
+        raise RegistrationError("invalid_client_metadata", "response_types code goes with grant_types authorization_code (§2.1).")
+    if "authorization_code" in grant_types and not redirect_uris:
+        raise RegistrationError("invalid_redirect_uri", "authorization_code needs at least one redirect URI.")
+    if "refresh_token" in grant_types and "authorization_code" not in grant_types:
+        raise RegistrationError("invalid_client_metadata", "refresh_token needs authorization_code.")
+    public = method == "none"
+    if public and "client_credentials" in grant_types:
+        raise RegistrationError("invalid_client_metadata", "client_credentials needs a confidential client.")
+    allowed = services.settings.admin.registration_scopes
+    scope = data.get("scope")
+    if scope is None:
+        scopes = list(allowed) if "authorization_code" in grant_types else [s for s in allowed if s not in {"openid", "profile", "email", "offline_access"}]
+    elif isinstance(scope, str) and len(scope) <= 2000:
+        scopes = list(dict.fromkeys(scope.split()))
+        if not scopes or not set(scopes) <= set(allowed):
+            raise RegistrationError("invalid_client_metadata", "scope names a scope that registered clients may not have.")
+    else:
+        raise RegistrationError("invalid_client_metadata", "scope must be a space-separated string.")
+    name = data.get("client_name", "Registered client")
+    if not isinstance(name, str) or not name.strip() or len(name) > 200:
+        raise RegistrationError("invalid_client_metadata", "client_name must have 1-200 characters.")
+    try:
+        info, secret = await services.clients.create(
+            name=name, client_type="public" if public else "confidential", token_endpoint_auth_method=method,
+            redirect_uris=redirect_uris, grant_types=grant_types, scopes=scopes, first_party=False,
+        )
+    except (ValueError, Conflict) as error:
+        raise RegistrationError("invalid_client_metadata", "The client metadata is inconsistent.") from error
+    await services.events.record(
+        "client_registered", "success", client_id=info.client_id, actor=Actor(via=f"registration:{token_kind}").describe(),
+        grant_types=grant_types, scopes=scopes,
+    )
+    body: dict[str, Any] = {
+        "client_id": info.client_id,
+        "client_id_issued_at": int(services.clock.now().timestamp()),
+        "client_name": info.name,
+        "redirect_uris": list(info.redirect_uris),
+        "grant_types": list(info.grant_types),
+        "response_types": response_types,
+        "token_endpoint_auth_method": info.token_endpoint_auth_method,
+        "scope": " ".join(info.scopes),
+    }
+    if secret is not None:
+        body["client_secret"] = secret
+        body["client_secret_expires_at"] = 0
+    return body

@@ -1,0 +1,521 @@
+"""Administration of clients, client secrets, users, roles and the security event log.
+
+Used by the JSON admin API (``endpoints/admin.py``), dynamic client registration and the CLI; no HTTP
+here. Every change is recorded as a security event named ``admin.<what>`` with the acting client or
+person in ``actor``. Input is validated strictly (``validation.Body``): a refused request changes nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+
+from authserver.accounts.passwords import PasswordPolicyError
+from authserver.admin.validation import (
+    AdminError,
+    Body,
+    conflict,
+    invalid,
+    iso,
+    not_found,
+    page,
+    timestamp,
+)
+from authserver.protocol.redirect_uri import is_acceptable_registration
+from authserver.services import Services
+from authserver.storage.errors import Conflict, NotFound
+from authserver.storage.sql.clients import AUTH_METHODS, CLIENT_TYPES, GRANT_TYPES, ClientInfo
+from authserver.storage.sql.models import (
+    Account,
+    BackupCode,
+    BrowserSession,
+    Client,
+    ClientSecret,
+    SecurityEvent,
+)
+
+CLIENT_ID = re.compile(r"^[A-Za-z0-9._-]{3,64}$")
+USERNAME = re.compile(r"^[^\s\x00-\x1f\x7f]{1,150}$")
+EVENT_NAME = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+SIGNING_ALGS = ("ES256", "RS256", "EdDSA")
+MAX_GRACE = 30 * 24 * 3600
+
+CLIENT_FIELDS = {
+    "client_id", "name", "client_type", "token_endpoint_auth_method", "redirect_uris", "post_logout_redirect_uris",
+    "grant_types", "scopes", "audience", "first_party", "require_mfa", "can_introspect", "signing_alg",
+    "access_token_ttl", "refresh_token_idle_ttl", "refresh_token_absolute_ttl", "rate_limit_per_minute",
+}
+CLIENT_MUTABLE = CLIENT_FIELDS - {"client_id", "client_type"}
+USER_FIELDS = {"username", "password", "email", "email_verified", "name", "locale", "roles"}
+USER_MUTABLE = {"email", "email_verified", "name", "locale", "roles", "disabled"}
+
+Unlocker = Callable[[Account], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who performs an administrative change: an admin client, a person through one, or the CLI."""
+
+    client_id: str | None = None
+    account_id: str | None = None
+    via: str = "api"
+
+    def describe(self) -> dict[str, Any]:
+        return {"client_id": self.client_id, "account_id": self.account_id, "via": self.via}
+
+    def label(self) -> str:
+        return f"{self.via}:{self.account_id or self.client_id or '-'}"
+
+
+CLI = Actor(via="cli")
+
+
+def _redirect_problem(uri: str) -> str | None:
+    if not is_acceptable_registration(uri):
+        return "must be absolute without a fragment: https, http on a loopback host, or a private-use scheme"
+    return None
+
+
+def _audience_problem(uri: str) -> str | None:
+    return None if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:[^\s]+$", uri) else "must be an absolute URI"
+
+
+def client_view(info: ClientInfo) -> dict[str, Any]:
+    body = info.public_dict()
+    body["rate_limit_per_minute"] = info.rate_limit_per_minute
+    return body
+
+
+def account_view(row: Account) -> dict[str, Any]:
+    return {
+        "account_id": row.account_id,
+        "username": row.username,
+        "email": row.email,
+        "email_verified": row.email_verified,
+        "name": row.name,
+        "locale": row.locale,
+        "roles": list(row.roles),
+        "mfa_enabled": row.totp_enabled_at is not None,
+        "disabled": row.disabled_at is not None,
+        "disabled_at": iso(row.disabled_at),
+        "created_at": iso(row.created_at),
+        "updated_at": iso(row.updated_at),
+    }
+
+
+def event_view(row: SecurityEvent) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "occurred_at": iso(row.occurred_at),
+        "event": row.event,
+        "outcome": row.outcome,
+        "client_id": row.client_id,
+        "account_id": row.account_id,
+        "ip": row.ip,
+        "user_agent": row.user_agent,
+        "request_id": row.request_id,
+        "details": row.details,
+    }
+
+
+def listing(items: list[dict[str, Any]], limit: int, offset: int, more: bool) -> dict[str, Any]:
+    return {"items": items, "limit": limit, "offset": offset, "next_offset": offset + limit if more else None}
+
+
+class AdminService:
+    def __init__(self, services: Services, *, unlock: Unlocker | None = None) -> None:
+        self._s = services
+        # Clears a brute-force lock (authserver.abuse.unlock on services.lockout unless given).
+        self.unlock_hook = unlock or self._unlock_password_step
+
+    async def _unlock_password_step(self, row: Account) -> None:
+        from authserver.abuse import unlock
+
+        await unlock(self._s.lockout, self._s.events, username=row.username, by="admin", account_id=row.account_id)
+
+    # -- clients --------------------------------------------------------------------------------------
+
+    def _read_client(self, data: Any, *, creating: bool) -> dict[str, Any]:
+        body = Body(data, allowed=CLIENT_FIELDS if creating else CLIENT_MUTABLE)
+        scopes_known = set(self._s.settings.tokens.scopes)
+        values: dict[str, Any] = {
+            "name": body.string("name", required=creating),
+            "token_endpoint_auth_method": body.string("token_endpoint_auth_method", choices=AUTH_METHODS),
+            "redirect_uris": body.strings("redirect_uris", check=_redirect_problem),
+            "post_logout_redirect_uris": body.strings("post_logout_redirect_uris", check=_redirect_problem),
+            "grant_types": body.strings(
+                "grant_types", max_items=3, check=lambda g: None if g in GRANT_TYPES else f"must be one of {', '.join(GRANT_TYPES)}",
+                required=creating,
+            ),
+            "scopes": body.strings(
+                "scopes", max_items=50, max_length=100,
+                check=lambda s: None if s in scopes_known else "unknown scope (add it to tokens.scopes first)",
+            ),
+            "audience": body.strings("audience", max_items=10, check=_audience_problem),
+            "first_party": body.boolean("first_party"),
+            "require_mfa": body.boolean("require_mfa"),
+            "can_introspect": body.boolean("can_introspect"),
+            "signing_alg": body.string("signing_alg", choices=SIGNING_ALGS, nullable=True),
+            "access_token_ttl": body.integer("access_token_ttl", minimum=60, maximum=24 * 3600, nullable=True),
+            "refresh_token_idle_ttl": body.integer("refresh_token_idle_ttl", minimum=60, maximum=400 * 24 * 3600, nullable=True),
+            "refresh_token_absolute_ttl": body.integer(
+                "refresh_token_absolute_ttl", minimum=60, maximum=400 * 24 * 3600, nullable=True
+            ),
+            "rate_limit_per_minute": body.integer("rate_limit_per_minute", minimum=1, maximum=1_000_000, nullable=True),
+        }
+        if creating:
+            values["client_id"] = body.string("client_id", max_length=64, pattern=CLIENT_ID)
+            values["client_type"] = body.string("client_type", required=True, choices=CLIENT_TYPES)
+        body.done()
+        # Only fields present in the body; None from an explicit null is kept for nullable fields.
+        present = {k: v for k, v in values.items() if body.has(k)}
+        return present
+
+    @staticmethod
+    def _check_client_consistency(merged: Mapping[str, Any]) -> None:
+        errors: list[dict[str, str]] = []
+        client_type = merged["client_type"]
+        method = merged.get("token_endpoint_auth_method") or ("none" if client_type == "public" else "client_secret_basic")
+        if (method == "none") != (client_type == "public"):
+            errors.append({"field": "token_endpoint_auth_method", "message": "public clients use none; confidential clients a client_secret_* method"})
+        grants = merged.get("grant_types") or []
+        if client_type == "public" and "client_credentials" in grants:
+            errors.append({"field": "grant_types", "message": "client_credentials is for confidential clients only"})
+        if "authorization_code" in grants and not merged.get("redirect_uris"):
+            errors.append({"field": "redirect_uris", "message": "authorization_code needs at least one redirect URI"})
+        if "refresh_token" in grants and "authorization_code" not in grants:
+            errors.append({"field": "grant_types", "message": "refresh_token needs authorization_code"})
+        if errors:
+            raise invalid("The client settings are inconsistent.", errors)
+
+    async def create_client(self, data: Any, *, actor: Actor) -> dict[str, Any]:
+        values = self._read_client(data, creating=True)
+        self._check_client_consistency(values)
+        values.setdefault("redirect_uris", [])
+        values.setdefault("scopes", [])
+        rate_limit = values.pop("rate_limit_per_minute", None)
+        args = {k: v for k, v in values.items() if v is not None}
+        try:
+            info, secret = await self._s.clients.create(**args)
+        except Conflict:
+            raise conflict("A client with this client_id exists.") from None
+        except ValueError as error:
+            raise invalid(str(error)) from None
+        if rate_limit is not None:
+            await self._update_client_row(info.client_id, {"rate_limit_per_minute": rate_limit})
+            info = await self._fresh_client(info.client_id)
+        await self._s.events.record(
+            "admin.client_created", "success", client_id=info.client_id, actor=actor.describe(),
+            client_type=info.client_type, grant_types=list(info.grant_types), scopes=list(info.scopes),
+        )
+        body = client_view(info)
+        if secret is not None:
+            body["client_secret"] = secret
+        return body
+
+    async def _fresh_client(self, client_id: str) -> ClientInfo:
+        self._s.clients.forget(client_id)
+        info = await self._s.clients.get(client_id)
+        if info is None:
+            raise not_found("client")
+        return info
+
+    async def get_client(self, client_id: str) -> dict[str, Any]:
+        return client_view(await self._fresh_client(client_id))
+
+    async def list_clients(self, params: Mapping[str, str]) -> dict[str, Any]:
+        limit, offset = page(params, allowed=set())
+        async with self._s.sessions() as session:
+            ids = (
+                await session.scalars(select(Client.client_id).order_by(Client.created_at, Client.client_id).limit(limit + 1).offset(offset))
+            ).all()
+        items = []
+        for client_id in ids[:limit]:
+            info = await self._s.clients.get(client_id)
+            if info is not None:
+                items.append(client_view(info))
+        return listing(items, limit, offset, len(ids) > limit)
+
+    async def _update_client_row(self, client_id: str, values: Mapping[str, Any]) -> None:
+        async with self._s.sessions.begin() as session:
+            result = await session.execute(
+                update(Client).where(Client.client_id == client_id).values(updated_at=self._s.clock.now(), **values)
+            )
+            if result.rowcount == 0:  # type: ignore[attr-defined]
+                raise not_found("client")
+        self._s.clients.forget(client_id)
+
+    async def update_client(self, client_id: str, data: Any, *, actor: Actor) -> dict[str, Any]:
+        changes = self._read_client(data, creating=False)
+        current = await self._fresh_client(client_id)
+        merged = {**client_view(current), **changes}
+        self._check_client_consistency(merged)
+        if "name" in changes and changes["name"] is None:
+            raise invalid("The request has invalid fields.", [{"field": "name", "message": "must not be null"}])
+        for name in ("grant_types", "redirect_uris", "post_logout_redirect_uris", "scopes", "audience"):
+            if name in changes and changes[name] is None:
+                changes[name] = []
+        for name in ("first_party", "require_mfa", "can_introspect", "token_endpoint_auth_method"):
+            if name in changes and changes[name] is None:
+                raise invalid("The request has invalid fields.", [{"field": name, "message": "must not be null"}])
+        if actor.client_id == client_id:
+            audience = merged.get("audience") or []
+            issuer = self._s.settings.server.issuer
+            if (
+                self._s.settings.admin.scope not in (merged.get("scopes") or [])
+                or "client_credentials" not in (merged.get("grant_types") or [])
+                or (audience and issuer not in audience)
+            ):
+                self._not_self(client_id, actor)
+        if changes:
+            await self._update_client_row(client_id, changes)
+            await self._s.events.record(
+                "admin.client_updated", "success", client_id=client_id, actor=actor.describe(), fields=sorted(changes),
+            )
+        return client_view(await self._fresh_client(client_id))
+
+    @staticmethod
+    def _not_self(client_id: str, actor: Actor) -> None:
+        """An admin client cannot lock itself out (disable, delete, lose the admin scope) by mistake."""
+        if actor.client_id is not None and actor.client_id == client_id:
+            raise conflict("A client cannot disable, delete or remove the admin scope from itself; use another admin client.")
+
+    async def set_client_disabled(self, client_id: str, disabled: bool, *, actor: Actor) -> dict[str, Any]:
+        if disabled:
+            self._not_self(client_id, actor)
+        try:
+            await self._s.clients.set_disabled(client_id, disabled)
+        except NotFound:
+            raise not_found("client") from None
+        await self._s.events.record(
+            "admin.client_disabled" if disabled else "admin.client_enabled", "success", client_id=client_id, actor=actor.describe()
+        )
+        return client_view(await self._fresh_client(client_id))
+
+    async def delete_client(self, client_id: str, *, actor: Actor) -> None:
+        self._not_self(client_id, actor)
+        try:
+            await self._s.clients.delete(client_id)
+        except NotFound:
+            raise not_found("client") from None
+        await self._s.events.record("admin.client_deleted", "success", client_id=client_id, actor=actor.describe())
+
+    async def list_secrets(self, client_id: str) -> dict[str, Any]:
+        info = await self._fresh_client(client_id)
+        now = self._s.clock.now()
+        async with self._s.sessions() as session:
+            rows = (
+                await session.scalars(select(ClientSecret).where(ClientSecret.client_id == info.client_id).order_by(ClientSecret.id))
+            ).all()
+        return {
+            "items": [
+                {
+                    "id": row.id,
+                    "created_at": iso(row.created_at),
+                    "expires_at": iso(row.expires_at),
+                    "valid": row.expires_at is None or row.expires_at > now,
+                }
+                for row in rows
+            ]
+        }
+
+    async def rotate_secret(self, client_id: str, data: Any, *, actor: Actor) -> dict[str, Any]:
+        """A new secret, valid at once; the previous ones stay valid for ``grace_seconds`` (0: end now)."""
+        body = Body({} if data is None else data, allowed={"grace_seconds"})
+        grace = body.integer("grace_seconds", minimum=0, maximum=MAX_GRACE)
+        body.done()
+        if grace is None:
+            grace = self._s.settings.admin.secret_rotation_grace
+        info = await self._fresh_client(client_id)
+        if info.is_public:
+            raise AdminError(409, "conflict", "Public clients have no secret.")
+        try:
+            secret = await self._s.clients.rotate_secret(client_id, grace_seconds=grace)
+        except NotFound:
+            raise not_found("client") from None
+        expires = self._s.clock.now() + timedelta(seconds=grace)
+        await self._s.events.record(
+            "admin.client_secret_rotated", "success", client_id=client_id, actor=actor.describe(), grace_seconds=grace,
+        )
+        return {"client_id": client_id, "client_secret": secret, "previous_secrets_expire_at": iso(expires), "grace_seconds": grace}
+
+    # -- users ----------------------------------------------------------------------------------------
+
+    def _roles_check(self) -> Callable[[str], str | None]:
+        known = self._s.settings.admin.roles
+        return lambda role: None if role in known else f"unknown role (one of {', '.join(known)})"
+
+    async def create_user(self, data: Any, *, actor: Actor) -> dict[str, Any]:
+        body = Body(data, allowed=USER_FIELDS)
+        username = body.string("username", required=True, max_length=150, pattern=USERNAME)
+        password = body.string("password", max_length=1024)
+        email = body.string("email", max_length=320, nullable=True)
+        if email is not None and "@" not in email:
+            body.error("email", "must be an e-mail address")
+        email_verified = body.boolean("email_verified")
+        name = body.string("name", nullable=True)
+        locale = body.string("locale", max_length=16, nullable=True, choices=("es", "en"))
+        roles = body.strings("roles", max_items=10, max_length=64, check=self._roles_check())
+        body.done()
+        try:
+            password_hash = await self._s.passwords.hash(password) if password is not None else None
+        except PasswordPolicyError as error:
+            raise invalid("The request has invalid fields.", [{"field": "password", "message": str(error)}]) from None
+        if await self._s.accounts.get_by_username(username) is not None:
+            raise conflict("This username is taken.")
+        try:
+            row = await self._s.accounts.create(
+                username=username, password_hash=password_hash, email=email, email_verified=bool(email_verified),
+                name=name, roles=roles or [], locale=locale,
+            )
+        except Conflict:
+            raise conflict("This username is taken.") from None
+        except ValueError as error:
+            raise invalid(str(error)) from None
+        await self._s.events.record(
+            "admin.user_created", "success", account_id=row.account_id, actor=actor.describe(), roles=list(row.roles)
+        )
+        return account_view(row)
+
+    async def _account(self, account_id: str) -> Account:
+        row = await self._s.accounts.get(account_id) if 0 < len(account_id) <= 64 else None
+        if row is None:
+            raise not_found("user")
+        return row
+
+    async def get_user(self, account_id: str) -> dict[str, Any]:
+        return account_view(await self._account(account_id))
+
+    async def list_users(self, params: Mapping[str, str]) -> dict[str, Any]:
+        limit, offset = page(params, allowed={"username"})
+        query = select(Account).order_by(Account.created_at, Account.account_id)
+        if "username" in params:
+            query = query.where(Account.username == params["username"].strip().lower()[:150])
+        async with self._s.sessions() as session:
+            rows = (await session.scalars(query.limit(limit + 1).offset(offset))).all()
+        return listing([account_view(r) for r in rows[:limit]], limit, offset, len(rows) > limit)
+
+    async def update_user(self, account_id: str, data: Any, *, actor: Actor) -> dict[str, Any]:
+        body = Body(data, allowed=USER_MUTABLE)
+        changes: dict[str, Any] = {}
+        if body.has("email"):
+            changes["email"] = body.string("email", max_length=320, nullable=True)
+            if changes["email"] is not None and "@" not in changes["email"]:
+                body.error("email", "must be an e-mail address")
+        if body.has("email_verified"):
+            changes["email_verified"] = body.boolean("email_verified")
+        if body.has("name"):
+            changes["name"] = body.string("name", nullable=True)
+        if body.has("locale"):
+            changes["locale"] = body.string("locale", max_length=16, nullable=True, choices=("es", "en"))
+        if body.has("roles"):
+            changes["roles"] = body.strings("roles", max_items=10, max_length=64, check=self._roles_check())
+            if body.data["roles"] is None:
+                body.error("roles", "must be a list")
+        disabled = body.boolean("disabled")
+        body.done()
+        if changes.get("email_verified", False) is None:
+            changes.pop("email_verified")
+        await self._account(account_id)
+        if changes:
+            async with self._s.sessions.begin() as session:
+                await session.execute(
+                    update(Account).where(Account.account_id == account_id).values(updated_at=self._s.clock.now(), **changes)
+                )
+            await self._s.events.record(
+                "admin.user_updated", "success", account_id=account_id, actor=actor.describe(), fields=sorted(changes),
+                **({"roles": changes["roles"]} if "roles" in changes else {}),
+            )
+        if disabled is not None:
+            return await self.set_user_disabled(account_id, disabled, actor=actor)
+        return account_view(await self._account(account_id))
+
+    async def set_user_disabled(self, account_id: str, disabled: bool, *, actor: Actor) -> dict[str, Any]:
+        """Disable: sign-in refused, sessions ended, every token of the person inactive at once (deny list);
+        enable: sign-in allowed again, tokens from before stay inactive (authserver.accounts.lifecycle)."""
+        from authserver.accounts import lifecycle
+
+        await self._account(account_id)
+        if disabled:
+            await lifecycle.disable_account(self._s, account_id, actor=actor.label())
+        else:
+            await lifecycle.enable_account(self._s, account_id, actor=actor.label())
+        await self._s.events.record(
+            "admin.user_disabled" if disabled else "admin.user_enabled", "success", account_id=account_id, actor=actor.describe()
+        )
+        return account_view(await self._account(account_id))
+
+    async def reset_mfa(self, account_id: str, *, actor: Actor) -> dict[str, Any]:
+        """Forget the TOTP secret and every backup code: the person enrols again at the next sign-in."""
+        from authserver.mfa.service import Context
+
+        await self._account(account_id)
+        await self._s.mfa.reset(account_id, Context(extra={"channel": "admin_api", "actor": actor.describe()}))
+        await self._s.events.record("admin.user_mfa_reset", "success", account_id=account_id, actor=actor.describe())
+        return account_view(await self._account(account_id))
+
+    async def unlock_user(self, account_id: str, *, actor: Actor) -> dict[str, Any]:
+        row = await self._account(account_id)
+        if self.unlock_hook is None:
+            raise AdminError(501, "not_implemented", "This build has no brute-force lockout store to unlock.")
+        await self.unlock_hook(row)
+        await self._s.events.record("admin.user_unlocked", "success", account_id=account_id, actor=actor.describe())
+        return account_view(await self._account(account_id))
+
+    async def delete_user(self, account_id: str, *, actor: Actor) -> None:
+        """GDPR erasure (authserver.accounts.lifecycle.delete_account): personal data and credentials go, every
+        token is revoked at once, and the security log keeps a pseudonym."""
+        from authserver.accounts import lifecycle
+
+        await self._account(account_id)
+        await self._s.events.record("admin.user_deleted", "success", account_id=account_id, actor=actor.describe())
+        await lifecycle.delete_account(self._s, account_id, actor=actor.label())
+
+    # -- roles ------------------------------------------------------------------------------------------
+
+    def list_roles(self) -> dict[str, Any]:
+        descriptions = {
+            "free_user": "CMIPRO free tier",
+            "premium_user": "CMIPRO premium tier",
+            "admin": "Administrator: may use the admin API from a browser session with MFA",
+        }
+        return {"items": [{"name": r, "description": descriptions.get(r, "")} for r in self._s.settings.admin.roles]}
+
+    # -- security events ----------------------------------------------------------------------------------
+
+    async def list_events(self, params: Mapping[str, str]) -> dict[str, Any]:
+        limit, offset = page(params, allowed={"account_id", "client_id", "event", "outcome", "since", "until"})
+        query = select(SecurityEvent)
+        problems: list[dict[str, str]] = []
+        for name, column in (
+            ("account_id", SecurityEvent.account_id), ("client_id", SecurityEvent.client_id),
+            ("event", SecurityEvent.event), ("outcome", SecurityEvent.outcome),
+        ):
+            value = params.get(name)
+            if value is None:
+                continue
+            if not EVENT_NAME.match(value):
+                problems.append({"field": name, "message": "has characters that are not allowed"})
+                continue
+            query = query.where(column == value)
+        if problems:
+            raise invalid("The request has invalid parameters.", problems)
+        since, until = timestamp(params, "since"), timestamp(params, "until")
+        if since is not None:
+            query = query.where(SecurityEvent.occurred_at >= since)
+        if until is not None:
+            query = query.where(SecurityEvent.occurred_at < until)
+        async with self._s.sessions() as session:
+            rows = (
+                await session.scalars(query.order_by(SecurityEvent.occurred_at.desc(), SecurityEvent.id.desc()).limit(limit + 1).offset(offset))
+            ).all()
+        return listing([event_view(r) for r in rows[:limit]], limit, offset, len(rows) > limit)
+
+    async def count_users(self) -> int:
+        async with self._s.sessions() as session:
+            return int(await session.scalar(select(func.count()).select_from(Account)) or 0)

@@ -1,0 +1,241 @@
+"""The JSON admin API under /admin/api (described by /admin/api/openapi.json).
+
+Bearer access tokens (RFC 6750 §2.1) issued by this server are required, with:
+- the admin scope (``admin.scope``, "admin"), which a client obtains only if its own allowed scopes
+  list it; the token's audience must include the issuer (the admin API is a resource of the issuer);
+- the client still existing, enabled and still allowed the admin scope (checked on every call);
+- for a token issued to a person (authorization code flow): the ``admin`` role, an enabled account, a
+  grant not revoked, and MFA in ``amr``.
+Errors: 401 ``invalid_token`` / 403 ``insufficient_scope`` with ``WWW-Authenticate`` (RFC 6750 §3),
+400 ``invalid_request`` with per-field ``errors``, 404 ``not_found``, 409 ``conflict``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+
+from authserver.admin.openapi import openapi_document
+from authserver.admin.service import Actor, AdminService
+from authserver.admin.validation import AdminError, invalid
+from authserver.endpoints._http import UNAVAILABLE_ERRORS, json_response
+from authserver.middleware.body_limit import BodyTooLarge
+from authserver.services import Services
+
+log = logging.getLogger("authserver.admin")
+
+MFA_AMR = frozenset({"mfa", "otp", "hwk", "swk"})
+MAX_JSON_BYTES = 64 * 1024
+
+Handler = Callable[[Request, AdminService, Actor], Awaitable[Response]]
+
+
+def _challenge(error: str, description: str, scope: str | None = None) -> dict[str, str]:
+    value = f'Bearer realm="authserver-admin", error="{error}", error_description="{description}"'
+    if scope:
+        value += f', scope="{scope}"'
+    return {"WWW-Authenticate": value}
+
+
+def _audiences(claims: dict[str, Any]) -> list[str]:
+    aud = claims.get("aud")
+    if isinstance(aud, str):
+        return [aud]
+    return [a for a in aud if isinstance(a, str)] if isinstance(aud, list) else []
+
+
+async def authenticate(request: Request, services: Services) -> Actor:
+    scope = services.settings.admin.scope
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AdminError(401, "invalid_token", "A bearer access token is required.")
+    claims = services.signer.verify_access_token(token.strip())
+    if claims is None or services.settings.server.issuer not in _audiences(claims):
+        raise AdminError(401, "invalid_token", "The access token is not valid for the admin API.")
+    scopes = str(claims.get("scope", "")).split()
+    if scope not in scopes:
+        raise AdminError(403, "insufficient_scope", f"The access token lacks the {scope} scope.")
+    client_id = claims.get("client_id")
+    client = await services.clients.get(client_id) if isinstance(client_id, str) else None
+    if client is None or client.disabled or scope not in client.scopes:
+        raise AdminError(401, "invalid_token", "The client of this token may no longer use the admin API.")
+    if "gid" not in claims:
+        return Actor(client_id=client.client_id)
+    # A person acting through a client: must still be an enabled admin who signed in with MFA.
+    account = await services.accounts.get(str(claims.get("sub", "")))
+    grant = await services.tokens.get_grant(str(claims["gid"]))
+    if account is None or account.disabled_at is not None or grant is None or grant.revoked_at is not None:
+        raise AdminError(401, "invalid_token", "The access token is no longer valid.")
+    if "admin" not in account.roles or not MFA_AMR & set(claims.get("amr") or []):
+        raise AdminError(403, "insufficient_scope", "The admin API needs the admin role and a sign-in with MFA.")
+    return Actor(client_id=client.client_id, account_id=account.account_id)
+
+
+def error_json(error: AdminError) -> Response:
+    headers: dict[str, str] = {}
+    if error.status == 401:
+        headers = _challenge("invalid_token", error.message)
+    elif error.status == 403 and error.code == "insufficient_scope":
+        headers = _challenge("insufficient_scope", error.message)
+    return json_response(error.body(), error.status, headers)
+
+
+async def read_json(request: Request) -> Any:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/json":
+        raise AdminError(415, "unsupported_media_type", "The request body must be application/json.")
+    body = bytearray()
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_JSON_BYTES:
+                raise AdminError(413, "too_large", "The request body is too large.")
+    except ClientDisconnect:
+        raise invalid("The request body was not received.") from None
+    if not body:
+        return {}
+    try:
+        return json.loads(bytes(body))
+    except (ValueError, RecursionError):
+        raise invalid("The request body is not valid JSON.") from None
+
+
+async def read_optional_json(request: Request) -> Any:
+    if not request.headers.get("content-type") and request.headers.get("content-length", "0") in {"", "0"}:
+        return {}
+    return await read_json(request)
+
+
+def admin_endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """Authentication, then the handler; AdminError as JSON, outages as 503, anything else a logged 500."""
+
+    @functools.wraps(handler)
+    async def endpoint(request: Request) -> Response:
+        services: Services = request.app.state.services
+        try:
+            actor = await authenticate(request, services)
+            return await handler(request, request.app.state.admin, actor)
+        except AdminError as error:
+            return error_json(error)
+        except BodyTooLarge:
+            raise
+        except UNAVAILABLE_ERRORS:
+            log.exception("dependency unavailable on %s", request.url.path)
+            return json_response(
+                {"error": "temporarily_unavailable", "error_description": "Try again shortly."}, 503, {"Retry-After": "5"}
+            )
+        except Exception:
+            log.exception("unhandled error on %s", request.url.path)
+            return json_response({"error": "server_error", "error_description": "Internal error."}, 500)
+
+    return endpoint
+
+
+def _query(request: Request) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for key, value in request.query_params.multi_items():
+        if key in params:
+            raise invalid(f"The parameter {key[:40]} is repeated.")
+        params[key] = value
+    return params
+
+
+def _path(request: Request, name: str) -> str:
+    value = str(request.path_params[name])
+    if not 0 < len(value) <= 64:
+        raise AdminError(404, "not_found", "No such resource.")
+    return value
+
+
+# -- endpoints ---------------------------------------------------------------------------------------------
+
+
+@admin_endpoint
+async def clients(request: Request, admin: AdminService, actor: Actor) -> Response:
+    if request.method == "POST":
+        return json_response(await admin.create_client(await read_json(request), actor=actor), 201)
+    return json_response(await admin.list_clients(_query(request)))
+
+
+@admin_endpoint
+async def client(request: Request, admin: AdminService, actor: Actor) -> Response:
+    client_id = _path(request, "client_id")
+    if request.method == "PATCH":
+        return json_response(await admin.update_client(client_id, await read_json(request), actor=actor))
+    if request.method == "DELETE":
+        await admin.delete_client(client_id, actor=actor)
+        return Response(status_code=204, headers={"Cache-Control": "no-store"})
+    return json_response(await admin.get_client(client_id))
+
+
+@admin_endpoint
+async def client_disable(request: Request, admin: AdminService, actor: Actor) -> Response:
+    return json_response(await admin.set_client_disabled(_path(request, "client_id"), True, actor=actor))
+
+
+@admin_endpoint
+async def client_enable(request: Request, admin: AdminService, actor: Actor) -> Response:
+    return json_response(await admin.set_client_disabled(_path(request, "client_id"), False, actor=actor))
+
+
+@admin_endpoint
+async def client_secrets(request: Request, admin: AdminService, actor: Actor) -> Response:
+    client_id = _path(request, "client_id")
+    if request.method == "POST":
+        return json_response(await admin.rotate_secret(client_id, await read_optional_json(request), actor=actor), 201)
+    return json_response(await admin.list_secrets(client_id))
+
+
+@admin_endpoint
+async def users(request: Request, admin: AdminService, actor: Actor) -> Response:
+    if request.method == "POST":
+        return json_response(await admin.create_user(await read_json(request), actor=actor), 201)
+    return json_response(await admin.list_users(_query(request)))
+
+
+@admin_endpoint
+async def user(request: Request, admin: AdminService, actor: Actor) -> Response:
+    account_id = _path(request, "account_id")
+    if request.method == "PATCH":
+        return json_response(await admin.update_user(account_id, await read_json(request), actor=actor))
+    if request.method == "DELETE":
+        await admin.delete_user(account_id, actor=actor)
+        return Response(status_code=204, headers={"Cache-Control": "no-store"})
+    return json_response(await admin.get_user(account_id))
+
+
+@admin_endpoint
+async def user_action(request: Request, admin: AdminService, actor: Actor) -> Response:
+    account_id = _path(request, "account_id")
+    action = request.url.path.rsplit("/", 1)[-1]
+    if action == "disable":
+        return json_response(await admin.set_user_disabled(account_id, True, actor=actor))
+    if action == "enable":
+        return json_response(await admin.set_user_disabled(account_id, False, actor=actor))
+    if action == "unlock":
+        return json_response(await admin.unlock_user(account_id, actor=actor))
+    if action == "reset-mfa":
+        return json_response(await admin.reset_mfa(account_id, actor=actor))
+    raise AdminError(404, "not_found", "No such action.")
+
+
+@admin_endpoint
+async def roles(request: Request, admin: AdminService, actor: Actor) -> Response:
+    return json_response(admin.list_roles())
+
+
+@admin_endpoint
+async def events(request: Request, admin: AdminService, actor: Actor) -> Response:
+    return json_response(await admin.list_events(_query(request)))
+
+
+async def openapi(request: Request) -> Response:
+    services: Services = request.app.state.services
+    return json_response(openapi_document(services.settings.server.issuer), no_store=False, headers={"Cache-Control": "public, max-age=300"})
