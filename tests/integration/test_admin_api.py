@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 import jwt as pyjwt
 from openapi_spec_validator import validate
 from sqlalchemy import func, select, update
@@ -60,15 +61,19 @@ async def test_a_token_stops_working_when_its_client_is_disabled(http: httpx.Asy
 
 async def test_a_persons_token_needs_the_admin_role_and_mfa(http: httpx.AsyncClient, services: Services) -> None:
     web = await make_client(services, scopes=["openid", "admin"], audience=[])
-    for roles in (["free_user"], ["admin"]):
-        person = await make_user(services, roles=roles)
-        http.cookies.clear()
-        params, verifier = await authorize(http, web, person, scope="openid admin")
-        token = (await redeem(http, web, params["code"], verifier)).json()["access_token"]
-        response = await http.get(f"{API}/roles", headers={"Authorization": f"Bearer {token}"})
-        # Password only (amr pwd): refused even with the admin role.
-        assert response.status_code == 403, roles
-        assert "MFA" in response.json()["error_description"]
+    person = await make_user(services, roles=["free_user"])
+    http.cookies.clear()
+    params, verifier = await authorize(http, web, person, scope="openid admin")
+    token = (await redeem(http, web, params["code"], verifier)).json()["access_token"]
+    response = await http.get(f"{API}/roles", headers={"Authorization": f"Bearer {token}"})
+    # Password only (amr pwd) and no admin role: refused.
+    assert response.status_code == 403
+    assert "MFA" in response.json()["error_description"] or "admin" in response.json()["error_description"]
+    # An administrator cannot even get a password-only token: sign-in stops at MFA enrolment.
+    admin = await make_user(services, roles=["admin"])
+    http.cookies.clear()
+    with pytest.raises(AssertionError, match="autenticaci"):
+        await authorize(http, web, admin, scope="openid admin")
 
 
 # -- clients ------------------------------------------------------------------------------------------------------
@@ -188,15 +193,16 @@ async def test_user_roles_flow_into_the_access_token(http: httpx.AsyncClient, se
     assert (await http.post(f"{API}/users", headers=headers, json={"username": username})).status_code == 409
     bad_role = await http.patch(f"{API}/users/{account_id}", headers=headers, json={"roles": ["superuser"]})
     assert bad_role.status_code == 400
-    updated = await http.patch(f"{API}/users/{account_id}", headers=headers, json={"roles": ["premium_user", "admin"]})
-    assert updated.status_code == 200 and updated.json()["roles"] == ["premium_user", "admin"]
+    # (admin would also be valid, but then sign-in needs MFA enrolment first)
+    updated = await http.patch(f"{API}/users/{account_id}", headers=headers, json={"roles": ["premium_user", "free_user"]})
+    assert updated.status_code == 200 and updated.json()["roles"] == ["premium_user", "free_user"]
 
     web = await make_client(services)
     from tests.support.factories import Person
 
     params, verifier = await authorize(http, web, Person(account_id, username, "correct horse battery staple"))
     access = (await redeem(http, web, params["code"], verifier)).json()["access_token"]
-    assert pyjwt.decode(access, options={"verify_signature": False})["roles"] == ["premium_user", "admin"]
+    assert pyjwt.decode(access, options={"verify_signature": False})["roles"] == ["premium_user", "free_user"]
 
 
 async def test_user_disable_enable_reset_mfa_unlock_delete(http: httpx.AsyncClient, services: Services) -> None:
@@ -227,13 +233,18 @@ async def test_user_disable_enable_reset_mfa_unlock_delete(http: httpx.AsyncClie
         assert row is not None and row.totp_secret_encrypted is None and row.totp_last_step is None
         assert await session.scalar(select(func.count()).select_from(BackupCode).where(BackupCode.account_id == person.account_id)) == 0
 
-    # No lockout store in this build: said plainly, nothing pretends to succeed.
-    assert (await http.post(f"{base}/unlock", headers=headers)).status_code == 501
+    # Unlock goes to the brute-force lockout store (authserver.abuse.unlock).
+    assert (await http.post(f"{base}/unlock", headers=headers)).status_code == 200
+    events = (await http.get(f"{API}/events", headers=headers, params={"account_id": person.account_id})).json()["items"]
+    assert {"admin.user_disabled", "admin.user_enabled", "admin.user_mfa_reset", "admin.user_unlocked"} <= {e["event"] for e in events}
 
     assert (await http.delete(base, headers=headers)).status_code == 204
     assert (await http.get(base, headers=headers)).status_code == 404
-    events = (await http.get(f"{API}/events", headers=headers, params={"account_id": person.account_id})).json()["items"]
-    assert {"admin.user_disabled", "admin.user_enabled", "admin.user_mfa_reset", "admin.user_deleted"} <= {e["event"] for e in events}
+    # GDPR erasure: the security log keeps the events under a pseudonym, none under the old id.
+    after = (await http.get(f"{API}/events", headers=headers, params={"account_id": person.account_id})).json()["items"]
+    assert after == []
+    deleted = (await http.get(f"{API}/events", headers=headers, params={"event": "admin.user_deleted"})).json()["items"]
+    assert deleted and all(e["account_id"].startswith("deleted-") for e in deleted)
 
 
 async def test_users_are_paginated(http: httpx.AsyncClient, services: Services) -> None:
