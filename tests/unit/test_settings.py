@@ -42,7 +42,7 @@ def test_environment_beats_toml_beats_defaults(tmp_path: Path) -> None:
 def test_lists_dicts_and_booleans_from_the_environment() -> None:
     settings = load_settings(
         {"AUTHSERVER_TOKENS__SCOPES": "openid, read:levels, admin", "AUTHSERVER_SERVER__COOKIE_SECURE": "yes",
-         "AUTHSERVER_SECURITY__TRUSTED_PROXIES": '["10.0.0.1"]'}
+         "AUTHSERVER_SECURITY__TRUSTED_PROXIES": '["10.0.0.1"]', "AUTHSERVER_ADMIN__REGISTRATION_SCOPES": "openid read:levels"}
     )
     assert settings.tokens.scopes == ["openid", "read:levels", "admin"]
     assert settings.cookie_secure is True and settings.security.trusted_proxies == ["10.0.0.1"]
