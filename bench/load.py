@@ -237,7 +237,7 @@ async def sign_in_flow(client: httpx.AsyncClient, credentials: Credentials) -> t
             response = await timed("sign-in POST", client.post(action_match.group(1), data=form, headers=headers))
             signed_in = True
         else:
-            raise AssertionError(f"unexpected {response.status_code} in the flow: {response.text[:200]}")
+            raise AssertionError(f"unexpected {response.status_code} in the flow: {response.text[:600]}")
     else:
         raise AssertionError("too many redirects")
     token = await timed("token", client.post(

@@ -85,7 +85,7 @@ const provider = new Provider(config.issuer, {
     const grantId = ctx.oidc.result?.consent?.grantId || ctx.oidc.session.grantIdFor(ctx.oidc.client.clientId);
     if (grantId) return ctx.oidc.provider.Grant.find(grantId);
     const grant = new ctx.oidc.provider.Grant({ clientId: ctx.oidc.client.clientId, accountId: ctx.oidc.session.accountId });
-    grant.addOIDCScope('openid profile email offline_access');
+    grant.addOIDCScope(`openid profile email offline_access ${API_SCOPES}`);
     grant.addResourceScope(API, API_SCOPES);
     await grant.save();
     return grant;
@@ -122,7 +122,7 @@ async function interaction(req, res, uid) {
   if (req.method === 'GET') {
     res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
     res.end(`<!doctype html><form method="post" action="/interaction/${escape(uid)}">
-<input type="hidden" name="prompt" value="${escape(details.prompt.name)}">
+<input type="hidden" name="prompt" value="${escape(details.prompt.name)}"><!-- ${escape(JSON.stringify(details.prompt))} -->
 <input name="username"><input name="password" type="password"><button>Sign in</button></form>`);
     return;
   }
