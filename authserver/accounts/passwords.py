@@ -2,11 +2,17 @@
 
 Parameters default to OWASP's minimum for argon2id (m=19 MiB, t=2, p=1). Passwords longer than
 MAX_PASSWORD_CHARS are refused before hashing so one request cannot buy unbounded CPU.
+
+Hashing runs on a small dedicated thread pool (``max_concurrency`` threads per worker process), not the
+default executor: argon2 is CPU- and memory-bound, so more parallel hashes than cores only starve the
+event loop (Redis and database replies then time out) and grow the heap by 19 MiB per extra thread.
+Extra sign-ins queue instead (docs/performance.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -20,8 +26,11 @@ class PasswordPolicyError(ValueError):
 
 
 class Passwords:
-    def __init__(self, *, time_cost: int = 2, memory_cost: int = 19 * 1024, parallelism: int = 1) -> None:
+    def __init__(
+        self, *, time_cost: int = 2, memory_cost: int = 19 * 1024, parallelism: int = 1, max_concurrency: int = 2
+    ) -> None:
         self._hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_cost, parallelism=parallelism)
+        self._executor = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="argon2")
         # Verified against when the username is unknown, so both paths cost the same (no enumeration by timing).
         self._dummy_hash = self._hasher.hash("dummy password for unknown users")
 
@@ -33,7 +42,7 @@ class Passwords:
 
     async def hash(self, password: str) -> str:
         self.check_policy(password)
-        return await asyncio.to_thread(self._hasher.hash, password)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._hasher.hash, password)
 
     async def verify(self, password_hash: str | None, password: str) -> bool:
         """True if the password matches; with no hash (unknown user) a dummy verification keeps timing equal."""
@@ -42,7 +51,7 @@ class Passwords:
             password_hash = None
         target = password_hash or self._dummy_hash
         try:
-            ok = await asyncio.to_thread(self._hasher.verify, target, password)
+            ok = await asyncio.get_running_loop().run_in_executor(self._executor, self._hasher.verify, target, password)
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return False
         return ok and password_hash is not None
