@@ -158,6 +158,8 @@ class Bench:
             before = cpu_seconds(server.pid)
             result = self._run(server, request, args.duration, args.connections)
         used = cpu_seconds(server.pid) - before
+        if result.ok == 0:
+            raise RuntimeError(f"no request succeeded ({result.errors} errors)")
         self.samples.append(Sample(
             server=server.name, workload=workload, round=round_no, ok=result.ok, errors=result.errors,
             seconds=round(result.seconds, 3), cpu_seconds=round(used, 3), rate=round(result.rate, 1),
@@ -168,8 +170,10 @@ class Bench:
               f"  errors {result.errors}", file=sys.stderr, flush=True)
 
     def _run(self, server: Server, request: Request, seconds: float, connections: int) -> Measurement:
-        if request.tokens is not None:  # one connection per chain at most, or wrk would run out of tokens
-            connections = min(connections, len(request.tokens))
+        if request.tokens is not None:
+            # Twice as many chains as connections: wrk builds some requests before the previous
+            # answer (with its new token) is in, and an empty pool would break a chain.
+            connections = max(1, min(connections, len(request.tokens) // 2))
         if self.use_wrk and seconds >= 1:
             return run_wrk(server.base_url, request, seconds=seconds, connections=connections, workdir=self.workdir)
         return asyncio.run(run_python(server.base_url, fixed_request(request), seconds=seconds, concurrency=connections))
@@ -309,6 +313,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-peer", action="store_true", help="skip node-oidc-provider")
     parser.add_argument("--python-load", action="store_true", help="use the Python load generator even if wrk is installed")
     parser.add_argument("--quick", action="store_true", help="smoke run: SQLite, 1 s per workload, one round, no peer")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="extra AUTHSERVER_* setting for authserver, e.g. AUTHSERVER_DATABASE__POOL_PRE_PING=false")
     parser.add_argument("--output", help="JSON results path (default bench/results/<timestamp>.json)")
     args = parser.parse_args(argv)
     quick = args.quick
@@ -328,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     pin_load_generator()
     workdir = make_workdir()
     bench = Bench(args, workdir)
-    ours = Ours(workdir, backend=args.backend)
+    ours = Ours(workdir, backend=args.backend, extra_env=dict(item.split("=", 1) for item in args.env))
     baseline = Baseline(workdir)
     peer: Peer | None = None
     servers: list[Server] = [ours]

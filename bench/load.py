@@ -7,6 +7,7 @@ Every run returns a Measurement: completed requests (2xx only), wall time, laten
 from __future__ import annotations
 
 import asyncio
+import http.cookiejar
 import json
 import os
 import re
@@ -78,7 +79,10 @@ def run_wrk(base_url: str, request: Request, *, seconds: float, connections: int
     command = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--timeout", "5s", "-s", str(WRK_SCRIPT), base_url]
     if (os.cpu_count() or 1) >= 2 and shutil.which("taskset"):
         command = ["taskset", "-c", str(LOAD_CPU), *command]
-    output = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+    completed = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    if os.environ.get("BENCH_DEBUG"):
+        print(completed.stderr[:3000])
+    output = completed.stdout
     line = next(line for line in output.splitlines() if line.startswith("{"))
     result = json.loads(line)
     errors = result["status_errors"] + result["connect"] + result["read"] + result["write"] + result["timeout"]
@@ -103,7 +107,7 @@ async def run_python(
     steps: dict[str, list[float]] = {}
     errors = 0
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=10) as client:
+    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=10, cookies=no_cookies()) as client:
         start = time.perf_counter()
         deadline = start + seconds
 
@@ -169,6 +173,12 @@ def fixed_request(request: Request) -> Callable[[httpx.AsyncClient, int], Awaita
 
 _HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)"')
 _ACTION = re.compile(r'<form method="post" action="([^"]+)"')
+
+
+def no_cookies() -> http.cookiejar.CookieJar:
+    """httpx's own jar would share a session between concurrent flows (the peer's cookie is not
+    Secure, so it would be sent and skip sign-in): cookies live only in each flow's Jar."""
+    return http.cookiejar.CookieJar(policy=http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
 
 
 class Jar:
@@ -260,7 +270,7 @@ def flow_workload(credentials: Credentials) -> Callable[[httpx.AsyncClient, int]
 async def collect_refresh_tokens(base_url: str, credentials: Credentials, count: int, *, concurrency: int = 8) -> list[str]:
     """Run ``count`` sign-in flows and keep their refresh tokens: the seeds of the refresh chains."""
     tokens: list[str] = []
-    async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+    async with httpx.AsyncClient(base_url=base_url, timeout=30, cookies=no_cookies()) as client:
         semaphore = asyncio.Semaphore(concurrency)
 
         async def one() -> None:

@@ -34,7 +34,11 @@ PASSWORD = "correct horse battery staple"
 USERNAME = "bench-user"
 API_SCOPES = ["read:stations", "read:levels", "read:alerts", "write:alerts"]
 ALL_SCOPES = ["openid", "profile", "email", "offline_access", *API_SCOPES]
-UVICORN_FLAGS = ["--http", "httptools", "--loop", "uvloop", "--no-access-log", "--no-server-header", "--log-level", "warning"]
+# As `authserver serve` runs it (proxy_headers=False, no Server header), access log off.
+UVICORN_FLAGS = [
+    "--http", "httptools", "--loop", "uvloop", "--no-access-log", "--no-server-header", "--no-proxy-headers",
+    "--log-level", "warning",
+]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -152,9 +156,10 @@ class Ours(Server):
     name = "authserver"
     ready_path = "/readyz"
 
-    def __init__(self, workdir: Path, *, backend: str) -> None:
+    def __init__(self, workdir: Path, *, backend: str, extra_env: dict[str, str] | None = None) -> None:
         super().__init__(workdir)
         self.backend = backend
+        self.extra_env = extra_env or {}
         self.run_id = secrets.token_hex(4)
         self.database = f"authserver_bench_{self.run_id}"
         self.key_prefix = f"authserver-bench-{self.run_id}:"
@@ -188,6 +193,9 @@ class Ours(Server):
                 "AUTHSERVER_CACHE__URL": "memory://",
             })
             self.settings_note = "production=false, SQLite + in-process cache (smoke run only)"
+        env.update(self.extra_env)
+        if self.extra_env:
+            self.settings_note += "; " + " ".join(f"{k}={v}" for k, v in sorted(self.extra_env.items()))
         return env
 
     def start(self) -> None:

@@ -39,6 +39,7 @@ if mode == "refresh" then
   headers["Content-Type"] = "application/x-www-form-urlencoded"
   request = function()
     local token = table.remove(pool) or "exhausted"
+    if os.getenv("BENCH_DEBUG") then io.stderr:write("req " .. token:sub(1, 12) .. " pool " .. #pool .. "\n") end
     return wrk.format("POST", path, headers, "grant_type=refresh_token&refresh_token=" .. token)
   end
   response = function(status, hdrs, resp)
@@ -47,6 +48,7 @@ if mode == "refresh" then
       table.insert(pool, 1, token)
     else
       lost = lost + 1
+      if os.getenv("BENCH_DEBUG") and lost <= 3 then io.stderr:write(status .. " " .. tostring(resp) .. "\n") end
     end
   end
 end

@@ -58,6 +58,7 @@ class RefreshTokenGrant:
                 row.token_digest,
                 new=NewRefreshToken(digest(new_value), client.refresh_token_idle_ttl or settings.refresh_token_idle_ttl),
                 scopes=scopes,
+                grant_id=grant.grant_id,
             )
         except AlreadyConsumed:
             log.warning("refresh token reuse by client %s; grant %s revoked", client.client_id, grant.grant_id)

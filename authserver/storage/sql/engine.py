@@ -25,7 +25,7 @@ def create_engine(settings: DatabaseSettings) -> AsyncEngine:
         pool_size=settings.pool_size,
         max_overflow=settings.max_overflow,
         pool_timeout=settings.pool_timeout,
-        pool_pre_ping=True,
+        pool_pre_ping=settings.pool_pre_ping,
         pool_recycle=1800,
         connect_args={
             "timeout": settings.pool_timeout,
