@@ -211,7 +211,9 @@ def machine() -> dict[str, Any]:
             versions[name] = (out.stdout or out.stderr).split("\n")[0].strip()
         except (OSError, subprocess.TimeoutExpired):
             pass
-    return {"cpu": model, "cpus": os.cpu_count(), "kernel": platform.release(), "versions": versions}
+    # Other work on the machine inflates CPU time per request (shared caches, steal): recorded, not hidden.
+    load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else []
+    return {"cpu": model, "cpus": os.cpu_count(), "kernel": platform.release(), "versions": versions, "loadavg_at_end": load}
 
 
 # --- the report -------------------------------------------------------------------------------------------
@@ -403,5 +405,6 @@ def main(argv: list[str] | None = None) -> int:
     if peer_note:
         print(f"Peer not run: {peer_note}\n")
     print(markdown(summary, extra))
+    print(f"- load average at the end: {' '.join(document['machine'].get('loadavg_at_end', []))} (other work on the machine inflates CPU per request)")
     print(f"\nResults: {output}")
     return 0

@@ -1,6 +1,8 @@
 // node-oidc-provider 9.x configured like authserver, for the comparison in bench/ (see bench/README.md).
 //
-// One process, the built-in in-memory adapter, ES256 JWT access tokens for the API resource
+// One process, the built-in in-memory adapter (its code, on a store without the 1,000-entry LRU cap
+// — with the cap, W5's sessions and W6's rotated tokens evict live grants and every refresh fails),
+// ES256 JWT access tokens for the API resource
 // (RFC 8707 resource indicators with a default resource), refresh-token rotation, introspection,
 // and a minimal interaction handler that verifies passwords with argon2id (m=19 MiB, t=2, p=1, the
 // same parameters as authserver) so the sign-in flow costs the same hashing work on both sides.
@@ -13,6 +15,7 @@ import http from 'node:http';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 
 import Provider from 'oidc-provider';
+import MemoryAdapter from 'oidc-provider/lib/adapters/memory_adapter.js';
 import { hash, verify } from '@node-rs/argon2';
 
 const config = JSON.parse(process.env.PEER_CONFIG);
@@ -31,7 +34,32 @@ for (const user of config.users) {
 }
 const accountsById = new Map([...users].map(([username, u]) => [u.accountId, { username, ...u }]));
 
+// The shape MemoryAdapter expects of its store (get / set with maxAge / delete), unbounded.
+class ExpiringMap {
+  #map = new Map();
+
+  get(key) {
+    const entry = this.#map.get(key);
+    if (entry === undefined) return undefined;
+    if (entry.expiresAt <= Date.now()) {
+      this.#map.delete(key);
+      return undefined;
+    }
+    return entry.value;
+  }
+
+  set(key, value, options) {
+    this.#map.set(key, { value, expiresAt: options?.maxAge ? Date.now() + options.maxAge : Infinity });
+  }
+
+  delete(key) {
+    this.#map.delete(key);
+  }
+}
+const store = new ExpiringMap();
+
 const provider = new Provider(config.issuer, {
+  adapter: (model) => new MemoryAdapter(model, store),
   clients: config.clients,
   jwks: {
     keys: [
