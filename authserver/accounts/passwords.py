@@ -3,10 +3,10 @@
 Parameters default to OWASP's minimum for argon2id (m=19 MiB, t=2, p=1). Passwords longer than
 MAX_PASSWORD_CHARS are refused before hashing so one request cannot buy unbounded CPU.
 
-Hashing runs on a small dedicated thread pool (``max_concurrency`` threads per worker process), not the
-default executor: argon2 is CPU- and memory-bound, so more parallel hashes than cores only starve the
-event loop (Redis and database replies then time out) and grow the heap by 19 MiB per extra thread.
-Extra sign-ins queue instead (docs/performance.md).
+Hashing runs on a small dedicated thread pool (``max_concurrency`` threads per worker process, default
+one: a worker is one core), not the default executor: argon2 is CPU- and memory-bound, so more parallel
+hashes than cores only starve the event loop (Redis and database replies then time out) and keep 19 MiB
+of heap per extra thread. Extra sign-ins queue instead (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ class PasswordPolicyError(ValueError):
 
 class Passwords:
     def __init__(
-        self, *, time_cost: int = 2, memory_cost: int = 19 * 1024, parallelism: int = 1, max_concurrency: int = 2
+        self, *, time_cost: int = 2, memory_cost: int = 19 * 1024, parallelism: int = 1, max_concurrency: int = 1
     ) -> None:
         self._hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_cost, parallelism=parallelism)
         self._executor = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="argon2")
