@@ -72,6 +72,9 @@ class DatabaseSettings:
     statement_timeout_ms: int = 2000
     # Run migrations automatically at start-up (`authserver serve`).
     migrate_on_start: bool = True
+    # Test each pooled connection before use (PostgreSQL: three round trips per checkout, see
+    # docs/performance.md). Off: a dead connection fails one request with 503, then the pool is renewed.
+    pool_pre_ping: bool = True
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,11 @@ MAX_PASSWORD_CHARS are refused before hashing so one request cannot buy unbounde
 
 Policy (NIST SP 800-63B §5.1.1.2): at least 12 characters, at most 256, not one of the common passwords
 shipped in ``authserver/data/common-passwords.txt.gz``; no composition rules beyond that.
+
+Hashing runs on a small dedicated thread pool (``max_concurrency`` threads per worker process, default
+one: a worker is one core), not the default executor: argon2 is CPU- and memory-bound, so more parallel
+hashes than cores only starve the event loop (Redis and database replies then time out) and keep 19 MiB
+of heap per extra thread. Extra sign-ins queue instead (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import asyncio
 import functools
 import gzip
 from pathlib import Path
+from concurrent.futures import ThreadPoolExecutor
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -40,8 +46,11 @@ def is_common(password: str) -> bool:
 
 
 class Passwords:
-    def __init__(self, *, time_cost: int = 2, memory_cost: int = 19 * 1024, parallelism: int = 1) -> None:
+    def __init__(
+        self, *, time_cost: int = 2, memory_cost: int = 19 * 1024, parallelism: int = 1, max_concurrency: int = 1
+    ) -> None:
         self._hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_cost, parallelism=parallelism)
+        self._executor = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="argon2")
         # Verified against when the username is unknown, so both paths cost the same (no enumeration by timing).
         self._dummy_hash = self._hasher.hash("dummy password for unknown users")
 
@@ -55,7 +64,7 @@ class Passwords:
 
     async def hash(self, password: str) -> str:
         self.check_policy(password)
-        return await asyncio.to_thread(self._hasher.hash, password)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._hasher.hash, password)
 
     async def verify(self, password_hash: str | None, password: str) -> bool:
         """True if the password matches; with no hash (unknown user) a dummy verification keeps timing equal."""
@@ -64,7 +73,7 @@ class Passwords:
             password_hash = None
         target = password_hash or self._dummy_hash
         try:
-            ok = await asyncio.to_thread(self._hasher.verify, target, password)
+            ok = await asyncio.get_running_loop().run_in_executor(self._executor, self._hasher.verify, target, password)
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return False
         return ok and password_hash is not None

@@ -58,6 +58,7 @@ class RefreshTokenGrant:
                 row.token_digest,
                 new=NewRefreshToken(digest(new_value), client.refresh_token_idle_ttl or settings.refresh_token_idle_ttl),
                 scopes=scopes,
+                grant_id=grant.grant_id,
             )
         except AlreadyConsumed:
             # The store revoked the family's refresh tokens; deny its access tokens everywhere too.

@@ -11,7 +11,6 @@ import re
 import secrets
 from contextvars import ContextVar
 
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
@@ -62,7 +61,8 @@ class RequestIdMiddleware:
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                MutableHeaders(scope=message)["X-Request-ID"] = request_id
+                headers = message["headers"] = [h for h in message.get("headers", ()) if h[0].lower() != b"x-request-id"]
+                headers.append((b"x-request-id", request_id.encode("latin-1")))
             await send(message)
 
         try:

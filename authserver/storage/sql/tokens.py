@@ -101,35 +101,43 @@ class SqlTokenStore:
             return await session.get(Grant, grant_id)
 
     async def get_refresh_token(self, token_digest: str) -> tuple[RefreshToken, Grant] | None:
+        """The token and its family in one round trip (a join, not two lookups)."""
         async with self._sessions() as session:
-            row = await session.get(RefreshToken, token_digest)
-            if row is None:
-                return None
-            grant = await session.get(Grant, row.grant_id)
-            assert grant is not None
-            return row, grant
+            found = (
+                await session.execute(
+                    select(RefreshToken, Grant)
+                    .join(Grant, Grant.grant_id == RefreshToken.grant_id)
+                    .where(RefreshToken.token_digest == token_digest)
+                )
+            ).first()
+            return None if found is None else (found[0], found[1])
 
     async def rotate_refresh_token(
-        self, token_digest: str, *, new: NewRefreshToken, scopes: list[str]
+        self, token_digest: str, *, new: NewRefreshToken, scopes: list[str], grant_id: str | None = None
     ) -> Grant:
         """Consume a live refresh token and issue its successor, atomically.
 
         A token already consumed is reuse: the whole family is revoked and AlreadyConsumed raised.
         A revoked or expired family raises NotFound. Exactly one of several parallel callers wins.
+        ``grant_id`` (known from :meth:`get_refresh_token`) saves re-reading the token first; the
+        claiming UPDATE checks it, so a wrong one only makes the rotation fail.
         """
         now = self._clock.now()
         async with self._sessions.begin() as session:
-            row = await session.get(RefreshToken, token_digest)
-            if row is None:
-                raise NotFound("refresh token")
+            if grant_id is None:
+                row = await session.get(RefreshToken, token_digest)
+                if row is None:
+                    raise NotFound("refresh token")
+                grant_id = row.grant_id
             # Lock the family so a concurrent revocation cannot slip between the check and the insert.
-            grant = await session.scalar(select(Grant).where(Grant.grant_id == row.grant_id).with_for_update())
+            grant = await session.scalar(select(Grant).where(Grant.grant_id == grant_id).with_for_update())
             if grant is None or grant.revoked_at is not None or grant.expires_at <= now:
                 raise NotFound("grant")
             claimed = await session.scalar(
                 update(RefreshToken)
                 .where(
                     RefreshToken.token_digest == token_digest,
+                    RefreshToken.grant_id == grant_id,
                     RefreshToken.consumed_at.is_(None),
                     RefreshToken.revoked_at.is_(None),
                     RefreshToken.expires_at > now,
@@ -140,7 +148,9 @@ class SqlTokenStore:
             if claimed is None:
                 # Re-read: a parallel caller may have consumed it after our first read.
                 consumed_at = await session.scalar(
-                    select(RefreshToken.consumed_at).where(RefreshToken.token_digest == token_digest)
+                    select(RefreshToken.consumed_at).where(
+                        RefreshToken.token_digest == token_digest, RefreshToken.grant_id == grant_id
+                    )
                 )
                 reused = consumed_at is not None
             else:
