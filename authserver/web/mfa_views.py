@@ -18,8 +18,9 @@ from urllib.parse import quote
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from authserver.endpoints._guard import client_ip, too_many_page
 from authserver.endpoints._http import UNAVAILABLE_ERRORS, read_form
-from authserver.errors import OAuthError
+from authserver.errors import OAuthError, TooManyRequests
 from authserver.interaction.policy import Interaction, InteractionStore
 from authserver.mfa import qr, totp
 from authserver.mfa.service import (
@@ -173,6 +174,11 @@ async def mfa_prompt(request: Request) -> Response:
                 form = await read_form(request)
             except OAuthError:
                 return error_page(request, "error.invalid_request")
+            ip = client_ip(request)
+            try:
+                await services.limiter.check("mfa", ip, ip=ip)
+            except TooManyRequests as error:
+                return too_many_page(request, error)
         interaction = await interactions.get(form.get("i"))
         if interaction is None:
             return error_page(request, "error.interaction_expired")

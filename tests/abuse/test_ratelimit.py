@@ -123,3 +123,20 @@ async def test_sign_in_page_under_the_limit_is_unaffected(make_settings: Callabl
             form = await login_page(run.http)
             response = await run.http.post("/login", data={"i": form[0], "csrf": form[1], "username": person.username, "password": person.password})
             assert response.status_code == 303
+
+
+async def test_introspection_and_revocation_limits_per_client(make_settings: Callable[..., Settings]) -> None:
+    async with running(make_settings(introspection_per_client=2, revocation_per_client=2)) as run:
+        client = await make_client(run.services, grant_types=["client_credentials"], can_introspect=True)
+        auth = (client.client_id, client.secret)
+        introspected = [(await run.http.post("/introspect", data={"token": "x"}, auth=auth)).status_code for _ in range(3)]
+        assert introspected == [200, 200, 429]
+        revoked = [(await run.http.post("/revoke", data={"token": "x"}, auth=auth)).status_code for _ in range(3)]
+        assert revoked == [200, 200, 429]
+
+
+async def test_mfa_step_is_limited_per_ip(make_settings: Callable[..., Settings]) -> None:
+    async with running(make_settings(mfa_per_ip=2)) as run:
+        form = {"i": "no-such-interaction", "csrf": "x", "code": "123456"}
+        statuses = [(await run.http.post("/mfa", data=form)).status_code for _ in range(3)]
+        assert statuses[:2] != [429, 429] and statuses[2] == 429
