@@ -10,7 +10,7 @@ import logging
 from typing import Any, ClassVar
 
 from authserver.errors import InvalidGrant, InvalidRequest
-from authserver.grants.base import require_grant_type, token_response, user_claims
+from authserver.grants.base import issue_user_tokens, require_grant_type
 from authserver.protocol.pkce import verify_s256
 from authserver.services import Services
 from authserver.storage.errors import AlreadyConsumed
@@ -75,30 +75,9 @@ class AuthorizationCodeGrant:
             await self._revoke_reused(reused.grant_id, client.client_id, code.account_id)
             raise InvalidGrant("The authorization code has already been used.") from None
 
-        scopes = list(code.scopes)
-        issued = services.signer.access_token(
-            client_id=client.client_id,
-            subject=account.account_id,
-            scopes=scopes,
-            audience=list(code.audience),
-            ttl=client.access_token_ttl or settings.access_token_ttl,
-            alg=client.signing_alg,
-            extra=user_claims(account, auth_time=code.auth_time, amr=list(code.amr), acr=code.acr) | {"gid": grant.grant_id},
+        return issue_user_tokens(
+            services, client, account, grant, scopes=list(code.scopes), nonce=code.nonce, refresh_token=refresh_value
         )
-        id_token = None
-        if "openid" in scopes:
-            id_token = services.signer.id_token(
-                client_id=client.client_id,
-                subject=account.account_id,
-                ttl=settings.id_token_ttl,
-                auth_time=code.auth_time,
-                nonce=code.nonce,
-                amr=list(code.amr),
-                acr=code.acr,
-                access_token=issued.token,
-                alg=client.signing_alg,
-            )
-        return token_response(issued.token, issued.expires_in, scopes, refresh_token=refresh_value, id_token=id_token)
 
     async def _revoke_reused(self, grant_id: str | None, client_id: str, account_id: str) -> None:
         if grant_id is not None:

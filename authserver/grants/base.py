@@ -11,7 +11,7 @@ from authserver.protocol.client_auth import PresentedCredentials
 from authserver.protocol.scopes import parse_scope
 from authserver.services import Services
 from authserver.storage.sql.clients import ClientInfo
-from authserver.storage.sql.models import Account
+from authserver.storage.sql.models import Account, Grant
 
 # Scopes that only make sense with a person behind the token.
 USER_SCOPES = frozenset({"openid", "profile", "email", "offline_access", "mfa:manage"})
@@ -97,3 +97,41 @@ def token_response(access_token: str, expires_in: int, scopes: list[str], **extr
     }
     body.update({k: v for k, v in extra.items() if v is not None})
     return body
+
+
+def issue_user_tokens(
+    services: Services,
+    client: ClientInfo,
+    account: Account,
+    grant: Grant,
+    *,
+    scopes: list[str],
+    nonce: str | None,
+    refresh_token: str | None,
+) -> dict[str, Any]:
+    """The token response for a person's grant: an access token carrying the grant id (``gid``) and, with
+    ``openid``, an ID token (OIDC Core §3.1.3.3; on refresh without ``nonce``, §12.2)."""
+    settings = services.settings.tokens
+    issued = services.signer.access_token(
+        client_id=client.client_id,
+        subject=account.account_id,
+        scopes=scopes,
+        audience=list(grant.audience),
+        ttl=client.access_token_ttl or settings.access_token_ttl,
+        alg=client.signing_alg,
+        extra=user_claims(account, auth_time=grant.auth_time, amr=list(grant.amr), acr=grant.acr) | {"gid": grant.grant_id},
+    )
+    id_token = None
+    if "openid" in scopes:
+        id_token = services.signer.id_token(
+            client_id=client.client_id,
+            subject=account.account_id,
+            ttl=settings.id_token_ttl,
+            auth_time=grant.auth_time,
+            nonce=nonce,
+            amr=list(grant.amr),
+            acr=grant.acr,
+            access_token=issued.token,
+            alg=client.signing_alg,
+        )
+    return token_response(issued.token, issued.expires_in, scopes, refresh_token=refresh_token, id_token=id_token)

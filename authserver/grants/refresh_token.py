@@ -12,7 +12,7 @@ import logging
 from typing import Any, ClassVar
 
 from authserver.errors import InvalidGrant, InvalidRequest, InvalidScope
-from authserver.grants.base import require_grant_type, token_response, user_claims
+from authserver.grants.base import issue_user_tokens, require_grant_type
 from authserver.protocol.scopes import parse_scope
 from authserver.services import Services
 from authserver.storage.errors import AlreadyConsumed, NotFound
@@ -72,26 +72,4 @@ class RefreshTokenGrant:
         except NotFound:
             raise InvalidGrant("The refresh token is invalid.") from None
 
-        issued = services.signer.access_token(
-            client_id=client.client_id,
-            subject=account.account_id,
-            scopes=scopes,
-            audience=list(grant.audience),
-            ttl=client.access_token_ttl or settings.access_token_ttl,
-            alg=client.signing_alg,
-            extra=user_claims(account, auth_time=grant.auth_time, amr=list(grant.amr), acr=grant.acr) | {"gid": grant.grant_id},
-        )
-        id_token = None
-        if "openid" in scopes:
-            id_token = services.signer.id_token(
-                client_id=client.client_id,
-                subject=account.account_id,
-                ttl=settings.id_token_ttl,
-                auth_time=grant.auth_time,
-                nonce=None,
-                amr=list(grant.amr),
-                acr=grant.acr,
-                access_token=issued.token,
-                alg=client.signing_alg,
-            )
-        return token_response(issued.token, issued.expires_in, scopes, refresh_token=new_value, id_token=id_token)
+        return issue_user_tokens(services, client, account, grant, scopes=scopes, nonce=None, refresh_token=new_value)
