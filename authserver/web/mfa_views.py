@@ -161,19 +161,27 @@ async def _flow_account(services: Services, request: Request, interaction: Inter
     return await services.accounts.get(session.account_id), session
 
 
+async def _interaction_form(request: Request) -> dict[str, str] | Response:
+    """GET carries only the interaction id; POST a strict form. Anything else is an error page."""
+    if request.method not in ("GET", "POST"):
+        return error_page(request, "error.method", status_code=405)
+    if request.method == "GET":
+        return {"i": request.query_params.get("i", "")}
+    try:
+        return await read_form(request)
+    except OAuthError:
+        return error_page(request, "error.invalid_request")
+
+
 async def mfa_prompt(request: Request) -> Response:
     services: Services = request.app.state.services
     interactions: InteractionStore = request.app.state.interactions
     try:
-        if request.method not in ("GET", "POST"):
-            return error_page(request, "error.method", status_code=405)
-        if request.method == "GET":
-            form = {"i": request.query_params.get("i", "")}
-        else:
-            try:
-                form = await read_form(request)
-            except OAuthError:
-                return error_page(request, "error.invalid_request")
+        parsed = await _interaction_form(request)
+        if isinstance(parsed, Response):
+            return parsed
+        form = parsed
+        if request.method == "POST":
             ip = client_ip(request)
             try:
                 await services.limiter.check("mfa", ip, ip=ip)
@@ -242,15 +250,10 @@ async def mfa_enrol(request: Request) -> Response:
     services: Services = request.app.state.services
     interactions: InteractionStore = request.app.state.interactions
     try:
-        if request.method not in ("GET", "POST"):
-            return error_page(request, "error.method", status_code=405)
-        if request.method == "GET":
-            form = {"i": request.query_params.get("i", "")}
-        else:
-            try:
-                form = await read_form(request)
-            except OAuthError:
-                return error_page(request, "error.invalid_request")
+        parsed = await _interaction_form(request)
+        if isinstance(parsed, Response):
+            return parsed
+        form = parsed
         interaction = await interactions.get(form.get("i"))
         if interaction is None:
             return error_page(request, "error.interaction_expired")
