@@ -131,7 +131,9 @@ def build_services(settings: Settings, *, clock: Clock | None = None, passwords:
         ),
         key_manager=KeyManager(sessions, clock, encryptor, keys, settings, events=events),
         limiter=build_limits(settings, clock, sessions, events),
-        lockout=Lockout(sessions, clock, reset_after=settings.abuse.lock_reset_seconds),
+        lockout=Lockout(
+            sessions, clock, reset_after=settings.abuse.lock_reset_seconds, view_seconds=settings.abuse.client_lock_view_seconds
+        ),
         metrics=metrics,
     )
 
@@ -162,9 +164,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, passwords: Pas
                     await purge_task
             restore_signals()
             mark_worker_dead()
-            await services.cache.close()
-            await services.limiter.close()
-            await services.engine.dispose()
+            await services.close()
 
     async def not_found(request: Request, exc: Exception) -> Response:
         if request.url.path.startswith("/static/") or "text/html" not in request.headers.get("accept", ""):

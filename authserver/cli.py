@@ -43,9 +43,7 @@ async def _with_services(settings: Settings, action: Any) -> Any:
     try:
         return await action(services)
     finally:
-        await services.cache.close()
-        await services.limiter.close()
-        await services.engine.dispose()
+        await services.close()
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:

@@ -1,19 +1,27 @@
 """Security events: who did what, when, from where, and how it ended — never a secret.
 
-Each event is written as one JSON line to the ``authserver.security`` logger and stored in the
-``security_events`` table. Storing is best effort: a database failure is logged and never turns the
-request that triggered the event into an error (the decision was already made).
+Each event is written at once as one JSON line to the ``authserver.security`` logger, and stored in the
+``security_events`` table shortly after: rows wait in a per-instance buffer that a background flush writes
+in batches (one multi-row INSERT at most ``FLUSH_DELAY`` seconds after the first pending row), so the
+request that triggered the event never waits for the database. Reading the log (:meth:`query`, the admin
+API) and erasing a person flush first, so this instance always reads its own events.
+
+Storing is best effort: a database failure is logged, the rows stay buffered (up to ``MAX_PENDING``;
+beyond that new ones are dropped and counted) and are written when the database answers again, and it
+never turns the request that triggered the event into an error (the decision was already made).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import sys
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from authserver.clock import Clock
@@ -37,11 +45,33 @@ def configure_security_log() -> None:
 _FORBIDDEN = {"password", "secret", "client_secret", "code", "token", "access_token", "refresh_token", "otp", "backup_code"}
 
 
+# Seconds between the first pending event and its write; after a failed write, the wait before retrying.
+FLUSH_DELAY = 0.1
+RETRY_DELAY = 1.0
+# Rows per INSERT, and most rows kept while the database is unreachable.
+BATCH_SIZE = 500
+MAX_PENDING = 20_000
+
+
 class SecurityEvents:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock, *, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        clock: Clock,
+        *,
+        metrics: Metrics | None = None,
+        flush_delay: float = FLUSH_DELAY,
+        max_pending: int = MAX_PENDING,
+    ) -> None:
         self._sessions = sessions
         self._clock = clock
         self._metrics = metrics
+        self._flush_delay = flush_delay
+        self._max_pending = max_pending
+        self._pending: list[dict[str, Any]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._writing: asyncio.Lock | None = None
+        self.dropped = 0
 
     async def record(
         self,
@@ -57,31 +87,78 @@ class SecurityEvents:
         details = {k: v for k, v in details.items() if k not in _FORBIDDEN}
         if self._metrics is not None:
             self._metrics.security_event(event, outcome)
-        row = SecurityEvent(
-            occurred_at=self._clock.now(),
-            event=event,
-            outcome=outcome,
-            client_id=client_id,
-            account_id=account_id,
-            ip=ip,
-            user_agent=(user_agent or "")[:300] or None,
-            request_id=request_id_var.get(),
-            details=details,
-        )
+        row = {
+            "occurred_at": self._clock.now(),
+            "event": event,
+            "outcome": outcome,
+            "client_id": client_id,
+            "account_id": account_id,
+            "ip": ip,
+            "user_agent": (user_agent or "")[:300] or None,
+            "request_id": request_id_var.get(),
+            "details": details,
+        }
         log.info(
             json.dumps(
                 {
                     "event": event, "outcome": outcome, "client_id": client_id, "account_id": account_id,
-                    "ip": ip, "request_id": row.request_id, "time": row.occurred_at.isoformat(), **details,
+                    "ip": ip, "request_id": row["request_id"], "time": row["occurred_at"].isoformat(), **details,
                 },
                 default=str,
             )
         )
+        self._enqueue(row)
+
+    # --- storing ---------------------------------------------------------------------------------
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def _enqueue(self, row: dict[str, Any]) -> None:
+        if len(self._pending) >= self._max_pending:
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                log.warning("security event buffer full (%d rows); %d events not stored", len(self._pending), self.dropped)
+            return
+        self._pending.append(row)
+        if self._flusher is None:
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_later(self._flush_delay))
+
+    async def _flush_later(self, delay: float) -> None:
         try:
-            async with self._sessions.begin() as session:
-                session.add(row)
-        except Exception:  # noqa: BLE001 - the event log must not fail the request it describes
-            log.exception("could not store security event %s", event)
+            await asyncio.sleep(delay)
+            await self.flush()
+        finally:
+            self._flusher = None
+        if self._pending:  # the write failed: try again later, without a busy loop
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_later(RETRY_DELAY))
+
+    async def flush(self) -> bool:
+        """Write every pending row now; False (rows kept) if the database refused them."""
+        if self._writing is None:
+            self._writing = asyncio.Lock()
+        async with self._writing:
+            while self._pending:
+                batch = self._pending[:BATCH_SIZE]
+                try:
+                    async with self._sessions.begin() as session:
+                        await session.execute(insert(SecurityEvent), batch)
+                except Exception:  # noqa: BLE001 - the event log must not fail the request it describes
+                    log.exception("could not store %d security events; kept for a retry", len(batch))
+                    return False
+                # Only appends happen meanwhile, so the batch is still the head of the list.
+                del self._pending[: len(batch)]
+        return True
+
+    async def close(self) -> None:
+        """Stop the background flush and write what is pending (shutdown)."""
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+            self._flusher = None
+        await self.flush()
 
     async def query(
         self,
@@ -96,6 +173,7 @@ class SecurityEvents:
         limit: int = 100,
     ) -> list[dict[str, Any]]:
         """Stored events, newest first, filtered by any of the arguments (CLI `authserver events`, admin API)."""
+        await self.flush()
         statement = select(SecurityEvent).order_by(SecurityEvent.occurred_at.desc(), SecurityEvent.id.desc())
         filters = {
             SecurityEvent.account_id: account_id, SecurityEvent.client_id: client_id, SecurityEvent.event: event,

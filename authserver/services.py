@@ -53,3 +53,10 @@ class Services:
     limiter: RateLimits
     lockout: Lockout
     metrics: Metrics
+
+    async def close(self) -> None:
+        """Write buffered security events, then close the cache, the limiter and the database pool."""
+        await self.events.close()
+        await self.cache.close()
+        await self.limiter.close()
+        await self.engine.dispose()

@@ -219,6 +219,10 @@ class AbuseSettings:
     client_failure_window: int = 3600
     # Lock escalation is forgotten after this many seconds without failures.
     lock_reset_seconds: int = 24 * 3600
+    # Client-authentication locks are checked against a per-instance copy of the locks table, reloaded at
+    # most this often (seconds), so the token endpoint's hot path has no database round trip. A lock set on
+    # another instance applies here within this time; one set here applies at once.
+    client_lock_view_seconds: float = 1.0
     # Requests per minute per client IP at /authorize.
     authorize_per_ip: int = 60
     # Requests per minute per client IP at /login (GET and POST).

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -145,18 +148,21 @@ class Bench:
             warm, measured = seeds[: args.chains], seeds[args.chains :]
             self._run(server, Request("POST", "/token", auth=request.auth, tokens=warm), args.warmup, args.connections)
             before = cpu_seconds(server.pid)
-            result = self._run(server, Request("POST", "/token", auth=request.auth, tokens=measured), args.duration, args.connections)
+            with self._profiling(server, workload, round_no):
+                result = self._run(server, Request("POST", "/token", auth=request.auth, tokens=measured), args.duration, args.connections)
         elif workload == "W5":
             assert creds is not None
             one = flow_workload(creds)
             asyncio.run(run_python(server.base_url, one, seconds=args.warmup, concurrency=args.flow_concurrency))
             before = cpu_seconds(server.pid)
-            result = asyncio.run(run_python(server.base_url, one, seconds=args.duration, concurrency=args.flow_concurrency))
+            with self._profiling(server, workload, round_no):
+                result = asyncio.run(run_python(server.base_url, one, seconds=args.duration, concurrency=args.flow_concurrency))
         else:
             assert request is not None
             self._run(server, request, args.warmup, args.connections)
             before = cpu_seconds(server.pid)
-            result = self._run(server, request, args.duration, args.connections)
+            with self._profiling(server, workload, round_no):
+                result = self._run(server, request, args.duration, args.connections)
         used = cpu_seconds(server.pid) - before
         if result.ok == 0:
             raise RuntimeError(f"no request succeeded ({result.errors} errors)")
@@ -168,6 +174,33 @@ class Bench:
         ))
         print(f"  round {round_no} {server.name:14} {workload}: {result.rate:9.1f}/s  {self.samples[-1].per_cpu:9.1f} per CPU-s"
               f"  errors {result.errors}", file=sys.stderr, flush=True)
+
+    @contextlib.contextmanager
+    def _profiling(self, server: Server, workload: str, round_no: int) -> Iterator[None]:
+        """With --profile DIR, py-spy samples authserver during the measured window (collapsed stacks).
+
+        The sampler runs on the load generator's core; it costs the server a little CPU, so figures from a
+        profiled run are not quoted.
+        """
+        if not self.args.profile or not isinstance(server, Ours):
+            yield
+            return
+        directory = Path(self.args.profile)
+        directory.mkdir(parents=True, exist_ok=True)
+        output = directory / f"{workload}-round{round_no}.txt"
+        spy = subprocess.Popen(
+            ["py-spy", "record", "--pid", str(server.pid), "--rate", "250", "--format", "raw", "--nonblocking",
+             "--output", str(output), "--duration", str(max(1, int(self.args.duration)))],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, executable=shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"),
+        )
+        try:
+            yield
+        finally:
+            try:
+                spy.wait(timeout=self.args.duration + 30)
+            except subprocess.TimeoutExpired:
+                spy.kill()
+            print(f"  profile: {output}", file=sys.stderr, flush=True)
 
     def _run(self, server: Server, request: Request, seconds: float, connections: int) -> Measurement:
         if request.tokens is not None:
@@ -318,6 +351,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="extra AUTHSERVER_* setting for authserver, e.g. AUTHSERVER_DATABASE__POOL_PRE_PING=false")
     parser.add_argument("--output", help="JSON results path (default bench/results/<timestamp>.json)")
+    parser.add_argument("--profile", metavar="DIR", help="sample authserver with py-spy during each measured window (collapsed stacks in DIR)")
     args = parser.parse_args(argv)
     quick = args.quick
     args.backend = args.backend or ("sqlite" if quick else "postgres")

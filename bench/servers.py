@@ -219,7 +219,9 @@ class Ours(Server):
         upgrade(self.env["AUTHSERVER_DATABASE__URL"])
         self.credentials = asyncio.run(self._provision())
         command = [
-            sys.executable, "-m", "uvicorn", "authserver.cli:app_from_environment", "--factory",
+            # AUTHSERVER_BENCH_APP names another factory (module:function), e.g. one that switches a part
+            # off to measure what it costs (--env AUTHSERVER_BENCH_APP=... --env PYTHONPATH=...).
+            sys.executable, "-m", "uvicorn", self.env.get("AUTHSERVER_BENCH_APP", "authserver.cli:app_from_environment"), "--factory",
             "--host", "127.0.0.1", "--port", str(port), *UVICORN_FLAGS,
         ]
         self._spawn(command, self.env)

@@ -76,6 +76,8 @@ async def delete_account(services: Services, account_id: str, *, actor: str | No
         raise NotFound(account_id)
     await services.revocations.deny_account(account_id)
     pseudonym = f"deleted-{new_id(12)}"
+    # Buffered events naming the person must be in the table before it is pseudonymised.
+    await services.events.flush()
     if not await services.lifecycle.erase_account(account_id, pseudonym=pseudonym):
         raise NotFound(account_id)
     await services.events.record("account_deleted", "success", account_id=pseudonym, actor=actor)

@@ -9,15 +9,26 @@ than the argon2 hash that produced it.
 Counting: a fixed window opens at the first failure; ``threshold`` failures inside it lock the key
 for ``base`` seconds, doubled for each further lock up to ``maximum``. The escalation is forgotten
 after ``reset_after`` seconds without failures, on a successful sign-in, or by an administrator.
+
+Client authentication (every token, introspection and revocation request) does not read the table:
+:meth:`Lockout.client_locked_for` answers from :class:`LockView`, this instance's copy of the live
+client locks, reloaded at most every ``view_seconds``. Client secrets are 256-bit random values, so the
+lock only stops floods, not guessing; a lock set on another instance applies here within
+``view_seconds``, one set on this instance at once. Password and second-factor locks are always read
+from the table.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -25,6 +36,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from authserver.clock import Clock
 from authserver.storage.sql.accounts import normalise_username
 from authserver.storage.sql.models import LoginThrottle
+
+log = logging.getLogger("authserver.lockout")
+
+CLIENT_PREFIXES = ("client:", "cip:")
 
 
 def account_key(username: str) -> str:
@@ -65,11 +80,77 @@ class Failure:
     locked_for: int
 
 
+def _seconds_left(latest: datetime | None, now: datetime) -> int:
+    return 0 if latest is None else max(1, int((latest - now).total_seconds() + 0.999))
+
+
+class LockView:
+    """This instance's copy of the live client-authentication locks (key -> locked until).
+
+    Reloaded from the table when older than ``max_age`` seconds, by one caller at a time while the
+    others use the copy they have. If the table cannot be read, the last copy stays in use and the
+    reload is retried after ``max_age``: the locks it guards protect unguessable secrets (fail open,
+    docs/reliability.md).
+    """
+
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], clock: Clock, *, max_age: float,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._sessions = sessions
+        self._clock = clock
+        self._max_age = max_age
+        self._monotonic = monotonic
+        self._locks: dict[str, datetime] = {}
+        self._loaded_at: float | None = None
+        self._reloading: asyncio.Lock | None = None
+
+    async def latest(self, keys: list[str]) -> datetime | None:
+        if self._loaded_at is None or self._monotonic() - self._loaded_at >= self._max_age:
+            await self._reload()
+        return max((self._locks[k] for k in keys if k in self._locks), default=None)
+
+    def note(self, key: str, until: datetime | None) -> None:
+        """A lock set (``until``) or cleared (None) by this instance: seen here at once."""
+        if until is None:
+            self._locks.pop(key, None)
+        elif key.startswith(CLIENT_PREFIXES):
+            self._locks[key] = until
+
+    async def _reload(self) -> None:
+        if self._reloading is None:
+            self._reloading = asyncio.Lock()
+        if self._reloading.locked():
+            if self._loaded_at is not None:
+                return  # someone else is reloading; answer from the current copy
+        async with self._reloading:
+            if self._loaded_at is not None and self._monotonic() - self._loaded_at < self._max_age:
+                return
+            now = self._clock.now()
+            try:
+                async with self._sessions() as session:
+                    rows = await session.execute(
+                        select(LoginThrottle.key, LoginThrottle.locked_until).where(
+                            LoginThrottle.locked_until > now, or_(*(LoginThrottle.key.startswith(p) for p in CLIENT_PREFIXES))
+                        )
+                    )
+                    self._locks = {key: until for key, until in rows}
+            except Exception:
+                if self._loaded_at is None:
+                    raise  # nothing to answer from yet: the caller's error handling decides (503)
+                log.warning("could not reload client-authentication locks; using the copy from %.0f s ago",
+                            self._monotonic() - self._loaded_at, exc_info=True)
+            self._loaded_at = self._monotonic()
+
+
 class Lockout:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock, *, reset_after: int) -> None:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], clock: Clock, *, reset_after: int, view_seconds: float = 1.0
+    ) -> None:
         self._sessions = sessions
         self._clock = clock
         self._reset_after = timedelta(seconds=reset_after)
+        self.view = LockView(sessions, clock, max_age=view_seconds)
 
     async def locked_for(self, keys: list[str]) -> int:
         """Seconds until the last of ``keys`` is unlocked; 0 when none is locked."""
@@ -79,7 +160,13 @@ class Lockout:
                 select(LoginThrottle.locked_until).where(LoginThrottle.key.in_(keys), LoginThrottle.locked_until > now)
             )
             latest = max((u for u in until if u is not None), default=None)
-        return 0 if latest is None else max(1, int((latest - now).total_seconds() + 0.999))
+        return _seconds_left(latest, now)
+
+    async def client_locked_for(self, keys: list[str]) -> int:
+        """:meth:`locked_for` for client-authentication keys, answered from this instance's :class:`LockView`."""
+        now = self._clock.now()
+        latest = await self.view.latest(keys)
+        return _seconds_left(latest if latest is not None and latest > now else None, now)
 
     async def failure(self, key: str, policy: Policy) -> Failure:
         now = self._clock.now()
@@ -100,13 +187,15 @@ class Lockout:
                 row.lock_count += 1
                 row.failures = 0
                 row.window_started_at = now
+                self.view.note(key, row.locked_until)
             return Failure(row.failures if not locked_for else policy.threshold, locked_for)
 
     async def clear(self, key: str) -> bool:
         """Forget failures, lock and escalation for ``key`` (successful sign-in, administrator unlock)."""
         async with self._sessions.begin() as session:
             result = await session.execute(delete(LoginThrottle).where(LoginThrottle.key == key))
-            return bool(result.rowcount)  # type: ignore[attr-defined]
+        self.view.note(key, None)
+        return bool(result.rowcount)  # type: ignore[attr-defined]
 
     async def purge(self, *, older_than: timedelta) -> int:
         """Drop rows untouched for ``older_than`` whose lock has ended (housekeeping)."""

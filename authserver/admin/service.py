@@ -506,6 +506,7 @@ class AdminService:
         if problems:
             raise invalid("The request has invalid parameters.", problems)
         since, until = timestamp(params, "since"), timestamp(params, "until")
+        await self._s.events.flush()
         if since is not None:
             query = query.where(SecurityEvent.occurred_at >= since)
         if until is not None:

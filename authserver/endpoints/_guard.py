@@ -61,7 +61,7 @@ async def authenticate_client_guarded(request: Request, services: Services, pres
     """
     ip = client_ip(request)
     keys = [client_key(presented.client_id, ip), client_ip_key(ip)]
-    locked = await services.lockout.locked_for(keys)
+    locked = await services.lockout.client_locked_for(keys)
     if locked:
         await services.events.record(
             "client_auth", "locked", client_id=presented.client_id[:64], ip=ip, user_agent=user_agent(request),

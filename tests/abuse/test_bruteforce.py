@@ -16,6 +16,7 @@ WRONG = "not the right password at all"
 
 
 async def events_for(services, **where: str) -> list[SecurityEvent]:  # type: ignore[no-untyped-def]
+    await services.events.flush()
     async with services.sessions() as session:
         statement = select(SecurityEvent)
         for name, value in where.items():

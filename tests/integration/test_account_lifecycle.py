@@ -28,6 +28,7 @@ from tests.support.lifecycle import frozen_app, is_active, issue, refresh, resou
 
 
 async def _count(services: Services, model: type, **where: str) -> int:
+    await services.events.flush()
     async with services.sessions() as session:
         statement = select(func.count()).select_from(model)
         for name, value in where.items():

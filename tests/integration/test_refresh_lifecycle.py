@@ -23,6 +23,7 @@ from tests.support.lifecycle import (
 
 
 async def _events(services: Services, event: str, account_id: str) -> list[SecurityEvent]:
+    await services.events.flush()
     async with services.sessions() as session:
         return list((await session.scalars(select(SecurityEvent).where(SecurityEvent.event == event, SecurityEvent.account_id == account_id))).all())
 

@@ -273,6 +273,7 @@ async def test_security_events_are_recorded_without_codes(backend: str, database
             wrong = _wrong_code(enrolled.secret, env.clock.now())
             await submit(other, again, code=wrong)
             await submit(other, again, code=wrong)
+        await env.services.events.flush()
         async with env.services.sessions() as session:
             rows = (await session.scalars(select(SecurityEvent).where(SecurityEvent.account_id == user.account_id))).all()
         seen = {(r.event, r.outcome) for r in rows}
@@ -350,6 +351,7 @@ async def test_parallel_guesses_cannot_outrun_the_lock(backend: str, database_ur
         statuses = sorted(a.status_code for a in answers)
         # Attempts are numbered before any code is checked: exactly max_failures - 1 plain refusals.
         assert statuses == [401] * 4 + [429] * 8
+        await env.services.events.flush()
         async with env.services.sessions() as session:
             checked = (
                 await session.scalars(

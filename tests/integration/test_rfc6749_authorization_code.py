@@ -106,6 +106,7 @@ async def test_failed_and_successful_sign_in_are_security_events(http: httpx.Asy
     assert failed.status_code == 401
     ok = await sign_in(http, start.headers["location"], user)
     assert ok.status_code == 303
+    await services.events.flush()
     async with services.sessions() as session:
         rows = (await session.scalars(select(SecurityEvent).where(SecurityEvent.account_id == user.account_id))).all()
     assert [(r.event, r.outcome) for r in rows] == [("login", "failure"), ("login", "success")]

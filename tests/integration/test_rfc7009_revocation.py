@@ -109,6 +109,7 @@ async def test_revoked_jti_is_durable_and_survives_a_cache_flush(http: httpx.Asy
 async def test_revocation_is_a_security_event(http: httpx.AsyncClient, services: Services) -> None:
     issued = await issue(http, services)
     assert (await revoke(http, issued.client, issued.refresh)).status_code == 200
+    await services.events.flush()
     async with services.sessions() as session:
         rows = (await session.scalars(select(SecurityEvent).where(SecurityEvent.event == "token_revoked", SecurityEvent.account_id == issued.user.account_id))).all()
     assert [r.details["token_type"] for r in rows] == ["refresh_token"]

@@ -26,8 +26,7 @@ async def run(start: float, step: float, passes: int) -> None:
                 await services.key_manager.run_scheduled()
             clock.advance(step)
     finally:
-        await services.engine.dispose()
-        await services.cache.close()
+        await services.close()
 
 
 if __name__ == "__main__":
