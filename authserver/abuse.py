@@ -18,7 +18,7 @@ from authserver.accounts.lockout import Lockout, Policy, account_key, ip_key
 from authserver.clock import Clock
 from authserver.errors import TooManyRequests
 from authserver.events import SecurityEvents
-from authserver.ratelimit import Decision, ResilientLimiter
+from authserver.ratelimit import Decision, ResilientLimiter, lease_for
 from authserver.settings import AbuseSettings
 from authserver.storage.sql.models import ServerFlag
 
@@ -128,7 +128,8 @@ class RateLimits:
         spec = SCOPES[scope]
         effective = await self.limit_for(scope, override=limit)
         decision = await self.limiter.hit(
-            f"{scope}:{key}", limit=effective, window=WINDOW, now=self._clock.now().timestamp(), strict=spec.strict
+            f"{scope}:{key}", limit=effective, window=WINDOW, now=self._clock.now().timestamp(), strict=spec.strict,
+            lease=1 if spec.strict or spec.anonymous else lease_for(effective),
         )
         if decision.allowed:
             return decision

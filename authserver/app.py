@@ -46,6 +46,7 @@ from authserver.shutdown import install_drain_on_sigterm
 from authserver.storage.sql.accounts import SqlAccountStore
 from authserver.storage.sql.clients import SqlClientStore
 from authserver.storage.sql.engine import create_engine, create_sessionmaker
+from authserver.storage.sql.fastpath import create_fast_path
 from authserver.storage.sql.lifecycle import SqlLifecycleStore
 from authserver.storage.sql.mfa import SqlMfaStore
 from authserver.storage.sql.sessions import SqlConsentStore, SqlSessionStore
@@ -92,9 +93,11 @@ def build_services(settings: Settings, *, clock: Clock | None = None, passwords:
     encryptor = create_encryptor(settings)
     cache: Cache = create_cache(settings.cache.url, key_prefix=settings.cache.key_prefix, timeout=settings.cache.timeout)
     chaos = settings.chaos
+    fast_path = create_fast_path(settings.database)
     if chaos.enabled:
         log.warning("fault injection is ON: %s", chaos)
-        inject_database_faults(engine, latency_ms=chaos.database_latency_ms, error_rate=chaos.database_error_rate)
+        faults = inject_database_faults(engine, latency_ms=chaos.database_latency_ms, error_rate=chaos.database_error_rate)
+        fast_path = create_fast_path(settings.database, before_statement=faults)
         cache = FaultyCache(cache, latency_ms=chaos.cache_latency_ms, error_rate=chaos.cache_error_rate)
     tokens = SqlTokenStore(sessions, clock)
     lifecycle = SqlLifecycleStore(sessions, clock)
@@ -135,6 +138,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, passwords:
             sessions, clock, reset_after=settings.abuse.lock_reset_seconds, view_seconds=settings.abuse.client_lock_view_seconds
         ),
         metrics=metrics,
+        fast_path=fast_path,
     )
 
 

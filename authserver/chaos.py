@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -25,7 +26,10 @@ class InjectedFault(Exception):
     """The cause attached to an injected error, so logs tell rehearsal from reality."""
 
 
-def inject_database_faults(engine: AsyncEngine, *, latency_ms: int, error_rate: float, rng: random.Random | None = None) -> None:
+def inject_database_faults(
+    engine: AsyncEngine, *, latency_ms: int, error_rate: float, rng: random.Random | None = None
+) -> Callable[[], Awaitable[None]]:
+    """Hook the faults into the engine; returns the same faults as a coroutine for the asyncpg fast path."""
     rng = rng or random.Random()
 
     def before_execute(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
@@ -34,7 +38,14 @@ def inject_database_faults(engine: AsyncEngine, *, latency_ms: int, error_rate: 
         if error_rate and rng.random() < error_rate:
             raise OperationalError(statement, parameters, InjectedFault("injected database fault"))
 
+    async def before_statement() -> None:
+        if latency_ms:
+            await asyncio.sleep(latency_ms / 1000)
+        if error_rate and rng.random() < error_rate:
+            raise OperationalError("fast path", None, InjectedFault("injected database fault"))
+
     event.listen(engine.sync_engine, "before_cursor_execute", before_execute)
+    return before_statement
 
 
 class FaultyCache:

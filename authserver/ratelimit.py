@@ -5,6 +5,13 @@ window's count weighted by how much of it still overlaps the sliding window. It 
 key, and on Redis the check and the increment are one Lua script, so one round trip and atomic
 (SPEC R-05: partial failures neither double-count nor skip).
 
+Leases keep the hot paths off the network: for a limit guarding an unguessable secret (a client's token,
+introspection or revocation budget), the shared counter is advanced by a chunk of the budget at once
+(``lease``, about 1/32 of the limit) and the instance spends it locally, so one Redis round trip serves
+many requests. The global limit still holds: a lease is only granted from room left in the shared
+window, and what an instance leaves unspent when the window turns counts as used (the limit becomes at
+most ``lease`` per instance stricter, never looser). Limits guarding human-chosen secrets use no lease.
+
 ``ResilientLimiter`` keeps limiting when Redis is unreachable (SPEC R-04): it falls back to a
 per-instance in-memory limiter for ``breaker_seconds`` (a small circuit breaker), with the limit divided
 by ``fallback_divisor`` for anything guarding a human-chosen secret (``strict``), and the normal limit
@@ -53,12 +60,18 @@ class Decision:
 
 
 class Limiter(Protocol):
-    async def hit(self, key: str, *, limit: int, window: float, now: float, cost: int = 1) -> Decision:
+    async def hit(self, key: str, *, limit: int, window: float, now: float, cost: int = 1, lease: int = 1) -> Decision:
         """Count ``cost`` requests for ``key`` if that stays within ``limit`` per ``window`` seconds.
 
-        ``cost=0`` only asks whether one more request would be allowed.
+        ``cost=0`` only asks whether one more request would be allowed. ``lease`` > 1 lets a shared
+        store count up to that many at once and answer the next ones from the instance's share.
         """
         ...
+
+
+def lease_for(limit: int) -> int:
+    """The chunk of a limit an instance may take from the shared store at once (1: no lease)."""
+    return max(1, limit // 32)
 
 
 def decide(cur: int, prev: int, *, limit: int, window: float, elapsed: float, cost: int, allowed: bool | None = None) -> Decision:
@@ -97,7 +110,7 @@ class MemoryLimiter:
         self._counts: dict[str, tuple[int, int, int]] = {}  # key -> (window index, cur, prev)
         self._max_keys = max_keys
 
-    async def hit(self, key: str, *, limit: int, window: float, now: float, cost: int = 1) -> Decision:
+    async def hit(self, key: str, *, limit: int, window: float, now: float, cost: int = 1, lease: int = 1) -> Decision:
         index, elapsed = _window(now, window)
         key = f"{key}|{window}"
         entry = self._counts.get(key)
@@ -125,49 +138,74 @@ class MemoryLimiter:
             self._counts.pop(next(iter(self._counts)))
 
 
-# KEYS[1] this window's counter, KEYS[2] the previous one; ARGV limit, window ms, elapsed ms, cost.
+# KEYS[1] this window's counter, KEYS[2] the previous one; ARGV limit, window ms, elapsed ms, cost, lease.
+# Counts max(cost, lease) when that fits, else as much of it as fits (at least cost); returns the count.
 _SLIDING_WINDOW = """
 local limit = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
 local elapsed = tonumber(ARGV[3])
 local cost = tonumber(ARGV[4])
+local lease = tonumber(ARGV[5])
 local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
 local prev = tonumber(redis.call('GET', KEYS[2]) or '0')
 local need = cost
 if need < 1 then need = 1 end
 local allowed = 0
-if prev * (window - elapsed) / window + cur + need <= limit then
+local counted = 0
+local room = limit - prev * (window - elapsed) / window - cur
+if room >= need then
   allowed = 1
   if cost > 0 then
-    cur = redis.call('INCRBY', KEYS[1], cost)
+    counted = math.max(cost, math.min(lease, math.floor(room)))
+    cur = redis.call('INCRBY', KEYS[1], counted)
     redis.call('PEXPIRE', KEYS[1], window * 2)
   end
 end
-return {allowed, cur, prev}
+return {allowed, cur, prev, counted}
 """
 
 
 class RedisLimiter:
-    """Sliding-window counter in Redis: one EVALSHA per decision."""
+    """Sliding-window counter in Redis: one EVALSHA per decision, or per lease (see the module docstring)."""
 
-    def __init__(self, url: str, *, key_prefix: str, timeout: float) -> None:
+    def __init__(self, url: str, *, key_prefix: str, timeout: float, max_leases: int = 10_000) -> None:
         self._redis: Redis = Redis.from_url(
             url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True,
             retry_on_timeout=False,
         )
         self._prefix = f"{key_prefix}rl:"
         self._script = self._redis.register_script(_SLIDING_WINDOW)
+        # key -> (window index, requests counted in Redis but not yet spent here, last decision's counters)
+        self._leases: dict[str, tuple[int, int, int, int]] = {}
+        self._max_leases = max_leases
 
-    async def hit(self, key: str, *, limit: int, window: float, now: float, cost: int = 1) -> Decision:
+    async def hit(self, key: str, *, limit: int, window: float, now: float, cost: int = 1, lease: int = 1) -> Decision:
         index, elapsed = _window(now, window)
         base = f"{self._prefix}{key}|{int(window)}:"
+        if cost > 0 and lease > 1:
+            held = self._leases.get(base)
+            if held is not None and held[0] == index and held[1] >= cost:
+                self._leases[base] = (index, held[1] - cost, held[2], held[3])
+                return decide(held[2], held[3], limit=limit, window=window, elapsed=elapsed, cost=cost, allowed=True)
         window_ms = max(int(window * 1000), 1)
         result = await self._script(
             keys=[f"{base}{index}", f"{base}{index - 1}"],
-            args=[limit, window_ms, int(elapsed * 1000), cost],
+            args=[limit, window_ms, int(elapsed * 1000), cost, max(lease, 1)],
         )
-        allowed, cur, prev = (int(v) for v in result)
+        allowed, cur, prev, counted = (int(v) for v in result)
+        if allowed and counted > cost:
+            self._keep_lease(base, index, counted - cost, cur, prev)
         return decide(cur, prev, limit=limit, window=window, elapsed=elapsed, cost=cost, allowed=bool(allowed))
+
+    def _keep_lease(self, base: str, index: int, spare: int, cur: int, prev: int) -> None:
+        held = self._leases.get(base)
+        if held is not None and held[0] == index:
+            spare += held[1]  # parallel requests leased at once: keep both shares
+        elif len(self._leases) >= self._max_leases:
+            self._leases = {k: v for k, v in self._leases.items() if v[0] >= index}
+            if len(self._leases) >= self._max_leases:
+                self._leases.pop(next(iter(self._leases)))
+        self._leases[base] = (index, spare, cur, prev)
 
     async def close(self) -> None:
         await self._redis.aclose()
@@ -201,10 +239,12 @@ class ResilientLimiter:
     def degraded(self) -> bool:
         return self._monotonic() < self._open_until
 
-    async def hit(self, key: str, *, limit: int, window: float, now: float, cost: int = 1, strict: bool = False) -> Decision:
+    async def hit(
+        self, key: str, *, limit: int, window: float, now: float, cost: int = 1, strict: bool = False, lease: int = 1
+    ) -> Decision:
         if not self.degraded:
             try:
-                return await self.primary.hit(key, limit=limit, window=window, now=now, cost=cost)
+                return await self.primary.hit(key, limit=limit, window=window, now=now, cost=cost, lease=lease)
             except BACKEND_ERRORS as error:
                 self._open_until = self._monotonic() + self._breaker
                 log.warning("rate limiter degraded: shared store unreachable (%s); per-instance limits for %.0f s",

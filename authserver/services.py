@@ -20,6 +20,7 @@ from authserver.settings import Settings
 from authserver.storage.cache import Cache
 from authserver.storage.sql.accounts import SqlAccountStore
 from authserver.storage.sql.clients import SqlClientStore
+from authserver.storage.sql.fastpath import PgFastPath
 from authserver.storage.sql.lifecycle import SqlLifecycleStore
 from authserver.storage.sql.sessions import SqlConsentStore, SqlSessionStore
 from authserver.storage.sql.tokens import SqlTokenStore
@@ -53,10 +54,14 @@ class Services:
     limiter: RateLimits
     lockout: Lockout
     metrics: Metrics
+    # PostgreSQL only: refresh rotation in one statement (storage/sql/fastpath.py); None on SQLite.
+    fast_path: PgFastPath | None = None
 
     async def close(self) -> None:
         """Write buffered security events, then close the cache, the limiter and the database pool."""
         await self.events.close()
+        if self.fast_path is not None:
+            await self.fast_path.close()
         await self.cache.close()
         await self.limiter.close()
         await self.engine.dispose()

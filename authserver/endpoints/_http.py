@@ -16,6 +16,7 @@ from starlette.responses import Response
 from authserver.errors import InvalidRequest, OAuthError, ServerError, TemporarilyUnavailable
 from authserver.middleware.body_limit import BodyTooLarge
 from authserver.protocol.params import parse_query, parse_urlencoded
+from authserver.storage.errors import Unavailable
 
 log = logging.getLogger("authserver.http")
 
@@ -24,7 +25,9 @@ FORM_TYPE = "application/x-www-form-urlencoded"
 MAX_FORM_BYTES = 64 * 1024
 
 # Failures of a dependency, not of the request: answered 503 + Retry-After, never a token.
-UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (OperationalError, PoolTimeout, DBAPIError, OSError, TimeoutError)
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    OperationalError, PoolTimeout, DBAPIError, OSError, TimeoutError, Unavailable,
+)
 try:  # redis is a hard dependency, but keep the tuple readable
     from redis.exceptions import RedisError
 

@@ -17,6 +17,7 @@ from authserver.protocol.scopes import parse_scope
 from authserver.services import Services
 from authserver.storage.errors import AlreadyConsumed, NotFound
 from authserver.storage.sql.clients import ClientInfo
+from authserver.storage.sql.models import Account, Grant
 from authserver.storage.sql.tokens import NewRefreshToken
 from authserver.tokens.opaque import REFRESH_PREFIX, digest, new_secret
 
@@ -36,7 +37,14 @@ class RefreshTokenGrant:
         if value is None:
             raise InvalidRequest("Missing refresh_token.")
         services = self._services
-        found = await services.tokens.get_refresh_token(digest(value)) if value.startswith(REFRESH_PREFIX) else None
+        if not value.startswith(REFRESH_PREFIX):
+            raise InvalidGrant("The refresh token is invalid.")
+        if services.fast_path is not None and params.get("scope") is None:
+            issued = await self._rotate_in_one_statement(client, value)
+            if issued is not None:
+                return issued
+            # Nothing was changed: the general path below tells reuse from an unknown or dead token.
+        found = await services.tokens.get_refresh_token(digest(value))
         if found is None:
             raise InvalidGrant("The refresh token is invalid.")
         row, grant = found
@@ -73,3 +81,20 @@ class RefreshTokenGrant:
             raise InvalidGrant("The refresh token is invalid.") from None
 
         return issue_user_tokens(services, client, account, grant, scopes=scopes, nonce=None, refresh_token=new_value)
+
+    async def _rotate_in_one_statement(self, client: ClientInfo, value: str) -> dict[str, Any] | None:
+        """PostgreSQL: claim, check and rotate in one round trip (storage/sql/fastpath.py); None if refused."""
+        services = self._services
+        assert services.fast_path is not None
+        new_value = new_secret(REFRESH_PREFIX)
+        rotated = await services.fast_path.rotate_refresh_token(
+            digest(value), client_id=client.client_id, new_digest=digest(new_value),
+            idle_ttl=client.refresh_token_idle_ttl or services.settings.tokens.refresh_token_idle_ttl, now=services.clock.now(),
+        )
+        if rotated is None:
+            return None
+        account = Account(account_id=rotated.account_id, roles=rotated.roles)
+        grant = Grant(grant_id=rotated.grant_id, audience=rotated.audience, auth_time=rotated.auth_time, amr=rotated.amr, acr=rotated.acr)
+        return issue_user_tokens(
+            services, client, account, grant, scopes=rotated.scopes, nonce=None, refresh_token=new_value
+        )

@@ -19,3 +19,7 @@ class AlreadyConsumed(StorageError):
     def __init__(self, grant_id: str | None) -> None:
         super().__init__("already consumed")
         self.grant_id = grant_id
+
+
+class Unavailable(StorageError):
+    """The database did not answer (down, slow, restarting): the request gets 503, nothing was decided."""

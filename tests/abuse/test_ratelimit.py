@@ -48,6 +48,39 @@ async def test_keys_are_independent(limiter: Limiter) -> None:
     assert (await limiter.hit(b, limit=1, window=60, now=121.0)).allowed
 
 
+async def test_leases_share_one_budget_between_instances_with_few_round_trips() -> None:
+    """Two instances leasing chunks of one shared budget: together never more than the limit, at most one
+    unspent lease each below it, and one Redis round trip serves a whole lease."""
+    from redis.asyncio import Redis
+
+    prefix = f"authserver-test-{RUN_ID}-lease-{secrets.token_hex(4)}:"
+    a, b = (RedisLimiter(REDIS_URL, key_prefix=prefix, timeout=1.0) for _ in range(2))
+    redis = Redis.from_url(REDIS_URL, decode_responses=True)
+    start = 2_000_000 * 60.0
+    try:
+        assert (await a.hit("k", limit=320, window=60, now=start + 1, lease=10)).allowed
+        counter = f"{prefix}rl:k|60:{int(start // 60)}"
+        assert await redis.get(counter) == "10"  # a whole lease counted at once
+        for _ in range(9):
+            assert (await a.hit("k", limit=320, window=60, now=start + 1, lease=10)).allowed
+        assert await redis.get(counter) == "10"  # ... and spent without asking Redis again
+        allowed = 10
+        for turn in range(400):
+            limiter = a if turn % 2 else b
+            allowed += (await limiter.hit("k", limit=320, window=60, now=start + 2, lease=10)).allowed
+        assert 320 - 2 * 10 <= allowed <= 320
+        assert int(await redis.get(counter)) <= 320
+        # Just after the window turns, the old count still weighs: a lease only gets the room that is left.
+        assert (await a.hit("k", limit=320, window=60, now=start + 61, lease=10)).allowed
+        assert await redis.get(f"{prefix}rl:k|60:{int(start // 60) + 1}") == "5"  # 320 - 320 * 59/60 = 5.3
+    finally:
+        await a.close()
+        await b.close()
+        for key in await redis.keys(f"{prefix}*"):
+            await redis.delete(key)
+        await redis.aclose()
+
+
 async def test_login_limit_per_ip(make_settings: Callable[..., Settings]) -> None:
     async with running(make_settings(login_per_ip=5)) as run:
         statuses = [(await run.http.get("/login?i=nothing")).status_code for _ in range(6)]
