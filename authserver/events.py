@@ -41,6 +41,21 @@ def configure_security_log() -> None:
     log.addHandler(handler)
     log.setLevel(logging.INFO)
 
+# Events every token request records: stored and counted like the others, but logged only at DEBUG so a
+# service fetching thousands of tokens does not turn the log into a copy of the table.
+ROUTINE = frozenset({("token", "issued")})
+
+
+class _JsonMessage:
+    __slots__ = ("line",)
+
+    def __init__(self, line: dict[str, Any]) -> None:
+        self.line = line
+
+    def __str__(self) -> str:
+        return json.dumps(self.line, default=str)
+
+
 # Keys that must never reach an event, whatever a caller passes.
 _FORBIDDEN = {"password", "secret", "client_secret", "code", "token", "access_token", "refresh_token", "otp", "backup_code"}
 
@@ -98,15 +113,15 @@ class SecurityEvents:
             "request_id": request_id_var.get(),
             "details": details,
         }
-        log.info(
-            json.dumps(
-                {
-                    "event": event, "outcome": outcome, "client_id": client_id, "account_id": account_id,
-                    "ip": ip, "request_id": row["request_id"], "time": row["occurred_at"].isoformat(), **details,
-                },
-                default=str,
-            )
-        )
+        level = logging.DEBUG if (event, outcome) in ROUTINE else logging.INFO
+        if log.isEnabledFor(level):
+            line = {
+                "event": event, "outcome": outcome, "client_id": client_id, "account_id": account_id,
+                "ip": ip, "request_id": row["request_id"], "time": row["occurred_at"].isoformat(), **details,
+            }
+            # The message renders itself as JSON only if a handler asks for it; authserver.logging's
+            # formatter embeds the dict (``security_event``) instead of parsing the text back.
+            log.log(level, _JsonMessage(line), extra={"security_event": line})
         self._enqueue(row)
 
     # --- storing ---------------------------------------------------------------------------------

@@ -31,13 +31,17 @@ _LOGGERS = ("authserver", "uvicorn", "uvicorn.error")
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        message = record.getMessage()
+        embedded = getattr(record, "security_event", None)
+        message = "security event" if isinstance(embedded, dict) else record.getMessage()
         entry: dict[str, Any] = {
             "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
         }
-        if record.name == "authserver.security" and message.startswith("{"):
+        if isinstance(embedded, dict):
+            entry["security_event"] = embedded
+            entry["message"] = message
+        elif record.name == "authserver.security" and message.startswith("{"):
             try:
                 entry["security_event"] = json.loads(message)
                 entry["message"] = "security event"
