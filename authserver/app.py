@@ -104,7 +104,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, passwords:
     accounts = SqlAccountStore(sessions, clock)
     passwords = passwords or Passwords()
     metrics = Metrics()
-    events = SecurityEvents(sessions, clock, metrics=metrics)
+    events = SecurityEvents(sessions, clock, metrics=metrics, bulk=fast_path.copy_events if fast_path else None)
     keys = KeyStore(sessions, clock, encryptor, algs=configured_algorithms(settings))
     return Services(
         settings=settings,

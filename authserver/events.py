@@ -18,6 +18,7 @@ import contextlib
 import json
 import logging
 import sys
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -77,12 +78,15 @@ class SecurityEvents:
         metrics: Metrics | None = None,
         flush_delay: float = FLUSH_DELAY,
         max_pending: int = MAX_PENDING,
+        bulk: Callable[[list[dict[str, Any]]], Awaitable[None]] | None = None,
     ) -> None:
         self._sessions = sessions
         self._clock = clock
         self._metrics = metrics
         self._flush_delay = flush_delay
         self._max_pending = max_pending
+        # PostgreSQL: COPY through the fast path's pool (storage/sql/fastpath.py); else a multi-row INSERT.
+        self._bulk = bulk or self._insert
         self._pending: list[dict[str, Any]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._writing: asyncio.Lock | None = None
@@ -157,14 +161,17 @@ class SecurityEvents:
             while self._pending:
                 batch = self._pending[:BATCH_SIZE]
                 try:
-                    async with self._sessions.begin() as session:
-                        await session.execute(insert(SecurityEvent), batch)
+                    await self._bulk(batch)
                 except Exception:  # noqa: BLE001 - the event log must not fail the request it describes
                     log.exception("could not store %d security events; kept for a retry", len(batch))
                     return False
                 # Only appends happen meanwhile, so the batch is still the head of the list.
                 del self._pending[: len(batch)]
         return True
+
+    async def _insert(self, rows: list[dict[str, Any]]) -> None:
+        async with self._sessions.begin() as session:
+            await session.execute(insert(SecurityEvent), rows)
 
     async def close(self) -> None:
         """Stop the background flush and write what is pending (shutdown)."""

@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from dataclasses import dataclass, field
 from urllib.parse import unquote_plus
 
 from authserver.errors import InvalidClient, InvalidRequest
+
+# Control characters (NUL above all, which PostgreSQL text refuses) are never in an id or secret.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -39,7 +43,7 @@ def extract(authorization: str | None, params: dict[str, str]) -> PresentedCrede
         if not sep:
             raise _basic_error("Malformed Basic credentials.")
         client_id, secret = unquote_plus(raw_id), unquote_plus(raw_secret)
-        if not client_id or any(ord(c) < 0x20 or c == "\x7f" for c in client_id + secret):
+        if not client_id or _CONTROL.search(client_id) or _CONTROL.search(secret):
             # Control characters (NUL above all, which PostgreSQL text refuses) are never in an id or secret.
             raise _basic_error("Malformed Basic credentials.")
         if body_id is not None and body_id != client_id:

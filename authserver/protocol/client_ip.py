@@ -7,6 +7,7 @@ not a trusted proxy is the client. Anything malformed stops the walk at the last
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable
 
@@ -17,6 +18,7 @@ def parse_networks(proxies: Iterable[str]) -> tuple[Network, ...]:
     return tuple(ipaddress.ip_network(p, strict=False) for p in proxies)
 
 
+@functools.lru_cache(maxsize=4096)  # a pure function of the text; the same few peers ask again and again
 def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     text = text.strip()
     if text.startswith("[") and "]" in text:  # [v6]:port

@@ -48,8 +48,11 @@ class TokenSigner:
 
     def _sign(self, claims: Mapping[str, Any], *, alg: str, typ: str) -> str:
         key = self._keys.signing_key(alg)
+        header = {"alg": alg, "typ": typ, "kid": key.kid}
+        if alg != "EdDSA":
+            return jwt.encode(header, dict(claims), key.key, algorithms=[alg])
         with eddsa_allowed():
-            return jwt.encode({"alg": alg, "typ": typ, "kid": key.kid}, dict(claims), key.key, algorithms=[alg])
+            return jwt.encode(header, dict(claims), key.key, algorithms=[alg])
 
     def access_token(
         self,

@@ -21,6 +21,8 @@ foreign, revoked or expired token. Requests that narrow ``scope`` also take the 
 
 SQLite (the embedded default) has no data-modifying CTEs and does not need this: there the ORM path is
 the only one. Every integration test runs on both engines.
+
+The same pool appends buffered security events with COPY (``copy_events``; authserver/events.py).
 """
 
 from __future__ import annotations
@@ -62,6 +64,8 @@ SELECT fam.grant_id, fam.account_id, fam.audience, fam.auth_time, fam.amr, fam.a
 FROM fam, claimed
 """
 
+EVENT_COLUMNS = ("occurred_at", "event", "outcome", "client_id", "account_id", "ip", "user_agent", "request_id", "details")
+
 # What asyncpg raises when PostgreSQL is down, slow, restarting or refusing: answered 503 like the ORM's.
 DRIVER_ERRORS: tuple[type[BaseException], ...] = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError)
 
@@ -83,7 +87,19 @@ def _naive_utc(moment: datetime) -> datetime:
 
 
 async def _json_codec(connection: asyncpg.Connection) -> None:
-    await connection.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    # Binary format (json's binary form is its text), so COPY can send it too.
+    await connection.set_type_codec(
+        "json", encoder=_json_bytes, decoder=json.loads, schema="pg_catalog", format="binary"
+    )
+
+
+def _json_bytes(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), default=str).encode()
+
+
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """Release without asyncpg's reset round trip: these connections never change session state
+    (autocommit statements only, no SET, LISTEN or advisory locks)."""
 
 
 class PgFastPath:
@@ -103,7 +119,7 @@ class PgFastPath:
             if self._pool is None:
                 s = self._settings
                 self._pool = await asyncpg.create_pool(
-                    self._dsn, min_size=0, max_size=max(1, s.pool_size), init=_json_codec,
+                    self._dsn, min_size=0, max_size=max(1, s.pool_size), init=_json_codec, reset=_keep_session,
                     timeout=s.pool_timeout, command_timeout=max(s.statement_timeout_ms / 1000 + 1, 2),
                     max_inactive_connection_lifetime=300,
                     server_settings={"application_name": "authserver-fast", "statement_timeout": str(s.statement_timeout_ms)},
@@ -133,6 +149,20 @@ class PgFastPath:
             auth_time=auth_time.replace(tzinfo=timezone.utc) if auth_time is not None else None,
             amr=list(row["amr"] or []), acr=row["acr"], roles=list(row["roles"] or []), scopes=list(row["scopes"] or []),
         )
+
+    async def copy_events(self, rows: list[dict[str, Any]]) -> None:
+        """Append security events with COPY (about 1 µs a row, a tenth of a multi-row INSERT)."""
+        records = [
+            tuple(_naive_utc(row[c]) if c == "occurred_at" else row[c] for c in EVENT_COLUMNS) for row in rows
+        ]
+        try:
+            if self._before is not None:
+                await self._before()
+            pool = await self._acquire_pool()
+            async with pool.acquire(timeout=self._settings.pool_timeout) as connection:
+                await connection.copy_records_to_table("security_events", records=records, columns=EVENT_COLUMNS)
+        except DRIVER_ERRORS as error:
+            raise Unavailable(f"database: {type(error).__name__}") from error
 
     async def close(self) -> None:
         if self._pool is not None:
