@@ -16,11 +16,14 @@ from typing import Any
 from authlib.oidc.core.util import create_half_hash
 from joserfc import jwt
 from joserfc.errors import JoseError, SecurityWarning
+from joserfc.jwk import KeySet
 
 from authserver.clock import Clock
 from authserver.keys.keystore import SUPPORTED_ALGS, KeyStore
 
 ACCESS_TOKEN_TYP = "at+jwt"
+# Access tokens whose signature check is remembered (see TokenSigner.verify_access_token).
+VERIFIED_CACHE = 2048
 
 
 @contextlib.contextmanager
@@ -45,6 +48,7 @@ class TokenSigner:
         self.issuer = issuer
         self._clock = clock
         self.default_alg = default_alg
+        self._verified: dict[str, tuple[KeySet, dict[str, Any]]] = {}
 
     def _sign(self, claims: Mapping[str, Any], *, alg: str, typ: str) -> str:
         key = self._keys.signing_key(alg)
@@ -122,19 +126,42 @@ class TokenSigner:
         return self._sign(body, alg=alg, typ="JWT")
 
     def verify_access_token(self, token: str, *, leeway: int = 0) -> dict[str, Any] | None:
-        """Claims of a valid access token we issued (signature, typ, iss, exp), or None."""
+        """Claims of a valid access token we issued (signature, typ, iss, exp), or None.
+
+        A resource server introspects the same token on every call it serves, so a token whose signature
+        checked out is remembered with the key set that checked it (at most ``VERIFIED_CACHE`` tokens):
+        until the key set changes (reload, rotation, revocation) the signature is not checked again. Expiry
+        is checked on every call; revocation is the caller's deny-list check.
+        """
         if len(token) > 8192 or token.count(".") != 2:
             return None
-        try:
-            with eddsa_allowed():
-                decoded = jwt.decode(token, self._keys.verification_keys, algorithms=list(SUPPORTED_ALGS))
-        except (JoseError, ValueError, TypeError, KeyError):
-            return None
-        if decoded.header.get("typ") != ACCESS_TOKEN_TYP:
-            return None
-        claims = decoded.claims
+        keys = self._keys.verification_keys
+        remembered = self._verified.get(token)
+        if remembered is not None and remembered[0] is keys:
+            claims = remembered[1]
+        else:
+            try:
+                with eddsa_allowed():
+                    decoded = jwt.decode(token, keys, algorithms=list(SUPPORTED_ALGS))
+            except (JoseError, ValueError, TypeError, KeyError):
+                return None
+            if decoded.header.get("typ") != ACCESS_TOKEN_TYP or decoded.claims.get("iss") != self.issuer:
+                return None
+            claims = dict(decoded.claims)
+            self._remember(token, keys, claims)
         now = self._clock.now().timestamp()
         exp = claims.get("exp")
-        if claims.get("iss") != self.issuer or not isinstance(exp, int) or exp + leeway <= now:
+        if not isinstance(exp, int) or exp + leeway <= now:
             return None
         return dict(claims)
+
+    def _remember(self, token: str, keys: KeySet, claims: dict[str, Any]) -> None:
+        if len(self._verified) >= VERIFIED_CACHE:
+            now = self._clock.now().timestamp()
+            self._verified = {
+                t: entry for t, entry in self._verified.items()
+                if entry[0] is keys and isinstance(entry[1].get("exp"), int) and entry[1]["exp"] > now
+            }
+            if len(self._verified) >= VERIFIED_CACHE:
+                self._verified.clear()
+        self._verified[token] = (keys, claims)
