@@ -17,6 +17,7 @@ from authserver.abuse import Emergency, RateLimits
 from authserver.accounts.lockout import Lockout
 from authserver.accounts.passwords import Passwords
 from authserver.admin.service import AdminService
+from authserver.chaos import FaultyCache, inject_database_faults
 from authserver.clock import Clock, SystemClock
 from authserver.endpoints.discovery import build_metadata, metadata_endpoint
 from authserver.events import SecurityEvents, configure_security_log
@@ -28,21 +29,16 @@ from authserver.housekeeping import purge_periodically
 from authserver.interaction.policy import InteractionStore
 from authserver.keys.encryption import Encryptor, load_or_create_key_file
 from authserver.keys.keystore import KeyStore
-from authserver.mfa.service import MfaService
 from authserver.keys.rotation import KeyManager, background_rotation, configured_algorithms
-from authserver.middleware.body_limit import BodyLimitMiddleware
-from authserver.middleware.header_limit import HeaderLimitMiddleware
 from authserver.metrics import Metrics, mark_worker_dead
-from authserver.middleware.metrics import MetricsMiddleware
-from authserver.middleware.request_id import RequestIdMiddleware
-from authserver.middleware.security_headers import SecurityHeadersMiddleware
+from authserver.mfa.service import MfaService
+from authserver.middleware.edge import EdgeMiddleware
 from authserver.ratelimit import Limiter, MemoryLimiter, RedisLimiter, ResilientLimiter
 from authserver.routes import build_routes
 from authserver.services import Services
 from authserver.settings import Settings
-from authserver.chaos import FaultyCache, inject_database_faults
-from authserver.storage.cache import Cache, create_cache
 from authserver.shutdown import install_drain_on_sigterm
+from authserver.storage.cache import Cache, create_cache
 from authserver.storage.sql.accounts import SqlAccountStore
 from authserver.storage.sql.clients import SqlClientStore
 from authserver.storage.sql.engine import create_engine, create_sessionmaker
@@ -184,11 +180,11 @@ def create_app(settings: Settings, *, clock: Clock | None = None, passwords: Pas
         routes=build_routes(metadata),
         middleware=[
             *tracing,
-            Middleware(MetricsMiddleware, metrics=services.metrics),
-            Middleware(RequestIdMiddleware),
-            Middleware(SecurityHeadersMiddleware, hsts=settings.server.issuer.startswith("https://")),
-            Middleware(HeaderLimitMiddleware, max_headers=settings.abuse.max_headers, max_bytes=settings.abuse.max_header_bytes),
-            Middleware(BodyLimitMiddleware, max_bytes=settings.server.max_body_bytes),
+            Middleware(
+                EdgeMiddleware, metrics=services.metrics, hsts=settings.server.issuer.startswith("https://"),
+                max_headers=settings.abuse.max_headers, max_header_bytes=settings.abuse.max_header_bytes,
+                max_body_bytes=settings.server.max_body_bytes,
+            ),
         ],
         exception_handlers={404: not_found},
         lifespan=lifespan,

@@ -67,6 +67,8 @@ RETRY_DELAY = 1.0
 # Rows per INSERT, and most rows kept while the database is unreachable.
 BATCH_SIZE = 500
 MAX_PENDING = 20_000
+# Longest wait at shutdown for the last rows to be written.
+CLOSE_TIMEOUT = 3.0
 
 
 class SecurityEvents:
@@ -90,6 +92,7 @@ class SecurityEvents:
         self._pending: list[dict[str, Any]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._writing: asyncio.Lock | None = None
+        self._closing = False
         self.dropped = 0
 
     async def record(
@@ -141,7 +144,7 @@ class SecurityEvents:
                 log.warning("security event buffer full (%d rows); %d events not stored", len(self._pending), self.dropped)
             return
         self._pending.append(row)
-        if self._flusher is None:
+        if self._flusher is None and not self._closing:
             self._flusher = asyncio.get_running_loop().create_task(self._flush_later(self._flush_delay))
 
     async def _flush_later(self, delay: float) -> None:
@@ -150,7 +153,7 @@ class SecurityEvents:
             await self.flush()
         finally:
             self._flusher = None
-        if self._pending:  # the write failed: try again later, without a busy loop
+        if self._pending and not self._closing:  # the write failed: try again later, without a busy loop
             self._flusher = asyncio.get_running_loop().create_task(self._flush_later(RETRY_DELAY))
 
     async def flush(self) -> bool:
@@ -162,7 +165,7 @@ class SecurityEvents:
                 batch = self._pending[:BATCH_SIZE]
                 try:
                     await self._bulk(batch)
-                except Exception:  # noqa: BLE001 - the event log must not fail the request it describes
+                except Exception:
                     log.exception("could not store %d security events; kept for a retry", len(batch))
                     return False
                 # Only appends happen meanwhile, so the batch is still the head of the list.
@@ -173,14 +176,23 @@ class SecurityEvents:
         async with self._sessions.begin() as session:
             await session.execute(insert(SecurityEvent), rows)
 
-    async def close(self) -> None:
-        """Stop the background flush and write what is pending (shutdown)."""
-        if self._flusher is not None:
-            self._flusher.cancel()
+    async def close(self, *, timeout: float = CLOSE_TIMEOUT) -> None:
+        """Write what is pending, then stop the background flush (shutdown).
+
+        A write in progress is waited for, never cancelled (a cancelled driver call can leave a SQLite
+        write lock behind); the whole wait is bounded by ``timeout``, after which what is left is logged
+        as lost.
+        """
+        self._closing = True
+        try:
+            await asyncio.wait_for(self.flush(), timeout)
+        except TimeoutError:
+            log.error("shutdown: %d security events could not be stored in %.0f s", len(self._pending), timeout)
+        flusher, self._flusher = self._flusher, None
+        if flusher is not None:
+            flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
-            self._flusher = None
-        await self.flush()
+                await flusher
 
     async def query(
         self,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from authserver.middleware.request_id import request_id_var, trace_id, traceparent_var
@@ -34,7 +34,7 @@ class JsonFormatter(logging.Formatter):
         embedded = getattr(record, "security_event", None)
         message = "security event" if isinstance(embedded, dict) else record.getMessage()
         entry: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
         }

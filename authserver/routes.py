@@ -10,7 +10,18 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from authserver.endpoints import admin, health, introspection, jwks, metrics, mfa_api, registration, revocation, token, userinfo
+from authserver.endpoints import (
+    admin,
+    health,
+    introspection,
+    jwks,
+    metrics,
+    mfa_api,
+    registration,
+    revocation,
+    token,
+    userinfo,
+)
 from authserver.endpoints.authorize import authorize
 from authserver.web import logout, mfa_views, views
 

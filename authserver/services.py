@@ -13,9 +13,9 @@ from authserver.clock import Clock
 from authserver.events import SecurityEvents
 from authserver.keys.encryption import Encryptor
 from authserver.keys.keystore import KeyStore
-from authserver.mfa.service import MfaService
 from authserver.keys.rotation import KeyManager
 from authserver.metrics import Metrics
+from authserver.mfa.service import MfaService
 from authserver.settings import Settings
 from authserver.storage.cache import Cache
 from authserver.storage.sql.accounts import SqlAccountStore

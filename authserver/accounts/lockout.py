@@ -173,6 +173,8 @@ class Lockout:
         async with self._sessions.begin() as session:
             await session.execute(self._insert_absent(session, key, now))
             row = (await session.scalars(select(LoginThrottle).where(LoginThrottle.key == key).with_for_update())).one()
+            if row.locked_until is not None and row.locked_until > now:
+                self.view.note(key, row.locked_until)  # locked by another instance: known here from now on
             if now - row.updated_at > self._reset_after:
                 row.lock_count = 0
             if now - row.window_started_at >= timedelta(seconds=policy.window) or row.failures == 0:

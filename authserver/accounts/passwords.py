@@ -17,8 +17,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import gzip
-from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError

@@ -42,6 +42,16 @@ async def test_a_lock_applies_here_at_once_and_elsewhere_after_the_reload_interv
     assert await there.client_locked_for([key]) == 0  # the other instance's copy is still fresh
     ticks.now += 1.0
     assert 0 < await there.client_locked_for([key]) <= 900  # reloaded: seen there too
+    # A third instance learns of the lock at its next failure for that key, before its reload is due.
+    third = Lockout(services.sessions, services.clock, reset_after=86400, view_seconds=1.0)
+    third.view._monotonic = ticks
+    assert await third.client_locked_for([key]) > 0  # first use loads the copy
+    other = client_key(f"svc-{secrets.token_hex(4)}", "203.0.113.9")
+    await here.failure(other, POLICY)
+    await here.failure(other, POLICY)
+    assert await third.client_locked_for([other]) == 0  # stale copy
+    await third.failure(other, POLICY)
+    assert await third.client_locked_for([other]) > 0
     assert await here.clear(key)
     assert await here.client_locked_for([key]) == 0
 

@@ -17,7 +17,6 @@ from authserver.services import Services
 from authserver.tokens.opaque import REFRESH_PREFIX, digest, new_secret
 from tests.support.lifecycle import issue, live_refresh_tokens, refresh
 
-
 # The statement is PostgreSQL's; SQLite has only the general path (see the last test).
 POSTGRES = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 

@@ -31,7 +31,7 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -83,7 +83,7 @@ class Rotated:
 
 
 def _naive_utc(moment: datetime) -> datetime:
-    return moment.astimezone(timezone.utc).replace(tzinfo=None)
+    return moment.astimezone(UTC).replace(tzinfo=None)
 
 
 async def _json_codec(connection: asyncpg.Connection) -> None:
@@ -146,7 +146,7 @@ class PgFastPath:
         auth_time: datetime | None = row["auth_time"]
         return Rotated(
             grant_id=row["grant_id"], account_id=row["account_id"], audience=list(row["audience"] or []),
-            auth_time=auth_time.replace(tzinfo=timezone.utc) if auth_time is not None else None,
+            auth_time=auth_time.replace(tzinfo=UTC) if auth_time is not None else None,
             amr=list(row["amr"] or []), acr=row["acr"], roles=list(row["roles"] or []), scopes=list(row["scopes"] or []),
         )
 
