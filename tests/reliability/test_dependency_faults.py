@@ -3,6 +3,9 @@
 The app reaches the real PostgreSQL and Redis through a TCP proxy the test controls. Anything that decides
 who gets a credential fails closed (503 + Retry-After, never a token, never a redirect from /authorize);
 discovery and JWKS keep being served from memory; the app recovers by itself when the dependency returns.
+Slow means beyond the configured timeouts: the answer is the outage's, within a bound. Restarts: PostgreSQL's
+connections all cut during refresh traffic (no row lost or doubled), and a Redis of the test's own killed and
+started again empty on the same port.
 """
 
 from __future__ import annotations
