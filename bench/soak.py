@@ -61,6 +61,9 @@ class Tally:
     throttled: int = 0
     errors: collections.Counter[str] = field(default_factory=collections.Counter)
     samples: list[str] = field(default_factory=list)  # the first few error texts, for the report
+    # How late the generator itself sent a request (seconds after it was due): large means the load
+    # generator was starved of CPU, and the latencies measure that, not the server.
+    worst_start_lag: float = 0.0
 
     def record(self, outcome: str, latency: float, detail: str = "") -> None:
         if outcome == "ok":
@@ -79,6 +82,7 @@ class Tally:
             "sent": self.sent, "ok": len(latencies), "throttled_429": self.throttled,
             "errors": dict(self.errors), "error_samples": self.samples,
             **{f"p{q}_ms": round(quantiles[q - 1] * 1000, 1) if quantiles else None for q in (50, 95, 99)},
+            "worst_start_lag_ms": round(self.worst_start_lag * 1000, 1),
         }
 
 
@@ -166,6 +170,7 @@ async def open_loop(
     n = 0
     while (due := start + n / rate) < start + seconds:
         await asyncio.sleep(max(0.0, due - loop.time()))
+        tally.worst_start_lag = max(tally.worst_start_lag, loop.time() - due)
         tally.sent += 1
         if len(in_flight) >= max_in_flight:  # the server is this far behind: count it, do not pile on
             tally.record("overload", 0.0, f"{max_in_flight} {kind} requests in flight")
@@ -216,15 +221,15 @@ def verdict(summary: dict[str, dict[str, Any]], p95_limit_ms: float) -> list[str
 
 def markdown(summary: dict[str, dict[str, Any]], seconds: float) -> str:
     lines = [
-        "| Kind | rate /s | sent | 2xx | 429 | errors | p50 ms | p95 ms | p99 ms |",
-        "|---|---:|---:|---:|---:|---|---:|---:|---:|",
+        "| Kind | rate /s | sent | 2xx | 429 | errors | p50 ms | p95 ms | p99 ms | worst send lag ms |",
+        "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|",
     ]
     for kind, row in summary.items():
         errors = ", ".join(f"{k}: {v}" for k, v in sorted(row["errors"].items())) or "0"
+        percentiles = " | ".join("–" if row[f"p{q}_ms"] is None else str(row[f"p{q}_ms"]) for q in (50, 95, 99))
         lines.append(
             f"| {kind} {KINDS[kind]} | {row['sent'] / seconds:.1f} | {row['sent']} | {row['ok']} | {row['throttled_429']} | "
-            f"{errors} | {row['p50_ms'] if row['p50_ms'] is not None else '–'} | "
-            f"{row['p95_ms'] if row['p95_ms'] is not None else '–'} | {row['p99_ms'] if row['p99_ms'] is not None else '–'} |"
+            f"{errors} | {percentiles} | {row['worst_start_lag_ms']} |"
         )
     return "\n".join(lines)
 
