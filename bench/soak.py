@@ -292,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n- server CPU {server_cpu:.1f} s over {args.duration:g} s ({100 * server_cpu / args.duration:.0f}% of a core); "
           f"RSS {rss_before.get('rss_mb', 0):.0f} → {rss_after.get('rss_mb', 0):.0f} MB (peak {rss_after.get('peak_rss_mb', 0):.0f}); "
           f"load generator CPU {load_cpu:.1f} s ({100 * load_cpu / args.duration:.0f}% of a core: near 100% means the figures are the client's)")
+    print(f"- server log: {server.log_path}")
     for kind, row in summary.items():
         for sample in row["error_samples"]:
             print(f"- {kind} {sample}")
