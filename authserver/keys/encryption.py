@@ -8,6 +8,7 @@ to its row (a TOTP secret copied onto another account does not decrypt).
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import secrets
@@ -76,14 +77,23 @@ def generate_key() -> str:
 
 
 def load_or_create_key_file(path: str | Path) -> tuple[dict[str, str], str]:
-    """The embedded default's key-encryption key: generated once into a 0600 file beside the database."""
+    """The embedded default's key-encryption key: generated once into a 0600 file beside the database.
+
+    Instances started together may all find the file missing: each writes a complete file under a name of
+    its own and hard-links it into place, which never replaces an existing file, so the first one wins and
+    every process then reads that one (never a half-written file).
+    """
     path = Path(path)
-    if path.exists():
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return dict(data["keys"]), str(data["active"])
-    key_id = "k" + secrets.token_hex(4)
-    data = {"keys": {key_id: generate_key()}, "active": key_id}
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(data, handle)
-    return data["keys"], key_id
+    if not path.exists():
+        key_id = "k" + secrets.token_hex(4)
+        draft = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump({"keys": {key_id: generate_key()}, "active": key_id}, handle)
+            with contextlib.suppress(FileExistsError):
+                os.link(draft, path)
+        finally:
+            draft.unlink()
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return dict(data["keys"]), str(data["active"])

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -22,40 +21,19 @@ from authserver.storage.sql.migrate import upgrade
 from tests.abuse.conftest import login_page, post_login, random_ip, real_limits, running
 from tests.conftest import ISSUER, create_pg_database, drop_pg_database, environ_for, fast_passwords
 from tests.support.factories import make_client, make_user
+from tests.support.servers import RedisServer, free_port, wait_for_port
 
 WRONG = "not the right password at all"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"process exited with {process.returncode}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listening on {port}")
-
-
 @contextlib.contextmanager
-def redis_server() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    port = free_port()
-    process = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+def redis_server() -> Iterator[tuple[str, RedisServer]]:
+    server = RedisServer()
+    server.start()
     try:
-        wait_for_port(port, process)
-        yield f"redis://127.0.0.1:{port}/0", process
+        yield server.url, server
     finally:
-        process.kill()
-        process.wait()
+        server.stop()
 
 
 @pytest.fixture
@@ -68,7 +46,7 @@ async def pg_url() -> AsyncIterator[str]:
 
 
 async def test_redis_down_falls_back_to_a_stricter_local_limit(pg_url: str, tmp_path: Path) -> None:
-    with redis_server() as (redis_url, process):
+    with redis_server() as (redis_url, redis):
         env = environ_for("postgres", pg_url, tmp_path, **real_limits(login_per_ip=8, fallback_divisor=4, token_per_client=5),
                           AUTHSERVER_CACHE__URL=redis_url, AUTHSERVER_CACHE__TIMEOUT="0.5")
         async with running(load_settings(env)) as run:
@@ -83,8 +61,7 @@ async def test_redis_down_falls_back_to_a_stricter_local_limit(pg_url: str, tmp_
             form = await login_page(run.http)  # one login request counted in Redis
             assert (await post_login(run.http, form, person.username, WRONG)).status_code == 401
 
-            process.kill()
-            process.wait()
+            redis.stop()
 
             # Machine tokens keep flowing up to the normal limit, counted per instance (fail open with a floor).
             assert [await token() for _ in range(6)] == [200] * 5 + [429]

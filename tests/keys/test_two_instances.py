@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import socket
@@ -142,3 +143,19 @@ async def test_two_processes_serve_the_same_jwks_and_pick_up_a_rotation(
         assert after[0] == after[1] != before[0]
         published = {k["kid"] for k in json.loads(after[0][0])["keys"]}
         assert activated <= published
+        # And both sign with the newly activated key from then on (ES256 by default).
+        services = build_services(load_settings(env))
+        try:
+            _, secret = await services.clients.create(
+                client_id="rotation-probe", name="Probe", client_type="confidential", redirect_uris=[],
+                grant_types=["client_credentials"], scopes=["read:levels"],
+            )
+        finally:
+            await services.engine.dispose()
+            await services.cache.close()
+            await services.limiter.close()
+        for url in urls:
+            token = await http.post(f"{url}/token", data={"grant_type": "client_credentials"}, auth=("rotation-probe", secret or ""))
+            assert token.status_code == 200, token.text
+            header = json.loads(base64.urlsafe_b64decode(token.json()["access_token"].split(".")[0] + "=="))
+            assert header["kid"] in activated, (url, header)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
 import pytest
 
 from authserver import errors
-from authserver.keys.encryption import DecryptionError, Encryptor, generate_key
+from authserver.keys.encryption import DecryptionError, Encryptor, generate_key, load_or_create_key_file
 
 
 @pytest.mark.parametrize("description", ['say "hi"', "back\\slash", "línea", "tab\tline", "new\nline", "\x7f"])
@@ -89,3 +93,21 @@ def test_wrong_key_id_tampering_and_aad_mismatch_fail(encryptor: Encryptor) -> N
 def test_bad_key_configuration_is_refused(keys: dict[str, str], active: str) -> None:
     with pytest.raises(ValueError):
         Encryptor(keys, active)
+
+
+def test_processes_starting_together_share_one_key_file(tmp_path: Path) -> None:
+    """The embedded default's key file may be created by several processes at once (instances started together):
+    one key wins, and nobody fails or reads a half-written file."""
+    for round_no in range(20):
+        path = tmp_path / f"secrets-{round_no}.json"
+        barrier = threading.Barrier(8)
+
+        def create(_: int) -> tuple[dict[str, str], str]:
+            barrier.wait()
+            return load_or_create_key_file(path)
+
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(create, range(8)))
+        assert all(result == results[0] for result in results)
+        assert path.stat().st_mode & 0o777 == 0o600
+        assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
