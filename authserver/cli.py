@@ -100,7 +100,7 @@ def app_from_environment() -> Any:
     settings = load_settings()
     # Each uvicorn worker is its own process: configure its logging too.
     configure_logging(settings.observability.log_format, settings.observability.log_level)
-    return create_app(settings)
+    return create_app(settings, server_process=True)
 
 
 async def _ensure_demo(services: Any) -> None:

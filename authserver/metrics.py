@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -39,6 +40,7 @@ def multiprocess_dir() -> str | None:
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         r = self.registry
         self.requests = Counter(
             "authserver_http_requests", "HTTP requests by route template, method and status.",
@@ -86,17 +88,27 @@ class Metrics:
 
     # -- observations -------------------------------------------------------------------------------
 
+    # Labelled children by label values: ``labels()`` takes a lock and builds a key on every call, and the
+    # same few series are hit on every request. Bounded like the labels themselves (route templates,
+    # registered clients, event names).
+    def _child(self, metric: Any, *values: str) -> Any:
+        key = (id(metric), values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
+
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.requests.labels(route, method, str(status)).inc()
-        self.latency.labels(route, method).observe(seconds)
+        self._child(self.requests, route, method, str(status)).inc()
+        self._child(self.latency, route, method).observe(seconds)
         if status == 429:
             self.rate_limited.labels(route).inc()
 
     def token_issued(self, grant_type: str, client_id: str) -> None:
-        self.tokens_issued.labels(grant_type, client_id).inc()
+        self._child(self.tokens_issued, grant_type, client_id).inc()
 
     def security_event(self, event: str, outcome: str) -> None:
-        self.security_events.labels(event, outcome).inc()
+        self._child(self.security_events, event, outcome).inc()
         if event in SIGN_IN_EVENTS:
             self.sign_ins.labels(outcome).inc()
         elif event in MFA_EVENTS or event.startswith("mfa"):

@@ -182,11 +182,8 @@ class RedisLimiter:
     async def hit(self, key: str, *, limit: int, window: float, now: float, cost: int = 1, lease: int = 1) -> Decision:
         index, elapsed = _window(now, window)
         base = f"{self._prefix}{key}|{int(window)}:"
-        if cost > 0 and lease > 1:
-            held = self._leases.get(base)
-            if held is not None and held[0] == index and held[1] >= cost:
-                self._leases[base] = (index, held[1] - cost, held[2], held[3])
-                return decide(held[2], held[3], limit=limit, window=window, elapsed=elapsed, cost=cost, allowed=True)
+        if cost > 0 and lease > 1 and (spent := self.spend_lease(key, limit=limit, window=window, now=now, cost=cost)):
+            return spent
         window_ms = max(int(window * 1000), 1)
         result = await self._script(
             keys=[f"{base}{index}", f"{base}{index - 1}"],
@@ -196,6 +193,19 @@ class RedisLimiter:
         if allowed and counted > cost:
             self._keep_lease(base, index, counted - cost, cur, prev)
         return decide(cur, prev, limit=limit, window=window, elapsed=elapsed, cost=cost, allowed=bool(allowed))
+
+    def spend_lease(self, key: str, *, limit: int, window: float, now: float, cost: int = 1) -> Decision | None:
+        """Allow ``cost`` requests from this instance's lease for ``key``, if it has that much; else None."""
+        base = f"{self._prefix}{key}|{int(window)}:"
+        held = self._leases.get(base)
+        if held is None or held[1] < cost:
+            return None
+        index, elapsed = _window(now, window)
+        if held[0] != index:
+            return None
+        self._leases[base] = (index, held[1] - cost, held[2], held[3])
+        # What is left of the whole budget is not known here without a round trip: "remaining" is the share.
+        return Decision(True, limit, held[1] - cost, 0, math.ceil(2 * window - elapsed))
 
     def _keep_lease(self, base: str, index: int, spare: int, cur: int, prev: int) -> None:
         held = self._leases.get(base)
@@ -238,6 +248,14 @@ class ResilientLimiter:
     @property
     def degraded(self) -> bool:
         return self._monotonic() < self._open_until
+
+    def spend_lease(self, key: str, *, limit: int, window: float, now: float) -> Decision | None:
+        """The shared limiter's lease for ``key`` (no I/O), unless Redis is being bypassed; else None."""
+        spend = getattr(self.primary, "spend_lease", None)
+        if spend is None or self.degraded:
+            return None
+        decision: Decision | None = spend(key, limit=limit, window=window, now=now)
+        return decision
 
     async def hit(
         self, key: str, *, limit: int, window: float, now: float, cost: int = 1, strict: bool = False, lease: int = 1

@@ -36,16 +36,27 @@ except ImportError:  # pragma: no cover
     pass
 
 
+class _NoStoreJSON(Response):
+    """A JSON response with ``no-store`` whose headers are encoded once for all (token, introspection)."""
+
+    media_type = "application/json"
+    _fixed = [(b"content-type", b"application/json"), *((k.lower().encode(), v.encode()) for k, v in NO_STORE.items())]
+
+    def __init__(self, content: bytes, status_code: int) -> None:
+        self.status_code = status_code
+        self.background = None
+        self.body = content
+        self.raw_headers = [(b"content-length", str(len(content)).encode()), *self._fixed]
+
+
 def json_response(body: Any, status_code: int = 200, headers: dict[str, str] | None = None, *, no_store: bool = True) -> Response:
+    content = json.dumps(body, separators=(",", ":")).encode()
+    if no_store and not headers:
+        return _NoStoreJSON(content, status_code)
     all_headers = dict(NO_STORE) if no_store else {}
     if headers:
         all_headers.update(headers)
-    return Response(
-        json.dumps(body, separators=(",", ":")).encode(),
-        status_code=status_code,
-        headers=all_headers,
-        media_type="application/json",
-    )
+    return Response(content, status_code=status_code, headers=all_headers, media_type="application/json")
 
 
 def error_response(error: OAuthError) -> Response:

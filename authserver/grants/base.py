@@ -60,8 +60,8 @@ def require_grant_type(client: ClientInfo, grant_type: str) -> None:
 def check_scopes(services: Services, client: ClientInfo, requested: str | None, *, default: Iterable[str]) -> list[str]:
     """Requested scopes, all known and allowed for the client; the default when none are requested."""
     scopes = parse_scope(requested) or list(default)
-    allowed = set(client.scopes) & set(services.settings.tokens.scopes)
-    refused = [s for s in scopes if s not in allowed]
+    known = services.settings.tokens.scopes
+    refused = [s for s in scopes if s not in client.scopes or s not in known]
     if refused:
         raise InvalidScope("The requested scope is not allowed for this client.", debug=f"refused {refused}")
     return scopes
