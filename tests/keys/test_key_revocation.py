@@ -75,3 +75,22 @@ async def test_revoking_a_key_twice_or_an_unknown_kid(make_settings: Callable[..
         states = [k.state for k in await services.key_manager.list_keys() if k.alg == "ES256"]
         assert sorted(states) == ["active", "next", "revoked"]
         assert next_kid not in {k["kid"] for k in json.loads(services.keys.jwks_bytes)["keys"]}
+
+
+async def test_introspection_forgets_verified_tokens_when_their_key_is_revoked(make_settings: Callable[..., Settings]) -> None:
+    """Introspection remembers tokens whose signature checked out (TokenSigner.verify_access_token), but
+    only with the key set that checked them: after an emergency revocation the token is inactive."""
+    clock = FrozenClock()
+    async with running(make_settings(), clock) as (_, services, http):
+        client = await make_client(services, grant_types=["client_credentials"])
+        api = await make_client(services, grant_types=[], can_introspect=True)
+        token = await client_token(http, client)
+
+        async def active() -> bool:
+            answer = await http.post("/introspect", data={"token": token}, auth=(api.client_id, api.secret or ""))
+            assert answer.status_code == 200
+            return bool(answer.json()["active"])
+
+        assert await active() and await active()  # the second answer comes from the remembered check
+        await services.key_manager.revoke(pyjwt.get_unverified_header(token)["kid"])
+        assert not await active()
