@@ -35,7 +35,7 @@ from authserver.metrics import Metrics, mark_worker_dead
 from authserver.mfa.service import MfaService
 from authserver.middleware.edge import EdgeMiddleware
 from authserver.ratelimit import Limiter, MemoryLimiter, RedisLimiter, ResilientLimiter
-from authserver.routes import build_routes
+from authserver.routes import build_routes, direct_routes
 from authserver.services import Services
 from authserver.settings import Settings
 from authserver.shutdown import install_drain_on_sigterm
@@ -195,14 +195,15 @@ def create_app(
         from authserver.tracing import tracing_middleware
 
         tracing = [Middleware(tracing_middleware())]
+    routes = build_routes(metadata)
     app = Starlette(
-        routes=build_routes(metadata),
+        routes=routes,
         middleware=[
             *tracing,
             Middleware(
                 EdgeMiddleware, metrics=services.metrics, hsts=settings.server.issuer.startswith("https://"),
                 max_headers=settings.abuse.max_headers, max_header_bytes=settings.abuse.max_header_bytes,
-                max_body_bytes=settings.server.max_body_bytes,
+                max_body_bytes=settings.server.max_body_bytes, direct=direct_routes(routes),
             ),
         ],
         exception_handlers={404: not_found},

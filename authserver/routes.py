@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp
 
 from authserver.endpoints import (
     admin,
@@ -27,9 +25,15 @@ from authserver.web import logout, mfa_views, views
 
 # Endpoints that answer a wrong method themselves, with the error their channel expects.
 ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+# Machine endpoints at fixed paths: the edge middleware calls them directly (middleware/edge.py).
+DIRECT = frozenset({"token", "introspection", "jwks", "openid_configuration", "oauth_metadata", "userinfo", "revocation"})
 
 
-def build_routes(metadata: Callable[[Request], Awaitable[Response]]) -> list[Route | Mount]:
+def direct_routes(routes: list[Route | Mount]) -> dict[str, Route]:
+    return {route.path: route for route in routes if isinstance(route, Route) and route.name in DIRECT}
+
+
+def build_routes(metadata: ASGIApp) -> list[Route | Mount]:
     # Starlette tries routes in order: the machine endpoints, which carry nearly all the traffic, come first.
     return [
         Route("/token", token.token, methods=ANY_METHOD, name="token"),

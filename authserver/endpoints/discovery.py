@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-from starlette.requests import Request
-from starlette.responses import Response
-
-from authserver.mfa.service import ACR_MFA, ACR_PASSWORD
+from authserver.endpoints.prepared import PreparedDocument
 from authserver.keys.rotation import configured_algorithms
+from authserver.mfa.service import ACR_MFA, ACR_PASSWORD
 from authserver.settings import Settings
 
 
@@ -51,12 +48,7 @@ def build_metadata(settings: Settings, grant_types: list[str]) -> dict[str, Any]
     }
 
 
-def metadata_endpoint(metadata: dict[str, Any]) -> Callable[[Request], Awaitable[Response]]:
+def metadata_endpoint(metadata: dict[str, Any]) -> PreparedDocument:
     """Serves prepared bytes: the document only changes with the settings."""
     body = json.dumps(metadata, separators=(",", ":")).encode()
-    headers = {"Cache-Control": "public, max-age=3600", "Access-Control-Allow-Origin": "*"}
-
-    async def metadata_document(request: Request) -> Response:
-        return Response(body, media_type="application/json", headers=headers)
-
-    return metadata_document
+    return PreparedDocument(body, {"Cache-Control": "public, max-age=3600", "Access-Control-Allow-Origin": "*"})

@@ -17,6 +17,7 @@ from authlib.oidc.core.util import create_half_hash
 from joserfc import jwt
 from joserfc.errors import JoseError, SecurityWarning
 from joserfc.jwk import KeySet
+from joserfc.jws import JWSRegistry
 
 from authserver.clock import Clock
 from authserver.keys.keystore import SUPPORTED_ALGS, KeyStore
@@ -49,14 +50,18 @@ class TokenSigner:
         self._clock = clock
         self.default_alg = default_alg
         self._verified: dict[str, tuple[KeySet, dict[str, Any]]] = {}
+        # Built once: joserfc would otherwise build a registry (a copy of its header table) per call.
+        self._signing_registries = {alg: JWSRegistry(algorithms=[alg]) for alg in SUPPORTED_ALGS}
+        self._verifying_registry = JWSRegistry(algorithms=list(SUPPORTED_ALGS))
 
     def _sign(self, claims: Mapping[str, Any], *, alg: str, typ: str) -> str:
         key = self._keys.signing_key(alg)
         header = {"alg": alg, "typ": typ, "kid": key.kid}
+        registry = self._signing_registries.get(alg) or JWSRegistry(algorithms=[alg])
         if alg != "EdDSA":
-            return jwt.encode(header, dict(claims), key.key, algorithms=[alg])
+            return jwt.encode(header, dict(claims), key.key, registry=registry)
         with eddsa_allowed():
-            return jwt.encode(header, dict(claims), key.key, algorithms=[alg])
+            return jwt.encode(header, dict(claims), key.key, registry=registry)
 
     def access_token(
         self,
@@ -142,7 +147,7 @@ class TokenSigner:
         else:
             try:
                 with eddsa_allowed():
-                    decoded = jwt.decode(token, keys, algorithms=list(SUPPORTED_ALGS))
+                    decoded = jwt.decode(token, keys, registry=self._verifying_registry)
             except (JoseError, ValueError, TypeError, KeyError):
                 return None
             if decoded.header.get("typ") != ACCESS_TOKEN_TYP or decoded.claims.get("iss") != self.issuer:
