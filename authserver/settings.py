@@ -285,6 +285,10 @@ class ObservabilitySettings:
     graceful_timeout: int = 20
     # OpenTelemetry server spans per request (needs the otel extra; exporter from the OTEL_* variables).
     tracing: bool = False
+    # Store a security event for every client-credentials token. Off: machine tokens are counted per client
+    # (authserver_tokens_issued) but not stored, since a busy service would add millions of rows a day;
+    # tokens issued to people (code, refresh) are always stored.
+    store_machine_token_events: bool = False
 
 
 @dataclass(frozen=True)

@@ -120,9 +120,8 @@ class LockView:
     async def _reload(self) -> None:
         if self._reloading is None:
             self._reloading = asyncio.Lock()
-        if self._reloading.locked():
-            if self._loaded_at is not None:
-                return  # someone else is reloading; answer from the current copy
+        if self._reloading.locked() and self._loaded_at is not None:
+            return  # someone else is reloading; answer from the current copy
         async with self._reloading:
             if self._loaded_at is not None and self._monotonic() - self._loaded_at < self._max_age:
                 return

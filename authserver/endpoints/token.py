@@ -38,9 +38,10 @@ async def token(request: Request) -> Response:
         raise TemporarilyUnavailable("No signing key is active yet for this client's algorithm.")
     relevant = {name: value for name, value in params.items() if name in grant.PARAMETERS}
     body = await grant.create_token_response(client, relevant)
-    await services.events.record(
-        "token", "issued", client_id=client.client_id, ip=ip, user_agent=request.headers.get("user-agent"),
-        grant_type=grant_type, scope=body.get("scope"), refresh="refresh_token" in body,
-    )
+    if grant_type != "client_credentials" or services.settings.observability.store_machine_token_events:
+        await services.events.record(
+            "token", "issued", client_id=client.client_id, ip=ip, user_agent=request.headers.get("user-agent"),
+            grant_type=grant_type, scope=body.get("scope"), refresh="refresh_token" in body,
+        )
     services.metrics.token_issued(grant_type, client.client_id)
     return json_response(body)
