@@ -109,8 +109,9 @@ class SecurityEvents:
         details = {k: v for k, v in details.items() if k not in _FORBIDDEN}
         if self._metrics is not None:
             self._metrics.security_event(event, outcome)
-        row = {
-            "occurred_at": self._clock.now(),
+        occurred_at = self._clock.now()
+        row: dict[str, Any] = {
+            "occurred_at": occurred_at,
             "event": event,
             "outcome": outcome,
             "client_id": client_id,
@@ -124,7 +125,7 @@ class SecurityEvents:
         if log.isEnabledFor(level):
             line = {
                 "event": event, "outcome": outcome, "client_id": client_id, "account_id": account_id,
-                "ip": ip, "request_id": row["request_id"], "time": row["occurred_at"].isoformat(), **details,
+                "ip": ip, "request_id": row["request_id"], "time": occurred_at.isoformat(), **details,
             }
             # The message renders itself as JSON only if a handler asks for it; authserver.logging's
             # formatter embeds the dict (``security_event``) instead of parsing the text back.

@@ -133,7 +133,7 @@ class LockView:
                             LoginThrottle.locked_until > now, or_(*(LoginThrottle.key.startswith(p) for p in CLIENT_PREFIXES))
                         )
                     )
-                    self._locks = {key: until for key, until in rows}
+                    self._locks = {key: until for key, until in rows if until is not None}
             except Exception:
                 if self._loaded_at is None:
                     raise  # nothing to answer from yet: the caller's error handling decides (503)

@@ -11,7 +11,6 @@ from authserver.protocol.client_auth import PresentedCredentials
 from authserver.protocol.scopes import parse_scope
 from authserver.services import Services
 from authserver.storage.sql.clients import ClientInfo
-from authserver.storage.sql.models import Account, Grant
 
 # Scopes that only make sense with a person behind the token.
 USER_SCOPES = frozenset({"openid", "profile", "email", "offline_access", "mfa:manage"})
@@ -76,7 +75,31 @@ def check_audience(services: Services, client: ClientInfo, resource: str | None)
     return [resource]
 
 
-def user_claims(account: Account, *, auth_time: datetime | None, amr: list[str], acr: str | None) -> dict[str, Any]:
+class Person(Protocol):
+    """What a token needs of the person: an ``Account`` row, or the fast path's ``Rotated`` answer."""
+
+    @property
+    def account_id(self) -> str: ...
+    @property
+    def roles(self) -> list[str]: ...
+
+
+class Family(Protocol):
+    """What a token needs of its grant: a ``Grant`` row, or the fast path's ``Rotated`` answer."""
+
+    @property
+    def grant_id(self) -> str: ...
+    @property
+    def audience(self) -> list[str]: ...
+    @property
+    def auth_time(self) -> datetime | None: ...
+    @property
+    def amr(self) -> list[str]: ...
+    @property
+    def acr(self) -> str | None: ...
+
+
+def user_claims(account: Person, *, auth_time: datetime | None, amr: list[str], acr: str | None) -> dict[str, Any]:
     """Extra access-token claims for a person: CMIPRO roles and how they authenticated."""
     claims: dict[str, Any] = {"roles": list(account.roles)}
     if auth_time is not None:
@@ -102,8 +125,8 @@ def token_response(access_token: str, expires_in: int, scopes: list[str], **extr
 def issue_user_tokens(
     services: Services,
     client: ClientInfo,
-    account: Account,
-    grant: Grant,
+    account: Person,
+    grant: Family,
     *,
     scopes: list[str],
     nonce: str | None,

@@ -17,7 +17,6 @@ from authserver.protocol.scopes import parse_scope
 from authserver.services import Services
 from authserver.storage.errors import AlreadyConsumed, NotFound
 from authserver.storage.sql.clients import ClientInfo
-from authserver.storage.sql.models import Account, Grant
 from authserver.storage.sql.tokens import NewRefreshToken
 from authserver.tokens.opaque import REFRESH_PREFIX, digest, new_secret
 
@@ -93,8 +92,5 @@ class RefreshTokenGrant:
         )
         if rotated is None:
             return None
-        account = Account(account_id=rotated.account_id, roles=rotated.roles)
-        grant = Grant(grant_id=rotated.grant_id, audience=rotated.audience, auth_time=rotated.auth_time, amr=rotated.amr, acr=rotated.acr)
-        return issue_user_tokens(
-            services, client, account, grant, scopes=rotated.scopes, nonce=None, refresh_token=new_value
-        )
+        # The answer carries what the tokens need of both the person and the family.
+        return issue_user_tokens(services, client, rotated, rotated, scopes=rotated.scopes, nonce=None, refresh_token=new_value)
