@@ -72,9 +72,12 @@ class DatabaseSettings:
     statement_timeout_ms: int = 2000
     # Run migrations automatically at start-up (`authserver serve`).
     migrate_on_start: bool = True
-    # Test each pooled connection before use (PostgreSQL: three round trips per checkout, see
-    # docs/performance.md). Off: a dead connection fails one request with 503, then the pool is renewed.
+    # Test a pooled connection before use when it has been idle longer than pool_ping_after seconds
+    # (PostgreSQL; a connection used moments ago is known to be alive, as HikariCP's bypass window). Off:
+    # a dead connection fails one request with 503, then the pool is renewed.
     pool_pre_ping: bool = True
+    # Seconds of idleness after which a pooled connection is tested before use (0: test every checkout).
+    pool_ping_after: float = 1.0
 
 
 @dataclass(frozen=True)

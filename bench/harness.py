@@ -48,6 +48,7 @@ from bench.servers import (
     cpu_seconds,
     make_workdir,
     memory_mb,
+    thread_cpu_seconds,
 )
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -84,6 +85,8 @@ class Sample:
     p50_ms: float | None
     p99_ms: float | None
     steps_ms: dict[str, float]
+    # W5 on authserver: CPU of the worker's main thread, i.e. everything but the argon2 pool thread.
+    main_thread_cpu_seconds: float | None = None
 
 
 class Bench:
@@ -142,6 +145,7 @@ class Bench:
     def measure(self, server: Server, workload: str, request: Request | None, round_no: int) -> None:
         args = self.args
         creds = server.credentials
+        main_thread: float | None = None
         if workload == "W6":
             assert request is not None and creds is not None
             seeds = asyncio.run(collect_refresh_tokens(server.base_url, creds, 2 * args.chains))
@@ -155,8 +159,11 @@ class Bench:
             one = flow_workload(creds)
             asyncio.run(run_python(server.base_url, one, seconds=args.warmup, concurrency=args.flow_concurrency))
             before = cpu_seconds(server.pid)
+            main_before = thread_cpu_seconds(server.pid, server.pid) if isinstance(server, Ours) else None
             with self._profiling(server, workload, round_no):
                 result = asyncio.run(run_python(server.base_url, one, seconds=args.duration, concurrency=args.flow_concurrency))
+            if main_before is not None:
+                main_thread = thread_cpu_seconds(server.pid, server.pid) - main_before
         else:
             assert request is not None
             self._run(server, request, args.warmup, args.connections)
@@ -171,6 +178,7 @@ class Bench:
             seconds=round(result.seconds, 3), cpu_seconds=round(used, 3), rate=round(result.rate, 1),
             per_cpu=round(result.ok / used, 1) if used > 0 else 0.0,
             p50_ms=_round(result.p50_ms), p99_ms=_round(result.p99_ms), steps_ms={k: round(v, 2) for k, v in result.steps_ms.items()},
+            main_thread_cpu_seconds=round(main_thread, 3) if main_thread is not None else None,
         ))
         print(f"  round {round_no} {server.name:14} {workload}: {result.rate:9.1f}/s  {self.samples[-1].per_cpu:9.1f} per CPU-s"
               f"  errors {result.errors}", file=sys.stderr, flush=True)
@@ -271,6 +279,10 @@ def summarise(samples: list[Sample], unavailable: dict[tuple[str, str], str], se
                 if workload == "W5":
                     names = {name for s in mine for name in s.steps_ms}
                     row[server]["steps_ms"] = {n: round(statistics.median(s.steps_ms.get(n, 0) for s in mine), 2) for n in sorted(names)}
+                    main = [1000 * s.main_thread_cpu_seconds / s.ok for s in mine if s.main_thread_cpu_seconds is not None and s.ok]
+                    if main:
+                        row[server]["main_thread_ms_per_flow"] = round(statistics.median(main), 2)
+                        row[server]["cpu_ms_per_flow"] = round(statistics.median(1000 * s.cpu_seconds / s.ok for s in mine if s.ok), 2)
         summary[workload] = row
     return summary
 
@@ -327,6 +339,17 @@ def markdown(summary: dict[str, Any], extra: dict[str, Any]) -> str:
             lines.append(f"- {name}: RSS after the run {values.get('rss_mb', 0):.1f} MB, peak {values.get('peak_rss_mb', 0):.1f} MB"
                          + (f" (target ≤ {RSS_TARGET_MB} MB: {'yes' if values.get('rss_mb', 0) <= RSS_TARGET_MB else '**no**'})" if name == ours else ""))
     w5 = summary.get("W5", {}).get(ours, {})
+    w5_peer = summary.get("W5", {}).get(peer, {})
+    if w5.get("main_thread_ms_per_flow") is not None:
+        whole = w5["cpu_ms_per_flow"]
+        rest = w5["main_thread_ms_per_flow"]
+        line = (f"- W5 where the time goes: {whole:.1f} ms CPU per flow, of which the worker's main thread (everything "
+                f"but the password hash) {rest:.1f} ms and the argon2 pool thread {whole - rest:.1f} ms")
+        if w5_peer.get("per_cpu"):
+            peer_flow = 1000 / w5_peer["per_cpu"]
+            line += (f"; the peer's whole flow {peer_flow:.1f} ms (target: everything but the hash below it: "
+                     f"{'yes' if rest < peer_flow else '**no**'})")
+        lines.append(line)
     if w5.get("per_cpu") and extra.get("argon2_verify_ms"):
         share = w5["per_cpu"] * extra["argon2_verify_ms"] / 1000
         lines.append(f"- W5: one argon2id verification costs {extra['argon2_verify_ms']:.1f} ms CPU; at {w5['per_cpu']:.1f} flows per CPU-s "

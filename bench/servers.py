@@ -62,6 +62,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def thread_cpu_seconds(pid: int, tid: int) -> float:
+    """User + system CPU time of one thread of the process (the main thread: ``tid == pid``)."""
+    with open(f"/proc/{pid}/task/{tid}/stat", encoding="ascii") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
 def memory_mb(pid: int) -> dict[str, float]:
     """Resident set now (VmRSS) and at its peak (VmHWM), in MB."""
     values: dict[str, float] = {}
