@@ -24,6 +24,7 @@ use a frozen clock.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -177,18 +178,34 @@ class RedisLimiter:
         self._script = self._redis.register_script(_SLIDING_WINDOW)
         # key -> (window index, requests counted in Redis but not yet spent here, last decision's counters)
         self._leases: dict[str, tuple[int, int, int, int]] = {}
+        self._leasing: dict[str, asyncio.Future[None]] = {}
         self._max_leases = max_leases
 
     async def hit(self, key: str, *, limit: int, window: float, now: float, cost: int = 1, lease: int = 1) -> Decision:
         index, elapsed = _window(now, window)
         base = f"{self._prefix}{key}|{int(window)}:"
-        if cost > 0 and lease > 1 and (spent := self.spend_lease(key, limit=limit, window=window, now=now, cost=cost)):
-            return spent
+        leasing: asyncio.Future[None] | None = None
+        if cost > 0 and lease > 1:
+            # One lease request per key at a time: requests arriving meanwhile wait for it and spend from it,
+            # instead of each taking a lease of its own (which would count a whole burst of leases at once).
+            while True:
+                if spent := self.spend_lease(key, limit=limit, window=window, now=now, cost=cost):
+                    return spent
+                pending = self._leasing.get(base)
+                if pending is None:
+                    break
+                await asyncio.shield(pending)
+            leasing = self._leasing[base] = asyncio.get_running_loop().create_future()
         window_ms = max(int(window * 1000), 1)
-        result = await self._script(
-            keys=[f"{base}{index}", f"{base}{index - 1}"],
-            args=[limit, window_ms, int(elapsed * 1000), cost, max(lease, 1)],
-        )
+        try:
+            result = await self._script(
+                keys=[f"{base}{index}", f"{base}{index - 1}"],
+                args=[limit, window_ms, int(elapsed * 1000), cost, max(lease, 1)],
+            )
+        finally:
+            if leasing is not None:
+                del self._leasing[base]
+                leasing.set_result(None)
         allowed, cur, prev, counted = (int(v) for v in result)
         if allowed and counted > cost:
             self._keep_lease(base, index, counted - cost, cur, prev)

@@ -81,6 +81,30 @@ async def test_leases_share_one_budget_between_instances_with_few_round_trips() 
         await redis.aclose()
 
 
+async def test_a_burst_waits_for_one_lease_instead_of_taking_one_each() -> None:
+    """Fifty requests at once (a window turning under load): leases are fetched one at a time and the rest
+    spend from them, so Redis counts what was served, not fifty leases."""
+    import asyncio
+
+    from redis.asyncio import Redis
+
+    prefix = f"authserver-test-{RUN_ID}-burst-{secrets.token_hex(4)}:"
+    limiter = RedisLimiter(REDIS_URL, key_prefix=prefix, timeout=1.0)
+    redis = Redis.from_url(REDIS_URL, decode_responses=True)
+    start = 3_000_000 * 60.0
+    try:
+        decisions = await asyncio.gather(
+            *(limiter.hit("k", limit=10_000, window=60, now=start + 1, lease=10) for _ in range(50))
+        )
+        assert all(d.allowed for d in decisions)
+        assert await redis.get(f"{prefix}rl:k|60:{int(start // 60)}") == "50"
+    finally:
+        await limiter.close()
+        for key in await redis.keys(f"{prefix}*"):
+            await redis.delete(key)
+        await redis.aclose()
+
+
 async def test_login_limit_per_ip(make_settings: Callable[..., Settings]) -> None:
     async with running(make_settings(login_per_ip=5)) as run:
         statuses = [(await run.http.get("/login?i=nothing")).status_code for _ in range(6)]
