@@ -108,7 +108,7 @@ async def test_failed_and_successful_sign_in_are_security_events(http: httpx.Asy
     assert ok.status_code == 303
     await services.events.flush()
     async with services.sessions() as session:
-        rows = (await session.scalars(select(SecurityEvent).where(SecurityEvent.account_id == user.account_id))).all()
+        rows = (await session.scalars(select(SecurityEvent).where(SecurityEvent.account_id == user.account_id).order_by(SecurityEvent.id))).all()
     assert [(r.event, r.outcome) for r in rows] == [("login", "failure"), ("login", "success")]
     assert all(r.request_id for r in rows)
     stored = str([(r.details, r.user_agent) for r in rows])
