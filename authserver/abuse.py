@@ -111,9 +111,12 @@ class RateLimits:
         self.emergency = emergency
         self._reported: dict[str, float] = {}
 
+    def _configured(self, spec: Scope, override: int | None) -> int:
+        return override if override and override > 0 else int(getattr(self._settings, spec.setting))
+
     async def limit_for(self, scope: str, *, override: int | None = None) -> int:
         spec = SCOPES[scope]
-        limit = override if override and override > 0 else int(getattr(self._settings, spec.setting))
+        limit = self._configured(spec, override)
         if spec.anonymous and await self.emergency.is_on():
             limit = max(1, limit // self._settings.emergency_divisor)
         return limit
@@ -129,7 +132,7 @@ class RateLimits:
         counted = f"{scope}:{key}"
         now = self._clock.now().timestamp()
         if not spec.anonymous:
-            effective = limit if limit and limit > 0 else int(getattr(self._settings, spec.setting))
+            effective = self._configured(spec, limit)  # emergency mode tightens anonymous scopes only
             lease = 1 if spec.strict else lease_for(effective)
             # Most requests of a busy client are paid from this instance's lease: no await, no round trip.
             if lease > 1 and (spent := self.limiter.spend_lease(counted, limit=effective, window=WINDOW, now=now)):

@@ -50,3 +50,15 @@ async def test_every_token_names_a_published_kid(http: httpx.AsyncClient, servic
         assert pyjwt.get_unverified_header(token)["kid"] in kids
     machine = await http.post("/token", data={"grant_type": "client_credentials"}, auth=(client.client_id, client.secret))
     assert pyjwt.get_unverified_header(machine.json()["access_token"])["kid"] in kids
+
+
+async def test_machine_endpoints_called_directly_still_refuse_wrong_methods_and_carry_edge_headers(http: httpx.AsyncClient) -> None:
+    """/jwks and discovery are dispatched by the edge middleware without the route walk: a wrong method
+    still reaches the router (405 with Allow), HEAD still works, and the edge's headers are on every answer."""
+    refused = await http.post("/jwks")
+    assert refused.status_code == 405 and "GET" in refused.headers["allow"]
+    head = await http.head("/.well-known/openid-configuration")
+    assert head.status_code == 200 and head.content == b""
+    for response in (refused, head, await http.get("/jwks")):
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["x-request-id"]
