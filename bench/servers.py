@@ -261,7 +261,7 @@ class Ours(Server):
             )
             introspector, introspector_secret = await services.clients.create(
                 client_id="bench-introspector", name="Bench API", client_type="confidential", redirect_uris=[],
-                grant_types=[], scopes=[], can_introspect=True,
+                grant_types=[], scopes=[], audience=[API], can_introspect=True,
             )
             await services.accounts.create(
                 username=USERNAME, password_hash=await services.passwords.hash(PASSWORD),

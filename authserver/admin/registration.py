@@ -2,8 +2,9 @@
 
 Initial access tokens are either configured (``admin.registration_tokens``, compared as SHA-256 digests in
 constant time) or issued by ``authserver registration issue-token``: a short-lived access token signed by
-this server with audience ``<issuer>/register``, subject ``registration`` and scope
-``client_registration``, so every instance accepts it without shared state. Registered clients are never
+this server for the CLI's pseudo-client ``authserver-cli`` with audience ``<issuer>/register`` and scope
+``client_registration``, so every instance accepts it without shared state; it goes through the
+bearer-token gate like any other (endpoints/bearer.py), so ``/revoke``-style deny entries apply to it. Registered clients are never
 first-party (the consent page is shown) and never get the admin scope.
 """
 
@@ -19,7 +20,7 @@ from authserver.storage.errors import Conflict
 from authserver.tokens.opaque import digest
 
 REGISTRATION_SCOPE = "client_registration"
-REGISTRATION_SUBJECT = "registration"
+# The CLI signs initial access tokens for itself: a pseudo-client outside the registry.
 REGISTRATION_CLIENT = "authserver-cli"
 
 # RFC 7591 §2 metadata this server understands; anything else is ignored (§2, last paragraph).
@@ -47,32 +48,21 @@ def registration_audience(services: Services) -> str:
 def issue_initial_access_token(services: Services, *, ttl: int) -> str:
     """A signed, short-lived initial access token (the key store must be loaded)."""
     issued = services.signer.access_token(
-        client_id=REGISTRATION_CLIENT, subject=REGISTRATION_SUBJECT, scopes=[REGISTRATION_SCOPE],
+        client_id=REGISTRATION_CLIENT, subject=REGISTRATION_CLIENT, scopes=[REGISTRATION_SCOPE],
         audience=[registration_audience(services)], ttl=ttl,
     )
     return issued.token
 
 
-def check_initial_access_token(services: Services, token: str | None) -> str | None:
-    """Which kind of initial access token was presented ("configured" or "signed"), or None if invalid."""
-    if not token or len(token) > 8192:
-        return None
+def is_configured_token(services: Services, token: str) -> bool:
+    """Whether ``token`` is one of ``admin.registration_tokens`` (constant time over all of them)."""
+    if len(token) > 8192:
+        return False
     presented = digest(token)
     ok = False
     for configured in services.settings.admin.registration_tokens:
         ok |= hmac.compare_digest(presented, digest(configured))
-    if ok:
-        return "configured"
-    claims = services.signer.verify_access_token(token)
-    if (
-        claims is not None
-        and claims.get("aud") == registration_audience(services)
-        and claims.get("sub") == REGISTRATION_SUBJECT
-        and claims.get("client_id") == REGISTRATION_CLIENT
-        and REGISTRATION_SCOPE in str(claims.get("scope", "")).split()
-    ):
-        return "signed"
-    return None
+    return ok
 
 
 def _strings(data: dict[str, Any], name: str, *, max_items: int = 20) -> list[str] | None:

@@ -1,11 +1,9 @@
 """The JSON admin API under /admin/api (described by /admin/api/openapi.json).
 
-Bearer access tokens (RFC 6750 §2.1) issued by this server are required, with:
-- the admin scope (``admin.scope``, "admin"), which a client obtains only if its own allowed scopes
-  list it; the token's audience must include the issuer (the admin API is a resource of the issuer);
-- the client still existing, enabled and still allowed the admin scope (checked on every call);
-- for a token issued to a person (authorization code flow): the ``admin`` role, an enabled account, a
-  grant not revoked, and MFA in ``amr``.
+Bearer access tokens go through the gate (endpoints/bearer.py: signature, audience = the issuer, the
+admin scope ``admin.scope``, the deny list, the client and the person still enabled), then:
+- the client must still be allowed the admin scope (checked on every call);
+- a token issued to a person (authorization code flow) needs the ``admin`` role and MFA in ``amr``.
 Errors: 401 ``invalid_token`` / 403 ``insufficient_scope`` with ``WWW-Authenticate`` (RFC 6750 §3),
 400 ``invalid_request`` with per-field ``errors``, 404 ``not_found``, 409 ``conflict``.
 """
@@ -24,7 +22,9 @@ from starlette.responses import Response
 from authserver.admin.openapi import openapi_document
 from authserver.admin.service import Actor, AdminService
 from authserver.admin.validation import AdminError, invalid
-from authserver.endpoints._http import UNAVAILABLE_ERRORS, json_response
+from authserver.endpoints._http import UNAVAILABLE_ERRORS, error_response, json_response
+from authserver.endpoints.bearer import Protection, gate, protected
+from authserver.errors import OAuthError
 from authserver.middleware.body_limit import BodyTooLarge
 from authserver.services import Services
 
@@ -36,54 +36,30 @@ MAX_JSON_BYTES = 64 * 1024
 Handler = Callable[[Request, AdminService, Actor], Awaitable[Response]]
 
 
-def _challenge(error: str, description: str, scope: str | None = None) -> dict[str, str]:
-    value = f'Bearer realm="authserver-admin", error="{error}", error_description="{description}"'
-    if scope:
-        value += f', scope="{scope}"'
-    return {"WWW-Authenticate": value}
-
-
-def _audiences(claims: dict[str, Any]) -> list[str]:
-    aud = claims.get("aud")
-    if isinstance(aud, str):
-        return [aud]
-    return [a for a in aud if isinstance(a, str)] if isinstance(aud, list) else []
+def protection(services: Services) -> Protection:
+    """The admin API's gate: the admin scope, audience the issuer, a person's or a client's own token."""
+    return Protection(scope=services.settings.admin.scope, person=True, client=True, realm="authserver-admin")
 
 
 async def authenticate(request: Request, services: Services) -> Actor:
+    bearer = await gate(request, services, protection(services))
     scope = services.settings.admin.scope
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise AdminError(401, "invalid_token", "A bearer access token is required.")
-    claims = services.signer.verify_access_token(token.strip())
-    if claims is None or services.settings.server.issuer not in _audiences(claims):
-        raise AdminError(401, "invalid_token", "The access token is not valid for the admin API.")
-    scopes = str(claims.get("scope", "")).split()
-    if scope not in scopes:
-        raise AdminError(403, "insufficient_scope", f"The access token lacks the {scope} scope.")
-    client_id = claims.get("client_id")
-    client = await services.clients.get(client_id) if isinstance(client_id, str) else None
-    if client is None or client.disabled or scope not in client.scopes:
+    if bearer.client is None or scope not in bearer.client.scopes:
         raise AdminError(401, "invalid_token", "The client of this token may no longer use the admin API.")
-    if "gid" not in claims:
-        return Actor(client_id=client.client_id)
-    # A person acting through a client: must still be an enabled admin who signed in with MFA.
-    account = await services.accounts.get(str(claims.get("sub", "")))
-    grant = await services.tokens.get_grant(str(claims["gid"]))
-    if account is None or account.disabled_at is not None or grant is None or grant.revoked_at is not None:
-        raise AdminError(401, "invalid_token", "The access token is no longer valid.")
-    if "admin" not in account.roles or not MFA_AMR & set(claims.get("amr") or []):
+    if bearer.account is None:
+        return Actor(client_id=bearer.client.client_id)
+    # A person acting through a client: must still be an admin who signed in with MFA.
+    if "admin" not in bearer.account.roles or not MFA_AMR & set(bearer.claims.get("amr") or []):
         raise AdminError(403, "insufficient_scope", "The admin API needs the admin role and a sign-in with MFA.")
-    return Actor(client_id=client.client_id, account_id=account.account_id)
+    return Actor(client_id=bearer.client.client_id, account_id=bearer.account.account_id)
 
 
 def error_json(error: AdminError) -> Response:
     headers: dict[str, str] = {}
-    if error.status == 401:
-        headers = _challenge("invalid_token", error.message)
-    elif error.status == 403 and error.code == "insufficient_scope":
-        headers = _challenge("insufficient_scope", error.message)
+    if error.status in (401, 403) and error.code in ("invalid_token", "insufficient_scope"):
+        headers["WWW-Authenticate"] = (
+            f'Bearer realm="authserver-admin", error="{error.code}", error_description="{error.message}"'
+        )
     return json_response(error.body(), error.status, headers)
 
 
@@ -116,6 +92,7 @@ async def read_optional_json(request: Request) -> Any:
 def admin_endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     """Authentication, then the handler; AdminError as JSON, outages as 503, anything else a logged 500."""
 
+    @protected(protection)
     @functools.wraps(handler)
     async def endpoint(request: Request) -> Response:
         services: Services = request.app.state.services
@@ -124,6 +101,8 @@ def admin_endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]
             return await handler(request, request.app.state.admin, actor)
         except AdminError as error:
             return error_json(error)
+        except OAuthError as error:  # the gate's refusals (401, 403) and rate limits (429)
+            return error_response(error)
         except BodyTooLarge:
             raise
         except UNAVAILABLE_ERRORS:

@@ -25,7 +25,7 @@ from authserver.errors import (
     UnsupportedResponseType,
 )
 from authserver.grants.authorization_code import new_code_value
-from authserver.grants.base import check_audience, check_scopes
+from authserver.grants.base import check_scopes, check_user_audience
 from authserver.interaction.policy import (
     AuthorizationRequest,
     Interaction,
@@ -158,7 +158,7 @@ async def validate_request(services: Services, params: dict[str, str]) -> tuple[
         scopes = check_scopes(services, client, scope_param or None, default=[])
         if not scopes:
             fail(InvalidRequest("Missing scope."))
-        audience = check_audience(services, client, params.get("resource"))
+        audience = check_user_audience(services, client, params.get("resource"), scopes)
     except OAuthError as error:
         fail(error)
     return client, AuthorizationRequest(

@@ -1,63 +1,212 @@
-"""Bearer access tokens on our own APIs (RFC 6750 §2.1, §3.1): signature, expiry, scope and grant revocation.
+"""The bearer-token gate: the one check every bearer-protected endpoint of ours goes through.
 
-The same checks as UserInfo: a JWT access token we issued (RFC 9068), whose grant (``gid``) has not been
-revoked, for an account that is still active, carrying the scope the endpoint requires.
+RFC 6750 (how the token travels and how a refusal reads), RFC 9068 §4 (what a resource server checks of
+a JWT access token), RFC 7009 §2 / RFC 7662 §4 (revocation is honoured by the resource).
+
+An endpoint declares what it needs as a :class:`Protection` and calls :func:`gate` (or is wrapped by
+:func:`protected`, which also tags it so the route-table test can find it). The gate answers the token's
+:class:`Bearer` or raises ``InvalidToken`` (401) / ``InsufficientScope`` (403) with a ``WWW-Authenticate``
+challenge. In order, cheapest first:
+
+1. the token: ``Authorization: Bearer`` (or, where allowed, the ``access_token`` form field, §2.2; never both);
+2. signature with our keys, ``typ`` = ``at+jwt``, ``iss``, ``exp`` (``TokenSigner.verify_access_token``);
+3. ``aud`` names one of the endpoint's own audiences (a token for a data API is not a token for us);
+4. the per-token rate limit, if the endpoint has one (before any SQL, so a leaked token cannot hammer it);
+5. the scope;
+6. the deny list (the token's ``jti``, its grant ``gid``, its person, its client; shared by every instance);
+7. the client: still registered and enabled (pseudo-clients outside the registry are named by the endpoint);
+8. for a person's token (one with ``gid``): the grant still live and the account still enabled; a
+   person-only endpoint refuses a client's own token and vice versa.
+
+Every refusal of steps 2, 3 and 6-8 reads the same ("invalid, expired or revoked"), so a caller learns
+nothing about which check failed.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
+from starlette.responses import Response
 
-from authserver.errors import InsufficientScope, InvalidToken, OAuthError
+from authserver.endpoints._guard import client_ip
+from authserver.endpoints._http import FORM_TYPE, read_form
+from authserver.errors import InsufficientScope, InvalidRequest, InvalidToken, OAuthError
 from authserver.services import Services
+from authserver.storage.sql.clients import ClientInfo
 from authserver.storage.sql.models import Account
+from authserver.tokens.opaque import digest
+
+REFUSED = "The access token is invalid, expired or revoked."
+# The attribute :func:`protected` sets on an endpoint (read by the route-table test).
+PROTECTION_ATTRIBUTE = "authserver_protection"
 
 
 @dataclass(frozen=True)
-class BearerIdentity:
+class Protection:
+    """What a protected endpoint accepts.
+
+    ``audiences`` are paths under the issuer: ``""`` is the issuer itself (the audience of our own APIs),
+    ``"/userinfo"`` the UserInfo endpoint, ``"/register"`` dynamic registration.
+    """
+
+    scope: str
+    audiences: tuple[str, ...] = ("",)
+    # Who may hold the token: a person (a token with ``gid``) and/or a client for itself (client credentials).
+    person: bool = True
+    client: bool = False
+    # Clients that are not in the registry and whose tokens the endpoint still accepts (the CLI's
+    # registration tokens); any other client must be registered and enabled.
+    pseudo_clients: frozenset[str] = frozenset()
+    # RFC 6750 §2.2: the token may come as the ``access_token`` form field (UserInfo only).
+    form_field: bool = False
+    # A rate-limit scope (abuse.SCOPES) counted per token before any SQL.
+    rate_scope: str | None = None
+    realm: str = "authserver"
+
+    def audience_values(self, issuer: str) -> frozenset[str]:
+        return frozenset(issuer + path for path in self.audiences)
+
+
+@dataclass(frozen=True)
+class Bearer:
+    """A token that passed the gate: its claims, its client (None for a pseudo-client) and person (or None)."""
+
+    token: str
     claims: dict[str, Any]
-    account: Account
     scopes: frozenset[str]
+    client: ClientInfo | None
+    account: Account | None
+
+    @property
+    def person(self) -> Account:
+        """The person behind the token; only for endpoints whose protection refuses clients' own tokens."""
+        if self.account is None:
+            raise InvalidToken(REFUSED)
+        return self.account
+
+    @property
+    def client_id(self) -> str:
+        return str(self.claims.get("client_id", ""))
 
 
-def bearer_error(error: OAuthError, *, scope: str | None = None) -> OAuthError:
-    value = f'Bearer error="{error.error}", error_description="{error.description}"'
-    if scope:
-        value += f', scope="{scope}"'
+def challenge(error: OAuthError, protection: Protection) -> OAuthError:
+    """Add the RFC 6750 §3 ``WWW-Authenticate`` challenge to an error of the gate."""
+    value = f'Bearer realm="{protection.realm}"'
+    if error.error != "invalid_request" or error.description:
+        value += f', error="{error.error}", error_description="{error.description}"'
+    if isinstance(error, InsufficientScope):
+        value += f', scope="{protection.scope}"'
     error.headers["WWW-Authenticate"] = value
     return error
 
 
-async def token_is_live(services: Services, claims: dict[str, Any]) -> bool:
-    """False when the token's grant was revoked (logout, refresh-token reuse, code reuse)."""
-    gid = claims.get("gid")
-    if isinstance(gid, str):
-        grant = await services.tokens.get_grant(gid)
-        if grant is None or grant.revoked_at is not None:
-            return False
-    return True
+def audiences_of(claims: dict[str, Any]) -> list[str]:
+    aud = claims.get("aud")
+    if isinstance(aud, str):
+        return [aud]
+    return [a for a in aud if isinstance(a, str)] if isinstance(aud, list) else []
 
 
-async def authenticate_bearer(request: Request, services: Services, *, scope: str) -> BearerIdentity:
-    """The person behind the request's ``Authorization: Bearer`` token, or an RFC 6750 error."""
+async def presented_token(request: Request, protection: Protection) -> str:
+    """The bearer token of the request (RFC 6750 §2.1 header, §2.2 form body where allowed)."""
     header = request.headers.get("authorization")
-    if header is None:
+    token = None
+    if header is not None:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise challenge(InvalidToken("Malformed Authorization header."), protection)
+        token = value.strip()
+    if (
+        protection.form_field
+        and request.method == "POST"
+        and request.headers.get("content-type", "").split(";")[0].strip().lower() == FORM_TYPE
+    ):
+        form = await read_form(request)
+        if "access_token" in form:
+            if token is not None:
+                raise challenge(InvalidRequest("Send the access token once."), protection)
+            token = form["access_token"]
+    if not token:
         error = InvalidToken("An access token is required.")
-        error.headers["WWW-Authenticate"] = 'Bearer realm="authserver"'
+        error.headers["WWW-Authenticate"] = f'Bearer realm="{protection.realm}"'
         raise error
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "bearer" or not value.strip():
-        raise bearer_error(InvalidToken("Malformed Authorization header."))
-    claims = services.signer.verify_access_token(value.strip())
-    if claims is None or not await token_is_live(services, claims):
-        raise bearer_error(InvalidToken("The access token is invalid, expired or revoked."))
+    return token
+
+
+async def gate(request: Request, services: Services, protection: Protection) -> Bearer:
+    """The request's bearer token checked for this endpoint (module docstring), or an RFC 6750 error."""
+    token = await presented_token(request, protection)
+    refused = challenge(InvalidToken(REFUSED), protection)
+    claims = services.signer.verify_access_token(token)
+    if claims is None:
+        raise refused
+    issuer = services.settings.server.issuer
+    if protection.audience_values(issuer).isdisjoint(audiences_of(claims)):
+        raise challenge(InvalidToken(REFUSED, debug="audience"), protection)
+    client_id = claims.get("client_id")
+    if not isinstance(client_id, str) or not client_id:
+        raise refused
+    if protection.rate_scope is not None:
+        jti = claims.get("jti")
+        await services.limiter.check(
+            protection.rate_scope, jti if isinstance(jti, str) and len(jti) <= 128 else digest(token),
+            ip=client_ip(request), client_id=client_id[:64],
+        )
     scopes = frozenset(str(claims.get("scope", "")).split())
-    if scope not in scopes:
-        raise bearer_error(InsufficientScope(f"The access token lacks the {scope} scope."), scope=scope)
+    if protection.scope not in scopes:
+        raise challenge(InsufficientScope(f"The access token lacks the {protection.scope} scope."), protection)
+    if await services.revocations.is_revoked(claims):
+        raise refused
+    client = None
+    if client_id not in protection.pseudo_clients:
+        client = await services.clients.get(client_id)
+        if client is None or client.disabled:
+            raise refused
+    account = await _person(services, claims, protection, refused)
+    return Bearer(token, claims, scopes, client, account)
+
+
+async def _person(services: Services, claims: dict[str, Any], protection: Protection, refused: OAuthError) -> Account | None:
+    gid = claims.get("gid")
+    if gid is None:
+        # A client's own token (client credentials): its subject is the client.
+        if not protection.client or claims.get("sub") != claims.get("client_id"):
+            raise refused
+        return None
+    if not protection.person or not isinstance(gid, str):
+        raise refused
+    grant = await services.tokens.get_grant(gid)
+    if grant is None or grant.revoked_at is not None:
+        raise refused
     account = await services.accounts.get(str(claims.get("sub")))
-    if account is None or account.disabled_at is not None or claims.get("client_id") == claims.get("sub"):
-        raise bearer_error(InvalidToken("The access token is invalid, expired or revoked."))
-    return BearerIdentity(claims, account, scopes)
+    if account is None or account.disabled_at is not None or account.account_id != grant.account_id:
+        raise refused
+    return account
+
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+# A protection, or how to make one from the running server's settings (the admin scope is configurable).
+Declared = Protection | Callable[[Services], Protection]
+
+
+def protected(protection: Declared) -> Callable[[Endpoint], Endpoint]:
+    """Tag an endpoint with its protection (read by the route-table test) without changing it."""
+
+    def tag(endpoint: Endpoint) -> Endpoint:
+        setattr(endpoint, PROTECTION_ATTRIBUTE, protection)
+        return endpoint
+
+    return tag
+
+
+def protection_of(endpoint: object, services: Services) -> Protection | None:
+    declared = getattr(endpoint, PROTECTION_ATTRIBUTE, None)
+    if declared is None:
+        return None
+    return declared if isinstance(declared, Protection) else declared(services)
+
+
+__all__ = ["Bearer", "Protection", "audiences_of", "challenge", "gate", "protected", "protection_of"]

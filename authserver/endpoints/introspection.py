@@ -6,7 +6,11 @@
   ``iss`` and ``token_type``; anything expired, revoked (deny list, family, disabled or erased person,
   disabled client), malformed or not ours gives exactly ``{"active": false}``.
 - ``token_type_hint`` is ignored: the token's form decides.
-- Refresh tokens are reported active only to the client that holds them.
+- Who sees what (§4, "the authorization server ... determine whether the token ... is meant for the
+  protected resource"): an access token is described only to a resource server it is meant for (its
+  ``aud`` names one of the caller's registered ``audience`` values) or to the client it was issued to;
+  anyone else gets ``{"active": false}``, so a client learns no subject or scopes of tokens for APIs
+  it does not serve. Refresh tokens are reported active only to the client that holds them.
 
 The access-token path is the hot one: a signature check, one cache round trip (the deny list) and the
 in-process client registry; no SQL unless the cache is down or a refresh token is presented.
@@ -52,13 +56,13 @@ async def introspect(request: Request) -> Response:
     if token.startswith(REFRESH_PREFIX):
         body = await _refresh_token(services, client, token)
     else:
-        body = await _access_token(services, token)
+        body = await _access_token(services, client, token)
     return json_response(body)
 
 
-async def _access_token(services: Services, token: str) -> dict[str, Any]:
+async def _access_token(services: Services, caller: ClientInfo, token: str) -> dict[str, Any]:
     claims = services.signer.verify_access_token(token)
-    if claims is None:
+    if claims is None or not _meant_for(caller, claims):
         return INACTIVE
     issued_to = await services.clients.get(str(claims.get("client_id", "")))
     if issued_to is None or issued_to.disabled:
@@ -71,6 +75,15 @@ async def _access_token(services: Services, token: str) -> dict[str, Any]:
             body[name] = claims[name]
     body["token_type"] = "Bearer"
     return body
+
+
+def _meant_for(caller: ClientInfo, claims: dict[str, Any]) -> bool:
+    if claims.get("client_id") == caller.client_id:
+        return True
+    aud = claims.get("aud")
+    if isinstance(aud, str):
+        return aud in caller.audience
+    return isinstance(aud, list) and any(a in caller.audience for a in aud if isinstance(a, str))
 
 
 async def _refresh_token(services: Services, client: ClientInfo, token: str) -> dict[str, Any]:

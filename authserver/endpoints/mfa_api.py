@@ -1,6 +1,7 @@
 """JSON API for a person's own second factor (RFC 6238 TOTP enrolment for mobile apps).
 
-Authenticated with our access tokens (RFC 6750 Bearer) carrying the ``mfa:manage`` scope:
+Authenticated through the bearer-token gate (endpoints/bearer.py): a person's access token for the
+issuer (``aud``) carrying the ``mfa:manage`` scope:
 
     GET    /api/me/mfa                          status: enabled, backup codes remaining
     POST   /api/me/mfa/totp                     start: secret, otpauth:// URI, QR code (PNG data URI and SVG)
@@ -20,8 +21,9 @@ from typing import Any, ClassVar
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
+from authserver.endpoints._guard import client_ip, user_agent
 from authserver.endpoints._http import json_response, method_not_allowed, oauth_json
-from authserver.endpoints.bearer import BearerIdentity, authenticate_bearer
+from authserver.endpoints.bearer import Bearer, Protection, gate, protected
 from authserver.errors import InvalidRequest, OAuthError, TemporarilyUnavailable
 from authserver.mfa import qr
 from authserver.mfa.service import (
@@ -36,6 +38,7 @@ from authserver.mfa.service import (
 from authserver.services import Services
 
 SCOPE = "mfa:manage"
+PROTECTION = Protection(scope=SCOPE)
 MAX_BODY = 4096
 
 
@@ -63,18 +66,13 @@ class MfaConflict(OAuthError):
         self.error = error  # type: ignore[misc]
 
 
-async def _identity(request: Request) -> tuple[Services, BearerIdentity]:
+async def _identity(request: Request) -> tuple[Services, Bearer]:
     services: Services = request.app.state.services
-    return services, await authenticate_bearer(request, services, scope=SCOPE)
+    return services, await gate(request, services, PROTECTION)
 
 
-def _context(request: Request, identity: BearerIdentity) -> Context:
-    return Context(
-        ip=request.client.host if request.client else None,
-        user_agent=request.headers.get("user-agent"),
-        client_id=str(identity.claims.get("client_id")) if identity.claims.get("client_id") else None,
-        extra={"channel": "api"},
-    )
+def _context(request: Request, identity: Bearer) -> Context:
+    return Context(ip=client_ip(request), user_agent=user_agent(request), client_id=identity.client_id, extra={"channel": "api"})
 
 
 async def _json_body(request: Request) -> dict[str, str]:
@@ -131,12 +129,13 @@ def _translate_domain_errors(error: Exception) -> OAuthError:
     return TemporarilyUnavailable()
 
 
+@protected(PROTECTION)
 @oauth_json
 async def mfa_status(request: Request) -> Response:
     if request.method != "GET":
         return method_not_allowed("GET")
     services, identity = await _identity(request)
-    status = await services.mfa.status(identity.account)
+    status = await services.mfa.status(identity.person)
     return json_response(
         {
             "totp_enabled": status.enabled,
@@ -146,6 +145,7 @@ async def mfa_status(request: Request) -> Response:
     )
 
 
+@protected(PROTECTION)
 @oauth_json
 async def totp(request: Request) -> Response:
     if request.method not in ("POST", "DELETE"):
@@ -154,7 +154,7 @@ async def totp(request: Request) -> Response:
     context = _context(request, identity)
     try:
         if request.method == "POST":
-            enrolment = await services.mfa.start_enrolment(identity.account, context)
+            enrolment = await services.mfa.start_enrolment(identity.person, context)
             return json_response(
                 {
                     "secret": enrolment.secret,
@@ -170,7 +170,7 @@ async def totp(request: Request) -> Response:
         body = await _json_body(request)
         code, method = _presented(body)
         outcome = await services.mfa.disable(
-            identity.account.account_id, password=body.get("password", "")[:256], code=code, method=method,
+            identity.person.account_id, password=body.get("password", "")[:256], code=code, method=method,
             context=context,
         )
         if not outcome.ok:
@@ -180,6 +180,7 @@ async def totp(request: Request) -> Response:
         raise _translate_domain_errors(error) from None
 
 
+@protected(PROTECTION)
 @oauth_json
 async def totp_confirm(request: Request) -> Response:
     if request.method != "POST":
@@ -190,7 +191,7 @@ async def totp_confirm(request: Request) -> Response:
     if not code:
         raise InvalidRequest("Send the code shown by the authenticator app.")
     try:
-        codes = await services.mfa.confirm_enrolment(identity.account.account_id, code, _context(request, identity))
+        codes = await services.mfa.confirm_enrolment(identity.person.account_id, code, _context(request, identity))
     except (AlreadyEnabled, NotEnabled, NoPendingEnrolment, SecretUnavailable) as error:
         raise _translate_domain_errors(error) from None
     if codes is None:
@@ -198,6 +199,7 @@ async def totp_confirm(request: Request) -> Response:
     return json_response({"totp_enabled": True, "backup_codes": codes})
 
 
+@protected(PROTECTION)
 @oauth_json
 async def regenerate_backup_codes(request: Request) -> Response:
     if request.method != "POST":
@@ -206,7 +208,7 @@ async def regenerate_backup_codes(request: Request) -> Response:
     code, method = _presented(await _json_body(request))
     try:
         outcome, codes = await services.mfa.regenerate_backup_codes(
-            identity.account.account_id, code=code, method=method, context=_context(request, identity)
+            identity.person.account_id, code=code, method=method, context=_context(request, identity)
         )
     except (AlreadyEnabled, NotEnabled, NoPendingEnrolment, SecretUnavailable) as error:
         raise _translate_domain_errors(error) from None

@@ -8,32 +8,50 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from authserver.admin.registration import (
+    REGISTRATION_CLIENT,
+    REGISTRATION_SCOPE,
     RegistrationError,
-    check_initial_access_token,
+    is_configured_token,
     register_client,
 )
 from authserver.admin.validation import AdminError
 from authserver.endpoints._http import UNAVAILABLE_ERRORS, json_response
 from authserver.endpoints.admin import read_json
+from authserver.endpoints.bearer import Protection, gate, presented_token, protected
+from authserver.errors import OAuthError
 from authserver.middleware.body_limit import BodyTooLarge
 from authserver.services import Services
 
 log = logging.getLogger("authserver.registration")
 
+# Signed initial access tokens: the CLI's, for the registration endpoint's own audience.
+PROTECTION = Protection(
+    scope=REGISTRATION_SCOPE, audiences=("/register",), person=False, client=True,
+    pseudo_clients=frozenset({REGISTRATION_CLIENT}), realm="authserver-registration",
+)
 
+
+async def initial_access_token(request: Request, services: Services) -> str:
+    """Which kind of initial access token the request carries ("configured" or "signed"), or the gate's error."""
+    token = await presented_token(request, PROTECTION)
+    if is_configured_token(services, token):
+        return "configured"
+    await gate(request, services, PROTECTION)
+    return "signed"
+
+
+@protected(PROTECTION)
 async def register(request: Request) -> Response:
     services: Services = request.app.state.services
     if request.method != "POST":
         return json_response({"error": "invalid_request", "error_description": "Use POST."}, 405, {"Allow": "POST"})
     try:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        kind = check_initial_access_token(services, token.strip() if scheme.lower() == "bearer" else None)
-        if kind is None:
-            await services.events.record("client_registered", "failure", reason="bad_initial_access_token")
-            return json_response(
-                {"error": "invalid_token", "error_description": "A valid initial access token is required."}, 401,
-                {"WWW-Authenticate": 'Bearer realm="authserver-registration", error="invalid_token"'},
-            )
+        try:
+            kind = await initial_access_token(request, services)
+        except OAuthError as error:
+            if error.status_code == 401:
+                await services.events.record("client_registered", "failure", reason="bad_initial_access_token")
+            return json_response(error.body(), error.status_code, error.headers)
         try:
             data = await read_json(request)
         except AdminError as error:

@@ -75,6 +75,20 @@ def check_audience(services: Services, client: ClientInfo, resource: str | None)
     return [resource]
 
 
+def check_user_audience(services: Services, client: ClientInfo, resource: str | None, scopes: list[str]) -> list[str]:
+    """The audience of a person's grant: as :func:`check_audience`, plus the UserInfo endpoint when ``openid``
+    is granted and no ``resource`` narrowed the token (OIDC Core §5.3: that token is the UserInfo token).
+
+    Our other APIs (admin, MFA) stay out of reach of a token for a data API: their audience is the issuer,
+    which a token lists only when the client's registered audience does.
+    """
+    audience = check_audience(services, client, resource)
+    issuer = services.settings.server.issuer
+    if resource is None and "openid" in scopes and issuer not in audience:
+        audience.append(f"{issuer}/userinfo")
+    return audience
+
+
 class Person(Protocol):
     """What a token needs of the person: an ``Account`` row, or the fast path's ``Rotated`` answer."""
 

@@ -33,7 +33,7 @@ def _bearer(token: str) -> dict[str, str]:
 
 async def test_mobile_enrolment_through_the_api(backend: str, database_url: str, tmp_root: Path) -> None:
     async with mfa_env(backend, database_url, tmp_root) as env:
-        client = await make_client(env.services, scopes=[*ALL_SCOPES, "mfa:manage"])
+        client = await make_client(env.services, scopes=[*ALL_SCOPES, "mfa:manage"], audience=[env.services.settings.server.issuer])
         user = await make_user(env.services)
         tokens = await _access_token(env, client, user, "openid mfa:manage")
         auth = _bearer(tokens["access_token"])
@@ -85,7 +85,7 @@ async def test_mobile_enrolment_through_the_api(backend: str, database_url: str,
 
 async def test_api_refuses_tokens_without_the_scope_or_revoked(backend: str, database_url: str, tmp_root: Path) -> None:
     async with mfa_env(backend, database_url, tmp_root) as env:
-        client = await make_client(env.services, scopes=[*ALL_SCOPES, "mfa:manage"])
+        client = await make_client(env.services, scopes=[*ALL_SCOPES, "mfa:manage"], audience=[env.services.settings.server.issuer])
         user = await make_user(env.services)
         tokens = await _access_token(env, client, user, "openid profile")
         refused = await env.http.post("/api/me/mfa/totp", headers=_bearer(tokens["access_token"]))
@@ -114,7 +114,7 @@ async def test_api_refuses_tokens_without_the_scope_or_revoked(backend: str, dat
 
 async def test_api_rejects_bad_bodies_and_methods_without_changes(backend: str, database_url: str, tmp_root: Path) -> None:
     async with mfa_env(backend, database_url, tmp_root) as env:
-        client = await make_client(env.services, scopes=[*ALL_SCOPES, "mfa:manage"])
+        client = await make_client(env.services, scopes=[*ALL_SCOPES, "mfa:manage"], audience=[env.services.settings.server.issuer])
         user = await make_user(env.services)
         auth = _bearer((await _access_token(env, client, user, "mfa:manage"))["access_token"])
         cases: list[tuple[str, str, dict[str, object]]] = [
@@ -139,7 +139,7 @@ async def test_api_rejects_bad_bodies_and_methods_without_changes(backend: str, 
 
 async def test_api_lock_after_wrong_codes(backend: str, database_url: str, tmp_root: Path) -> None:
     async with mfa_env(backend, database_url, tmp_root) as env:
-        client = await make_client(env.services, scopes=[*ALL_SCOPES, "mfa:manage"])
+        client = await make_client(env.services, scopes=[*ALL_SCOPES, "mfa:manage"], audience=[env.services.settings.server.issuer])
         user = await make_user(env.services)
         auth = _bearer((await _access_token(env, client, user, "mfa:manage"))["access_token"])
         secret = (await env.http.post("/api/me/mfa/totp", headers=auth)).json()["secret"]

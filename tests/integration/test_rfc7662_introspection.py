@@ -21,7 +21,7 @@ async def test_active_access_token_reports_its_claims(http: httpx.AsyncClient, s
     assert body["active"] is True
     assert body["client_id"] == issued.client.client_id and body["sub"] == issued.user.account_id
     assert body["iss"] == "http://testserver" and body["token_type"] == "Bearer"
-    assert "read:levels" in body["scope"].split() and body["aud"] == "https://api.cmipro.example"
+    assert "read:levels" in body["scope"].split() and body["aud"] == ["https://api.cmipro.example", "http://testserver/userinfo"]
     assert isinstance(body["exp"], int) and isinstance(body["iat"], int) and body["exp"] > body["iat"]
 
 

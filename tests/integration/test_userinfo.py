@@ -5,18 +5,26 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import jwt
 import pytest
 
 from authserver.clock import FrozenClock
 from authserver.services import Services
 from tests.support.apps import running_app
-from tests.support.factories import authorize, make_client, make_user, redeem
+from tests.support.factories import AppClient, authorize, make_client, make_user, redeem
 
 
-async def tokens_for(http: httpx.AsyncClient, services: Services, scope: str) -> tuple[dict[str, str], str, str]:
-    client = await make_client(services)
+def narrowed_audience(token: str) -> list[str]:
+    aud = jwt.decode(token, options={"verify_signature": False})["aud"]
+    return [aud] if isinstance(aud, str) else aud
+
+
+async def tokens_for(
+    http: httpx.AsyncClient, services: Services, scope: str, *, client: AppClient | None = None, extra: dict[str, str] | None = None,
+) -> tuple[dict[str, str], str, str]:
+    client = client or await make_client(services)
     user = await make_user(services)
-    params, verifier = await authorize(http, client, user, scope=scope)
+    params, verifier = await authorize(http, client, user, scope=scope, extra=extra)
     response = await redeem(http, client, params["code"], verifier)
     assert response.status_code == 200
     return response.json(), user.account_id, user.username
@@ -58,7 +66,7 @@ async def test_invalid_token_is_401_with_bearer_error(http: httpx.AsyncClient) -
         response = await http.get("/userinfo", headers={"Authorization": authorization})
         assert response.status_code == 401, authorization
         assert response.json()["error"] == "invalid_token"
-        assert response.headers["www-authenticate"].startswith('Bearer error="invalid_token"')
+        assert response.headers["www-authenticate"].startswith('Bearer ') and 'error="invalid_token"' in response.headers["www-authenticate"]
 
 
 async def test_missing_token_is_401_with_bearer_challenge(http: httpx.AsyncClient) -> None:
@@ -80,11 +88,30 @@ async def test_id_token_is_not_an_access_token(http: httpx.AsyncClient, services
 
 
 async def test_token_without_openid_is_insufficient_scope(http: httpx.AsyncClient, services: Services) -> None:
+    issuer = services.settings.server.issuer
+    client = await make_client(services, audience=[issuer])
+    tokens, _, _ = await tokens_for(http, services, "profile read:levels", client=client)
+    response = await http.get("/userinfo", headers={"Authorization": f"Bearer {tokens['access_token']}"})
+    assert response.status_code == 403 and response.json()["error"] == "insufficient_scope"
+    assert 'error="insufficient_scope"' in response.headers["www-authenticate"]
+
+
+async def test_a_machine_token_for_a_data_api_is_refused(http: httpx.AsyncClient, services: Services) -> None:
     client = await make_client(services, grant_types=["client_credentials"], scopes=["read:levels"])
     machine = await http.post("/token", data={"grant_type": "client_credentials"}, auth=(client.client_id, client.secret))
     response = await http.get("/userinfo", headers={"Authorization": f"Bearer {machine.json()['access_token']}"})
-    assert response.status_code == 403 and response.json()["error"] == "insufficient_scope"
-    assert 'error="insufficient_scope"' in response.headers["www-authenticate"]
+    assert response.status_code == 401 and response.json()["error"] == "invalid_token"
+
+
+async def test_a_token_narrowed_to_a_data_api_is_not_a_userinfo_token(http: httpx.AsyncClient, services: Services) -> None:
+    """RFC 8707: with ``resource`` the token is for that API only; without it, ``openid`` adds the UserInfo audience."""
+    narrowed, _, _ = await tokens_for(http, services, "openid profile", extra={"resource": "https://api.cmipro.example"})
+    assert narrowed_audience(narrowed["access_token"]) == ["https://api.cmipro.example"]
+    response = await http.get("/userinfo", headers={"Authorization": f"Bearer {narrowed['access_token']}"})
+    assert response.status_code == 401 and response.json()["error"] == "invalid_token"
+    default, _, _ = await tokens_for(http, services, "openid profile")
+    assert narrowed_audience(default["access_token"]) == ["https://api.cmipro.example", f"{services.settings.server.issuer}/userinfo"]
+    assert (await http.get("/userinfo", headers={"Authorization": f"Bearer {default['access_token']}"})).status_code == 200
 
 
 async def test_revoked_grant_and_disabled_account_stop_userinfo(http: httpx.AsyncClient, services: Services) -> None:
