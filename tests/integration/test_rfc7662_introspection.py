@@ -25,6 +25,21 @@ async def test_active_access_token_reports_its_claims(http: httpx.AsyncClient, s
     assert isinstance(body["exp"], int) and isinstance(body["iat"], int) and body["exp"] > body["iat"]
 
 
+async def test_an_access_token_is_described_only_to_its_audience_or_its_client(http: httpx.AsyncClient, services: Services) -> None:
+    """RFC 7662 §4: a resource server of another API learns nothing of a token that is not for it."""
+    issued = await issue(http, services, can_introspect=True)
+    other_api = await make_client(
+        services, grant_types=["client_credentials"], redirect_uris=[], can_introspect=True, audience=["https://alerts.cmipro.example"],
+    )
+    assert await introspect(http, other_api, issued.access) == {"active": False}
+    no_audience = await make_client(services, grant_types=["client_credentials"], redirect_uris=[], can_introspect=True, audience=[])
+    assert await introspect(http, no_audience, issued.access) == {"active": False}
+    own = await introspect(http, issued.client, issued.access)
+    assert own["active"] is True and own["sub"] == issued.user.account_id
+    rs = await resource_server(services)
+    assert (await introspect(http, rs, issued.access))["sub"] == issued.user.account_id
+
+
 async def test_refresh_token_is_active_only_for_its_own_client(http: httpx.AsyncClient, services: Services) -> None:
     issued = await issue(http, services, can_introspect=True)
     own = await introspect(http, issued.client, issued.refresh)
