@@ -67,6 +67,10 @@ class FaultyCache:
         await self._fault()
         return await self._inner.get(key)
 
+    async def get_many(self, keys: list[str]) -> list[str | None]:
+        await self._fault()
+        return await self._inner.get_many(keys)
+
     async def set(self, key: str, value: str, ttl: float) -> None:
         await self._fault()
         await self._inner.set(key, value, ttl)

@@ -54,6 +54,22 @@ async def test_cache_faults_fail_sign_in_closed_and_keep_machine_tokens(
             assert page.headers["retry-after"]
 
 
+async def test_introspection_under_cache_latency_answers(backend: str, database_url: str, tmp_root: Path) -> None:
+    """Issue 16: FaultyCache lacked get_many, so chaos mode turned every introspection into a 500."""
+    settings = load_settings(environ_for(backend, database_url, tmp_root, AUTHSERVER_CHAOS__CACHE_LATENCY_MS="1"))
+    app = create_app(settings, passwords=fast_passwords())
+    async with LifespanManager(app):
+        services: Services = app.state.services
+        assert isinstance(services.cache, FaultyCache)
+        client = await make_client(services, can_introspect=True)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=ISSUER) as http:
+            auth = (client.client_id, client.secret or "")
+            token = await http.post("/token", data={"grant_type": "client_credentials"}, auth=auth)
+            assert token.status_code == 200, token.text
+            body = await http.post("/introspect", data={"token": token.json()["access_token"]}, auth=auth)
+            assert body.status_code == 200 and body.json()["active"] is True, body.text
+
+
 async def test_database_faults_answer_503_and_never_issue(http: httpx.AsyncClient, services: Services) -> None:
     client = await make_client(services)
     inject_database_faults(services.engine, latency_ms=1, error_rate=1.0, rng=random.Random(7))
