@@ -42,7 +42,7 @@ async def test_rotation_consumes_the_token_and_stores_one_successor(fast, http: 
     assert rotated is not None
     assert rotated.account_id == issued.user.account_id
     assert rotated.roles == ["free_user"] and "pwd" in rotated.amr and rotated.auth_time is not None
-    assert "offline_access" in rotated.scopes and rotated.audience == ["https://api.cmipro.example"]
+    assert "offline_access" in rotated.scopes and rotated.audience == ["https://api.cmipro.example", "http://testserver/userinfo"]
     found = await services.tokens.get_refresh_token(digest(issued.refresh))
     assert found is not None and found[0].consumed_at is not None
     assert await live_refresh_tokens(services, rotated.grant_id) == 1

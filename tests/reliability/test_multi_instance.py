@@ -30,6 +30,8 @@ from tests.conftest import REDIS_URL, TEST_RELAXED_LIMITS, create_pg_database, d
 from tests.support.factories import REDIRECT_URI, form_field, pkce_pair, query_of
 from tests.support.servers import ServerProcess, free_port, server_env
 
+# The data API the cluster's tokens are for, and whose resource server introspects them (RFC 7662 §4).
+API = "https://api.cmipro.example"
 ISSUER = "http://127.0.0.1:9"  # the load balancer's address: the same issuer on every instance
 PASSWORD = "correct horse battery staple"
 # Rounds of each cross-instance race; a soak run sets e.g. AUTHSERVER_RACE_ROUNDS=300.
@@ -98,12 +100,12 @@ async def _provision(cluster: Cluster) -> None:
         _, secret = await services.clients.create(
             client_id="cluster-app", name="Cluster app", client_type="confidential", redirect_uris=[REDIRECT_URI],
             grant_types=["authorization_code", "refresh_token", "client_credentials"],
-            scopes=["openid", "profile", "read:levels"], first_party=True,
+            scopes=["openid", "profile", "read:levels"], audience=[API], first_party=True,
         )
         await services.accounts.create(username="ana", password_hash=await services.passwords.hash(PASSWORD), roles=["free_user"])
         _, introspector = await services.clients.create(
             client_id="cluster-api", name="Cluster API", client_type="confidential", redirect_uris=[],
-            grant_types=[], scopes=[], can_introspect=True,
+            grant_types=[], scopes=[], audience=[API], can_introspect=True,
         )
         assert secret is not None and introspector is not None
         cluster.secret, cluster.introspector_secret = secret, introspector
