@@ -9,7 +9,6 @@ docs/abuse-protection.md for the scopes and how to guard a new endpoint.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -150,7 +149,7 @@ class RateLimits:
     async def _report(self, scope: str, key: str, decision: Decision, *, ip: str | None, client_id: str | None,
                       account_id: str | None, user_agent: str | None) -> None:
         """One ``ratelimit`` event per key and window, so a flood cannot turn into a flood of rows."""
-        now = time.monotonic()
+        now = self._clock.monotonic()
         marker = f"{scope}:{key}"
         if self._reported.get(marker, 0.0) > now:
             return

@@ -81,7 +81,7 @@ def build_limits(settings: Settings, clock: Clock, sessions: async_sessionmaker[
 
     limiter = ResilientLimiter(
         primary, fallback_divisor=settings.abuse.fallback_divisor, breaker_seconds=settings.abuse.breaker_seconds,
-        on_degraded=degraded,
+        on_degraded=degraded, monotonic=clock.monotonic,
     )
     return RateLimits(limiter, settings.abuse, clock, events, Emergency(sessions, clock, events))
 
@@ -91,7 +91,9 @@ def build_services(settings: Settings, *, clock: Clock | None = None, passwords:
     engine = create_engine(settings.database)
     sessions = create_sessionmaker(engine)
     encryptor = create_encryptor(settings)
-    cache: Cache = create_cache(settings.cache.url, key_prefix=settings.cache.key_prefix, timeout=settings.cache.timeout)
+    cache: Cache = create_cache(
+        settings.cache.url, key_prefix=settings.cache.key_prefix, timeout=settings.cache.timeout, clock=clock,
+    )
     chaos = settings.chaos
     fast_path = create_fast_path(settings.database)
     if chaos.enabled:

@@ -23,8 +23,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -95,12 +93,11 @@ class LockView:
 
     def __init__(
         self, sessions: async_sessionmaker[AsyncSession], clock: Clock, *, max_age: float,
-        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._sessions = sessions
         self._clock = clock
         self._max_age = max_age
-        self._monotonic = monotonic
+        self._monotonic = clock.monotonic
         self._locks: dict[str, datetime] = {}
         self._loaded_at: float | None = None
         self._reloading: asyncio.Lock | None = None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from authserver.clock import Clock
+
 
 class Cache(Protocol):
     """Key/value with expiry. Values are strings. Every method is atomic on its own."""
@@ -35,11 +37,11 @@ class Cache(Protocol):
     async def close(self) -> None: ...
 
 
-def create_cache(url: str, *, key_prefix: str, timeout: float) -> Cache:
+def create_cache(url: str, *, key_prefix: str, timeout: float, clock: Clock | None = None) -> Cache:
     if url.startswith("memory://"):
         from authserver.storage.cache.memory import MemoryCache
 
-        return MemoryCache()
+        return MemoryCache(clock=clock)
     from authserver.storage.cache.redis import RedisCache
 
     return RedisCache(url, key_prefix=key_prefix, timeout=timeout)

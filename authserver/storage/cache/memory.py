@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import time
+from authserver.clock import Clock, SystemClock
 
 
 class MemoryCache:
-    def __init__(self, *, max_entries: int = 100_000) -> None:
+    def __init__(self, *, clock: Clock | None = None, max_entries: int = 100_000) -> None:
         self._data: dict[str, tuple[float, str]] = {}
         self._max_entries = max_entries
+        self._monotonic = (clock or SystemClock()).monotonic
 
     def _live(self, key: str) -> str | None:
         entry = self._data.get(key)
         if entry is None:
             return None
-        if entry[0] <= time.monotonic():
+        if entry[0] <= self._monotonic():
             del self._data[key]
             return None
         return entry[1]
@@ -22,10 +23,10 @@ class MemoryCache:
     def _put(self, key: str, value: str, ttl: float) -> None:
         if len(self._data) >= self._max_entries:
             self._sweep()
-        self._data[key] = (time.monotonic() + ttl, value)
+        self._data[key] = (self._monotonic() + ttl, value)
 
     def _sweep(self) -> None:
-        now = time.monotonic()
+        now = self._monotonic()
         for key in [k for k, (exp, _) in self._data.items() if exp <= now]:
             del self._data[key]
         while len(self._data) >= self._max_entries:
@@ -56,8 +57,8 @@ class MemoryCache:
 
     async def incr(self, key: str, ttl: float) -> int:
         entry = self._data.get(key)
-        if entry is None or entry[0] <= time.monotonic():
-            self._data[key] = (time.monotonic() + ttl, "1")
+        if entry is None or entry[0] <= self._monotonic():
+            self._data[key] = (self._monotonic() + ttl, "1")
             return 1
         value = int(entry[1]) + 1
         self._data[key] = (entry[0], str(value))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hmac
 import re
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -137,12 +136,12 @@ class SqlClientStore:
     async def get(self, client_id: str) -> ClientInfo | None:
         """The client, or None if unknown. Cached for ``cache_ttl`` seconds (negative answers too)."""
         hit = self._cache.get(client_id)
-        if hit is not None and hit[0] > time.monotonic():
+        if hit is not None and hit[0] > self._clock.monotonic():
             return hit[1]
         info = await self._load(client_id)
         if len(self._cache) > 10_000:
             self._cache.clear()
-        self._cache[client_id] = (time.monotonic() + self._cache_ttl, info)
+        self._cache[client_id] = (self._clock.monotonic() + self._cache_ttl, info)
         return info
 
     async def refresh(self, client_id: str) -> ClientInfo | None:
@@ -152,7 +151,7 @@ class SqlClientStore:
         everywhere. Forced reloads are capped at ``REFRESH_BUDGET`` per second per instance so a wave of
         wrong secrets cannot turn into a wave of database reads; past the cap the cached view answers.
         """
-        second = int(time.monotonic())
+        second = int(self._clock.monotonic())
         if second != self._refresh_second:
             self._refresh_second, self._refresh_count = second, 0
         if self._refresh_count >= self.REFRESH_BUDGET:
