@@ -29,6 +29,7 @@ from authserver.admin.validation import (
 from authserver.protocol.redirect_uri import is_acceptable_registration
 from authserver.services import Services
 from authserver.storage.errors import Conflict, NotFound
+from authserver.tokens.revocation import issued_before_reenabling
 from authserver.storage.sql.clients import AUTH_METHODS, CLIENT_TYPES, GRANT_TYPES, ClientInfo
 from authserver.storage.sql.models import (
     Account,
@@ -289,9 +290,15 @@ class AdminService:
         if disabled:
             self._not_self(client_id, actor)
         try:
-            await self._s.clients.set_disabled(client_id, disabled)
+            was_disabled = await self._s.clients.set_disabled(client_id, disabled)
         except NotFound:
             raise not_found("client") from None
+        # The deny list carries the decision to introspection and to offline verifiers (the feed):
+        # while disabled every token of the client is refused; after enabling, those issued before.
+        if disabled:
+            await self._s.revocations.deny_client(client_id)
+        elif was_disabled is not None:
+            await self._s.revocations.deny_client(client_id, not_before=issued_before_reenabling(was_disabled))
         await self._s.events.record(
             "admin.client_disabled" if disabled else "admin.client_enabled", "success", client_id=client_id, actor=actor.describe()
         )
@@ -303,6 +310,9 @@ class AdminService:
             await self._s.clients.delete(client_id)
         except NotFound:
             raise not_found("client") from None
+        # Its outstanding tokens die everywhere, offline verifiers included; a client created again later
+        # under the same id is not affected (only tokens issued up to this second are denied).
+        await self._s.revocations.deny_client(client_id, not_before=issued_before_reenabling(self._s.clock.now()))
         await self._s.events.record("admin.client_deleted", "success", client_id=client_id, actor=actor.describe())
 
     async def list_secrets(self, client_id: str) -> dict[str, Any]:
