@@ -19,20 +19,26 @@ if the token's ``iat`` is before it (``Revocations._matches``).
 
 Each instance reads the table at most once a second (:data:`BUILD_INTERVAL`), however many verifiers
 poll, and signs a new document only when the entries or the signing key change, or every
-:data:`RESIGN_INTERVAL` seconds, so a verifier polling with ``If-None-Match`` mostly gets 304.
+:data:`RESIGN_INTERVAL` seconds, so a verifier polling with ``If-None-Match`` mostly gets 304. While the
+table cannot be read, the last document keeps serving (unchanged, so with its own exp): no revocation can
+be recorded meanwhile, since every one is written to the table first.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from authserver.clock import Clock
+from authserver.storage.errors import DATABASE_ERRORS
 from authserver.storage.sql.lifecycle import DenyEntry, SqlLifecycleStore
 from authserver.tokens.jwt import TokenSigner
+
+log = logging.getLogger("authserver.revocation")
 
 INFINITE = "inf"
 # Seconds between two reads of the deny-list table on one instance.
@@ -103,8 +109,18 @@ class RevocationFeed:
             if self._current_enough(now):
                 return self._document  # type: ignore[return-value]
             self.table_reads += 1
-            revoked = revoked_section(await self._store.live_deny_entries())
             document = self._document
+            try:
+                revoked = revoked_section(await self._store.live_deny_entries())
+            except DATABASE_ERRORS:
+                # Every revocation is written to this table first, so while it cannot be read none can be
+                # recorded either: the list we last read is still the whole list (but for a write that
+                # committed in the last second). Serve it until its exp; try the table again in a second.
+                if document is None or now >= document.signed_at + self._lifetime - RESIGN_INTERVAL:
+                    raise
+                log.warning("deny list unreadable: serving the revocation feed read at %d", document.signed_at)
+                self._checked_at = now
+                return document
             if (
                 document is None
                 or document.revoked != revoked

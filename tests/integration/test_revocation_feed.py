@@ -15,9 +15,12 @@ import httpx
 import jwt as pyjwt
 from joserfc import jwt
 from joserfc.jwk import KeySet
+from sqlalchemy import event
+from sqlalchemy.exc import OperationalError
 
 from authserver.accounts.lifecycle import disable_account, enable_account
 from authserver.admin.service import Actor, AdminService
+from authserver.chaos import InjectedFault
 from authserver.clock import FrozenClock
 from authserver.services import Services
 from tests.conftest import ISSUER
@@ -179,3 +182,31 @@ def _claims(token: str) -> dict[str, Any]:
 
 def _iat(token: str) -> int:
     return int(_claims(token)["iat"])
+
+
+async def test_while_the_table_cannot_be_read_the_last_document_serves_until_its_exp(
+    backend: str, database_url: str, tmp_root: Path
+) -> None:
+    """A database fault on the deny-list table (injected as chaos.py does, with the real exception type):
+    nothing can be revoked meanwhile, so the last list read is still whole and keeps serving, unchanged."""
+    async with frozen_app(backend, database_url, tmp_root) as (http, services, clock):
+        issued = await issue(http, services)
+        first = await http.get("/revocations")
+        etag = first.headers["etag"]
+
+        def deny_list_down(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+            if "deny_list" in statement:
+                raise OperationalError(statement, parameters, InjectedFault("deny list down"))
+
+        event.listen(services.engine.sync_engine, "before_cursor_execute", deny_list_down)
+        try:
+            clock.advance(1)
+            assert (await http.get("/revocations", headers={"If-None-Match": etag})).status_code == 304
+            assert (await revoke(http, issued.client, issued.access)).status_code == 503  # not recorded anywhere
+            clock.advance(services.settings.tokens.revocation_feed_lifetime - 60)
+            unavailable = await http.get("/revocations")
+            assert unavailable.status_code == 503 and unavailable.json()["error"] == "temporarily_unavailable"
+        finally:
+            event.remove(services.engine.sync_engine, "before_cursor_execute", deny_list_down)
+        clock.advance(1)
+        assert (await http.get("/revocations")).status_code == 200
