@@ -6,8 +6,8 @@ The feed is a JWT with ``typ: revocation-list+jwt``, signed with a key of the sa
      "revoked": {"jti": [...], "gid": [...], "acct": {"<sub>": "inf" | <not_before>}, "client": {"<client_id>": …}}}
 
 - Refetched (with ``If-None-Match``) once the copy is ``freshness`` seconds old, by one caller at a time.
-- When the server is unreachable the last good feed keeps serving up to ``max_stale`` seconds after it
-  was last fetched (never past its ``exp``); after that ``on_unavailable`` decides: ``"closed"`` refuses
+- When the server is unreachable the last good feed keeps serving up to ``max_stale`` seconds past its
+  freshness (never past its ``exp``); after that ``on_unavailable`` decides: ``"closed"`` refuses
   every token (:class:`RevocationUnavailable`, 503), ``"open"`` accepts them and logs a warning.
 - A feed whose signature, ``typ``, ``iss``, ``exp`` or shape is wrong is a failed fetch: the last good
   feed keeps serving, so an access token (or anything else) sent as the feed changes nothing.
@@ -30,7 +30,8 @@ from typing import Any, Literal
 import httpx
 
 from cmipro_verify._errors import InvalidToken, RevocationUnavailable, TokenError
-from cmipro_verify._jwks import JWKSCache
+from cmipro_verify._http import Fetcher
+from cmipro_verify._jwks import JWKSCache, VerificationKey
 from cmipro_verify._jws import is_time, unverified_header, verified_claims
 
 log = logging.getLogger("cmipro_verify")
@@ -129,12 +130,8 @@ class RevocationFeed:
         self.on_unavailable = on_unavailable
         self.leeway = leeway
         self.retry_after_error = min(retry_after_error, freshness)
-        self._timeout = timeout
         self._clock = clock
-        self._client = http_client
-        self._async_client = async_http_client
-        self._owns_client = http_client is None
-        self._owns_async_client = async_http_client is None
+        self._http = Fetcher(timeout=timeout, http_client=http_client, async_http_client=async_http_client)
         self._list: RevocationList | None = None
         self._etag: str | None = None
         self._fetched_at = float("-inf")  # last 200 or 304 that we accepted
@@ -151,7 +148,7 @@ class RevocationFeed:
 
     def _usable(self, now: float) -> RevocationList | None:
         current = self._list
-        if current is None or now - self._fetched_at > self.max_stale or now >= current.exp + self.leeway:
+        if current is None or now - self._fetched_at > self.freshness + self.max_stale or now >= current.exp + self.leeway:
             return None
         return current
 
@@ -182,19 +179,20 @@ class RevocationFeed:
         token = response.text.strip()
         return token, unverified_header(token, algorithms=self.algorithms, typ=FEED_TYP, max_bytes=MAX_FEED_BYTES)
 
-    def _accept(self, response: httpx.Response, claims: dict[str, Any], now: float) -> None:
-        if claims.get("iss") != self.issuer:
-            raise ValueError("the revocation feed names another issuer")
-        exp, iat = claims.get("exp"), claims.get("iat")
-        if not is_time(exp) or now >= exp + self.leeway:
-            raise ValueError("the revocation feed has expired")
-        if not is_time(iat) or iat > now + self.leeway:
-            raise ValueError("the revocation feed is issued in the future")
-        self._list = RevocationList.parse(claims)
-        self._etag = response.headers.get("etag")
-
-    def _fetched(self, now: float) -> None:
-        self._fetched_at = now
+    def _accept(self, response: httpx.Response, found: tuple[str, dict[str, Any]] | None, key: VerificationKey | None, now: float) -> None:
+        if found is not None and key is not None:
+            token, header = found
+            claims = verified_claims(token, header, key)
+            if claims.get("iss") != self.issuer:
+                raise ValueError("the revocation feed names another issuer")
+            exp, iat = claims.get("exp"), claims.get("iat")
+            if not is_time(exp) or now >= exp + self.leeway:
+                raise ValueError("the revocation feed has expired")
+            if not is_time(iat) or iat > now + self.leeway:
+                raise ValueError("the revocation feed is issued in the future")
+            self._list = RevocationList.parse(claims)
+            self._etag = response.headers.get("etag")
+        self._fetched_at = now  # a 200 we accepted, or a 304 for the copy we hold
         self._retry_at = float("-inf")
 
     def _failed(self, error: Exception, now: float) -> None:
@@ -207,16 +205,9 @@ class RevocationFeed:
     def _fetch(self, now: float) -> None:
         self.fetches += 1
         try:
-            client = self._client
-            if client is None:
-                self._client = client = httpx.Client(timeout=self._timeout, follow_redirects=False)
-            response = client.get(self.url, headers=self._request_headers())
+            response = self._http.get(self.url, self._request_headers())
             found = self._unverified(response)
-            if found is not None:
-                token, header = found
-                claims = verified_claims(token, header, self.jwks.get_key(header["kid"]))
-                self._accept(response, claims, now)
-            self._fetched(now)
+            self._accept(response, found, self.jwks.get_key(found[1]["kid"]) if found else None, now)
         except (httpx.HTTPError, ValueError, TokenError) as error:
             self._failed(error, now)
 
@@ -234,16 +225,9 @@ class RevocationFeed:
     async def _fetch_async(self, now: float) -> None:
         self.fetches += 1
         try:
-            client = self._async_client
-            if client is None:
-                self._async_client = client = httpx.AsyncClient(timeout=self._timeout, follow_redirects=False)
-            response = await client.get(self.url, headers=self._request_headers())
+            response = await self._http.aget(self.url, self._request_headers())
             found = self._unverified(response)
-            if found is not None:
-                token, header = found
-                claims = verified_claims(token, header, await self.jwks.get_key_async(header["kid"]))
-                self._accept(response, claims, now)
-            self._fetched(now)
+            self._accept(response, found, await self.jwks.get_key_async(found[1]["kid"]) if found else None, now)
         except (httpx.HTTPError, ValueError, TokenError) as error:
             self._failed(error, now)
 
@@ -260,11 +244,7 @@ class RevocationFeed:
         self._decide(self._usable(now), claims, now)
 
     def close(self) -> None:
-        if self._client is not None and self._owns_client:
-            self._client.close()
-            self._client = None
+        self._http.close()
 
     async def aclose(self) -> None:
-        if self._async_client is not None and self._owns_async_client:
-            await self._async_client.aclose()
-            self._async_client = None
+        await self._http.aclose()

@@ -51,7 +51,8 @@ class Verifier:
     :param revocation_url: default ``{issuer}/revocations`` (``cmipro_revocation_feed_uri`` in discovery).
     :param revocation_freshness: seconds a fetched feed is used before it is fetched again; a revocation
         reaches this verifier within about this long (docs/verifying-tokens.md).
-    :param revocation_max_stale: how long the last good feed keeps serving while the server is unreachable.
+    :param revocation_max_stale: how long past its freshness the last good feed keeps serving while the
+        server is unreachable.
     :param on_revocation_unavailable: after that, ``"closed"`` refuses every token (503,
         :class:`RevocationUnavailable`), ``"open"`` accepts valid tokens unchecked and logs a warning.
     """

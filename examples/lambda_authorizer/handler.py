@@ -13,8 +13,8 @@ Configuration (environment variables of the function):
 - ``CMIPRO_JWKS_URL``: default ``{CMIPRO_ISSUER}/jwks``
 - ``CMIPRO_REVOCATION_FRESHNESS``: seconds the cached revocation feed is used before it is fetched again
   (default 30): a revoked token, family, person or client is refused within about this long
-- ``CMIPRO_REVOCATION_MAX_STALE``: how long the last good feed serves while the server is unreachable
-  (default 300 seconds)
+- ``CMIPRO_REVOCATION_MAX_STALE``: how long past its freshness the last good feed serves while the server
+  is unreachable (default 300 seconds)
 - ``CMIPRO_ON_REVOCATION_UNAVAILABLE``: ``closed`` (default: refuse, API Gateway answers 500) or ``open``
   (accept valid tokens unchecked, with a warning in the log) once the feed is older than that
 - ``CMIPRO_REVOCATION_CHECK``: ``false`` to turn the revocation check off

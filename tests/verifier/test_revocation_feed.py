@@ -160,7 +160,7 @@ async def test_the_last_good_feed_serves_while_the_server_is_down_then_closed_re
     token = (await person(world)).access
     assert await verifier.verify_async(token)
     world.transport.down = True
-    world.clock.advance(MAX_STALE)  # stale for a while now, refetches failing
+    world.clock.advance(FRESHNESS + MAX_STALE)  # stale for a while now, refetches failing
     assert await verifier.verify_async(token)
     world.clock.advance(1)
     with pytest.raises(RevocationUnavailable) as raised:
@@ -183,7 +183,7 @@ async def test_open_accepts_valid_tokens_without_a_feed_and_warns(world: World, 
     assert await verifier.verify_async(revoked.access)
     assert (await revoke(world.http, revoked.client, revoked.access)).status_code == 200
     world.transport.down = True
-    world.clock.advance(MAX_STALE + 1)
+    world.clock.advance(FRESHNESS + MAX_STALE + 1)
     with caplog.at_level(logging.WARNING, logger="cmipro_verify"):
         assert await verifier.verify_async(revoked.access)  # the price of open: a revoked token passes
     assert any("without a revocation check" in r.getMessage() for r in caplog.records)
