@@ -95,7 +95,12 @@ class RevocationFeed:
         self.table_reads = 0  # for monitoring and tests
 
     def _current_enough(self, now: float) -> bool:
-        return self._document is not None and 0 <= now - self._checked_at < BUILD_INTERVAL
+        # The kid too: after an emergency key revocation the next request gets a document signed anew.
+        document = self._document
+        return (
+            document is not None and 0 <= now - self._checked_at < BUILD_INTERVAL
+            and document.kid == self._signer.signing_kid()
+        )
 
     async def current(self) -> FeedDocument:
         """The document to serve: at most one table read per :data:`BUILD_INTERVAL`, one at a time."""

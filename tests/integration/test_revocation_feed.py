@@ -210,3 +210,13 @@ async def test_while_the_table_cannot_be_read_the_last_document_serves_until_its
             event.remove(services.engine.sync_engine, "before_cursor_execute", deny_list_down)
         clock.advance(1)
         assert (await http.get("/revocations")).status_code == 200
+
+
+async def test_after_an_emergency_key_revocation_the_feed_is_signed_with_the_new_key_at_once(
+    backend: str, database_url: str, tmp_root: Path
+) -> None:
+    async with frozen_app(backend, database_url, tmp_root) as (http, services, clock):
+        old_kid = pyjwt.get_unverified_header((await http.get("/revocations")).text)["kid"]
+        [new_kid] = await services.key_manager.revoke(old_kid)
+        assert pyjwt.get_unverified_header((await http.get("/revocations")).text)["kid"] == new_kid  # same second
+        assert "revoked" in await feed(http)  # and it verifies against the JWKS without the revoked key
