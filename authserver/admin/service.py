@@ -29,7 +29,6 @@ from authserver.admin.validation import (
 from authserver.protocol.redirect_uri import is_acceptable_registration
 from authserver.services import Services
 from authserver.storage.errors import Conflict, NotFound
-from authserver.tokens.revocation import issued_before_reenabling
 from authserver.storage.sql.clients import AUTH_METHODS, CLIENT_TYPES, GRANT_TYPES, ClientInfo
 from authserver.storage.sql.models import (
     Account,
@@ -39,6 +38,7 @@ from authserver.storage.sql.models import (
     ClientSecret,
     SecurityEvent,
 )
+from authserver.tokens.revocation import issued_before_reenabling
 
 CLIENT_ID = re.compile(r"^[A-Za-z0-9._-]{3,64}$")
 USERNAME = re.compile(r"^[^\s\x00-\x1f\x7f]{1,150}$")
