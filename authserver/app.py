@@ -48,6 +48,7 @@ from authserver.storage.sql.lifecycle import SqlLifecycleStore
 from authserver.storage.sql.mfa import SqlMfaStore
 from authserver.storage.sql.sessions import SqlConsentStore, SqlSessionStore
 from authserver.storage.sql.tokens import SqlTokenStore
+from authserver.tokens.feed import RevocationFeed
 from authserver.tokens.jwt import TokenSigner
 from authserver.tokens.revocation import Revocations
 from authserver.web.pages import create_environment, error_page
@@ -108,6 +109,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, passwords:
     metrics = Metrics()
     events = SecurityEvents(sessions, clock, metrics=metrics, bulk=fast_path.copy_events if fast_path else None)
     keys = KeyStore(sessions, clock, encryptor, algs=configured_algorithms(settings))
+    signer = TokenSigner(keys, issuer=settings.server.issuer, clock=clock, default_alg=settings.tokens.signing_alg)
     return Services(
         settings=settings,
         clock=clock,
@@ -123,12 +125,15 @@ def build_services(settings: Settings, *, clock: Clock | None = None, passwords:
         ),
         consents=SqlConsentStore(sessions, clock),
         keys=keys,
-        signer=TokenSigner(keys, issuer=settings.server.issuer, clock=clock, default_alg=settings.tokens.signing_alg),
+        signer=signer,
         passwords=passwords,
         events=events,
         lifecycle=lifecycle,
         revocations=Revocations(
             store=lifecycle, tokens=tokens, cache=cache, clock=clock, default_access_ttl=settings.tokens.access_token_ttl
+        ),
+        revocation_feed=RevocationFeed(
+            store=lifecycle, signer=signer, clock=clock, lifetime=settings.tokens.revocation_feed_lifetime
         ),
         mfa=MfaService(
             store=SqlMfaStore(sessions, clock), accounts=accounts, encryptor=encryptor, passwords=passwords,

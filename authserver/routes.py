@@ -17,6 +17,7 @@ from authserver.endpoints import (
     mfa_api,
     registration,
     revocation,
+    revocation_feed,
     token,
     userinfo,
 )
@@ -26,7 +27,7 @@ from authserver.web import logout, mfa_views, views
 # Endpoints that answer a wrong method themselves, with the error their channel expects.
 ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 # Machine endpoints at fixed paths: the edge middleware calls them directly (middleware/edge.py).
-DIRECT = frozenset({"token", "introspection", "jwks", "openid_configuration", "oauth_metadata", "userinfo", "revocation"})
+DIRECT = frozenset({"token", "introspection", "jwks", "openid_configuration", "oauth_metadata", "userinfo", "revocation", "revocation_feed"})
 
 
 def direct_routes(routes: list[Route | Mount]) -> dict[str, Route]:
@@ -39,6 +40,7 @@ def build_routes(metadata: ASGIApp) -> list[Route | Mount]:
         Route("/token", token.token, methods=ANY_METHOD, name="token"),
         Route("/introspect", introspection.introspect, methods=ANY_METHOD, name="introspection"),
         Route("/jwks", jwks.jwks, methods=["GET"], name="jwks"),
+        Route("/revocations", revocation_feed.revocations, methods=["GET"], name="revocation_feed"),
         Route("/.well-known/openid-configuration", metadata, methods=["GET"], name="openid_configuration"),
         Route("/.well-known/oauth-authorization-server", metadata, methods=["GET"], name="oauth_metadata"),
         Route("/userinfo", userinfo.userinfo, methods=ANY_METHOD, name="userinfo"),

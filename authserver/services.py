@@ -24,6 +24,7 @@ from authserver.storage.sql.fastpath import PgFastPath
 from authserver.storage.sql.lifecycle import SqlLifecycleStore
 from authserver.storage.sql.sessions import SqlConsentStore, SqlSessionStore
 from authserver.storage.sql.tokens import SqlTokenStore
+from authserver.tokens.feed import RevocationFeed
 from authserver.tokens.jwt import TokenSigner
 from authserver.tokens.revocation import Revocations
 
@@ -48,6 +49,8 @@ class Services:
     # Token lifecycle (docs/token-lifecycle.md): deny list, family/session revocation, erasure, purge.
     lifecycle: SqlLifecycleStore
     revocations: Revocations
+    # The deny list signed for offline verifiers (GET /revocations, authserver/tokens/feed.py).
+    revocation_feed: RevocationFeed
     mfa: MfaService
     key_manager: KeyManager
     # Abuse protection (docs/abuse-protection.md): rate-limit guard (+ emergency switch) and brute-force locks.

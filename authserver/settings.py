@@ -117,6 +117,11 @@ class TokenSettings:
     signing_alg: str = "ES256"
     # JWKS Cache-Control max-age in seconds: verifiers may cache the key set this long.
     jwks_max_age: int = 300
+    # The signed revocation feed (/revocations, docs/verifying-tokens.md): each document's exp is this many
+    # seconds after it is signed (it is re-signed every 60 s, so a served one has at least lifetime - 61 s
+    # left), and responses carry Cache-Control max-age=revocation_feed_max_age.
+    revocation_feed_lifetime: int = 600
+    revocation_feed_max_age: int = 5
     # Scopes clients may request.
     scopes: list[str] = field(
         default_factory=lambda: [
@@ -436,6 +441,10 @@ def validate(settings: Settings) -> None:
     for name in ("access_token_ttl", "id_token_ttl", "refresh_token_idle_ttl", "refresh_token_absolute_ttl", "jwks_max_age"):
         if getattr(tokens, name) <= 0:
             raise SettingsError(f"setting tokens.{name}: must be positive")
+    if tokens.revocation_feed_lifetime < 120:
+        raise SettingsError("setting tokens.revocation_feed_lifetime: must be at least 120 seconds (the feed is re-signed every 60 s)")
+    if not 0 <= tokens.revocation_feed_max_age <= 60:
+        raise SettingsError("setting tokens.revocation_feed_max_age: must be between 0 and 60 seconds")
     _validate_keys(settings)
     if "openid" not in tokens.scopes:
         raise SettingsError("setting tokens.scopes: must include openid")

@@ -13,12 +13,25 @@ Exceptions (all carry the RFC 6750 ``error`` code and the HTTP status to answer 
     TokenError
      ├── InvalidToken        401 invalid_token       (bad signature, expired, wrong audience, unknown kid …)
      ├── InsufficientScope   403 insufficient_scope  (valid token, missing scope or role)
-     └── JWKSUnavailable     503 temporarily_unavailable (no key set could ever be fetched)
+     └── Unavailable         503 temporarily_unavailable (not the caller's fault)
+          ├── JWKSUnavailable        no key set could ever be fetched
+          └── RevocationUnavailable  no recent enough revocation feed, on_revocation_unavailable="closed"
+
+Revoked tokens (revoked token, family, disabled person or client) are refused as ``InvalidToken`` within
+``revocation_freshness`` seconds (30 by default) of the revocation; see docs/verifying-tokens.md.
 """
 
 from cmipro_verify._claims import Claims
-from cmipro_verify._errors import InsufficientScope, InvalidToken, JWKSUnavailable, TokenError
+from cmipro_verify._errors import (
+    InsufficientScope,
+    InvalidToken,
+    JWKSUnavailable,
+    RevocationUnavailable,
+    TokenError,
+    Unavailable,
+)
 from cmipro_verify._jwks import JWKSCache
+from cmipro_verify._revocations import RevocationFeed, RevocationList
 from cmipro_verify._verifier import DEFAULT_ALGORITHMS, Verifier, bearer_token
 
 __all__ = [
@@ -28,7 +41,11 @@ __all__ = [
     "InvalidToken",
     "JWKSCache",
     "JWKSUnavailable",
+    "RevocationFeed",
+    "RevocationList",
+    "RevocationUnavailable",
     "TokenError",
+    "Unavailable",
     "Verifier",
     "bearer_token",
 ]

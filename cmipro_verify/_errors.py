@@ -38,8 +38,16 @@ class InsufficientScope(TokenError):
         return value + (f', scope="{" ".join(self.scopes)}"' if self.scopes else "")
 
 
-class JWKSUnavailable(TokenError):
-    """No key set has ever been fetched (the authorization server is unreachable): not the caller's fault."""
+class Unavailable(TokenError):
+    """What the decision needs from the authorization server cannot be fetched: not the caller's fault (503)."""
 
     status = 503
     error = "temporarily_unavailable"
+
+
+class JWKSUnavailable(Unavailable):
+    """No key set has ever been fetched (the authorization server is unreachable)."""
+
+
+class RevocationUnavailable(Unavailable):
+    """No revocation feed recent enough (``revocation_max_stale``) and ``on_revocation_unavailable="closed"``."""

@@ -26,6 +26,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, JWKRegistry, OKPKey, RSAKey
 
 from cmipro_verify._errors import InvalidToken, JWKSUnavailable
+from cmipro_verify._http import Fetcher
 
 log = logging.getLogger("cmipro_verify")
 
@@ -111,12 +112,8 @@ class JWKSCache:
         self.max_max_age = max_max_age
         self.max_stale = max_stale
         self.retry_after_error = retry_after_error
-        self._timeout = timeout
         self._clock = clock
-        self._client = http_client
-        self._async_client = async_http_client
-        self._owns_client = http_client is None
-        self._owns_async_client = async_http_client is None
+        self._http = Fetcher(timeout=timeout, http_client=http_client, async_http_client=async_http_client)
         self._keys: dict[str, VerificationKey] = {}
         self._have_keys = False
         self._fresh_until = float("-inf")
@@ -180,10 +177,7 @@ class JWKSCache:
     def _fetch(self, now: float) -> None:
         self.fetches += 1
         try:
-            client = self._client
-            if client is None:
-                self._client = client = httpx.Client(timeout=self._timeout, follow_redirects=False)
-            response = client.get(self.url, headers=self._request_headers())
+            response = self._http.get(self.url, self._request_headers())
             self._accept(response, now)
         except (httpx.HTTPError, ValueError) as error:
             self._failed(error, now)
@@ -207,10 +201,7 @@ class JWKSCache:
     async def _fetch_async(self, now: float) -> None:
         self.fetches += 1
         try:
-            client = self._async_client
-            if client is None:
-                self._async_client = client = httpx.AsyncClient(timeout=self._timeout, follow_redirects=False)
-            response = await client.get(self.url, headers=self._request_headers())
+            response = await self._http.aget(self.url, self._request_headers())
             self._accept(response, now)
         except (httpx.HTTPError, ValueError) as error:
             self._failed(error, now)
@@ -236,11 +227,7 @@ class JWKSCache:
 
     def close(self) -> None:
         """Close the HTTP client this cache created (one passed in stays the caller's)."""
-        if self._client is not None and self._owns_client:
-            self._client.close()
-            self._client = None
+        self._http.close()
 
     async def aclose(self) -> None:
-        if self._async_client is not None and self._owns_async_client:
-            await self._async_client.aclose()
-            self._async_client = None
+        await self._http.aclose()

@@ -1,5 +1,6 @@
 """Access-token verification (RFC 9068 §4, RFC 8725): signature with an allow-listed algorithm bound to
-the key, ``typ``, ``iss``, ``aud``, ``exp``/``nbf``/``iat`` with leeway.
+the key, ``typ``, ``iss``, ``aud``, ``exp``/``nbf``/``iat`` with leeway, then revocation (the server's
+signed revocation feed, ``cmipro_verify._revocations``).
 
 The ``alg`` of the token must be allowed *and* equal to the ``alg`` of the JWK its ``kid`` names, so
 ``none``, HMAC with a public key as secret (CVE-2024-37568 and its kin) and key/algorithm confusion
@@ -8,26 +9,20 @@ are refused before any cryptography runs.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import contextlib
-import json
-import math
 import time
-import warnings
-from collections.abc import Callable, Collection, Iterator, Mapping
-from typing import Any, TypeGuard
+from collections.abc import Callable, Collection, Mapping
+from typing import Any
 
 import httpx
-from joserfc import jws
-from joserfc.errors import JoseError, SecurityWarning
 
 from cmipro_verify._claims import Claims
 from cmipro_verify._errors import InvalidToken
 from cmipro_verify._jwks import ALGORITHM_KEYS, JWKSCache, VerificationKey
+from cmipro_verify._jws import MAX_TOKEN_BYTES, is_time, unverified_header, verified_claims
+from cmipro_verify._revocations import OnUnavailable, RevocationFeed
 
 DEFAULT_ALGORITHMS = ("ES256", "RS256", "EdDSA")
-MAX_TOKEN_BYTES = 16 * 1024
+__all__ = ["DEFAULT_ALGORITHMS", "MAX_TOKEN_BYTES", "Verifier", "bearer_token"]
 
 
 def bearer_token(authorization: str | None) -> str:
@@ -41,21 +36,6 @@ def bearer_token(authorization: str | None) -> str:
     return token
 
 
-@contextlib.contextmanager
-def _eddsa_allowed() -> Iterator[None]:
-    # joserfc warns that RFC 9864 deprecates the name "EdDSA"; the authorization server still uses it.
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="EdDSA is deprecated", category=SecurityWarning)
-        yield
-
-
-def _b64_json(segment: str) -> Any:
-    try:
-        return json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise InvalidToken("malformed token") from None
-
-
 class Verifier:
     """Verifies access tokens of one issuer for one API (audience). Thread-safe; reuse one instance.
 
@@ -67,6 +47,14 @@ class Verifier:
     :param token_type: required ``typ`` header; ``"at+jwt"`` for access tokens, ``"JWT"`` for ID tokens,
         ``None`` to skip the check.
     :param clock: seconds since the epoch; injectable for tests.
+    :param revocation_check: refuse revoked tokens using the server's signed revocation feed (default on).
+    :param revocation_url: default ``{issuer}/revocations`` (``cmipro_revocation_feed_uri`` in discovery).
+    :param revocation_freshness: seconds a fetched feed is used before it is fetched again; a revocation
+        reaches this verifier within about this long (docs/verifying-tokens.md).
+    :param revocation_max_stale: how long past its freshness the last good feed keeps serving while the
+        server is unreachable.
+    :param on_revocation_unavailable: after that, ``"closed"`` refuses every token (503,
+        :class:`RevocationUnavailable`), ``"open"`` accepts valid tokens unchecked and logs a warning.
     """
 
     def __init__(
@@ -85,6 +73,12 @@ class Verifier:
         http_client: httpx.Client | None = None,
         async_http_client: httpx.AsyncClient | None = None,
         jwks: JWKSCache | None = None,
+        revocation_check: bool = True,
+        revocation_url: str | None = None,
+        revocation_freshness: float = 30.0,
+        revocation_max_stale: float = 300.0,
+        on_revocation_unavailable: OnUnavailable = "closed",
+        revocations: RevocationFeed | None = None,
     ) -> None:
         unknown = set(algorithms) - set(ALGORITHM_KEYS)
         if unknown or not algorithms:
@@ -107,17 +101,39 @@ class Verifier:
             http_client=http_client,
             async_http_client=async_http_client,
         )
+        self.revocations = revocations
+        if revocations is None and revocation_check:
+            self.revocations = RevocationFeed(
+                revocation_url or f"{issuer.rstrip('/')}/revocations",
+                issuer=issuer,
+                jwks=self.jwks,
+                algorithms=self.algorithms,
+                freshness=revocation_freshness,
+                max_stale=revocation_max_stale,
+                on_unavailable=on_revocation_unavailable,
+                leeway=leeway,
+                timeout=timeout,
+                clock=clock,
+                http_client=http_client,
+                async_http_client=async_http_client,
+            )
 
     # -- public API --------------------------------------------------------------------------------
 
     def verify(self, token: str) -> Claims:
-        """The claims of a valid token, else :class:`InvalidToken` (or :class:`JWKSUnavailable`)."""
+        """The claims of a valid, unrevoked token, else :class:`InvalidToken` (or a 503 :class:`Unavailable`)."""
         header = self._header(token)
-        return self._check(token, header, self.jwks.get_key(header["kid"]))
+        claims = self._check(token, header, self.jwks.get_key(header["kid"]))
+        if self.revocations is not None:
+            self.revocations.check(claims)
+        return claims
 
     async def verify_async(self, token: str) -> Claims:
         header = self._header(token)
-        return self._check(token, header, await self.jwks.get_key_async(header["kid"]))
+        claims = self._check(token, header, await self.jwks.get_key_async(header["kid"]))
+        if self.revocations is not None:
+            await self.revocations.check_async(claims)
+        return claims
 
     def verify_authorization(self, authorization: str | None) -> Claims:
         """Verify the token of an ``Authorization`` header value."""
@@ -128,43 +144,21 @@ class Verifier:
 
     def close(self) -> None:
         self.jwks.close()
+        if self.revocations is not None:
+            self.revocations.close()
 
     async def aclose(self) -> None:
         await self.jwks.aclose()
+        if self.revocations is not None:
+            await self.revocations.aclose()
 
     # -- steps -------------------------------------------------------------------------------------
 
     def _header(self, token: str) -> dict[str, Any]:
-        if not isinstance(token, str) or len(token) > MAX_TOKEN_BYTES or token.count(".") != 2:
-            raise InvalidToken("malformed token")
-        header = _b64_json(token.split(".", 1)[0])
-        if not isinstance(header, dict):
-            raise InvalidToken("malformed token")
-        alg = header.get("alg")
-        if alg not in self.algorithms:
-            raise InvalidToken("signature algorithm not allowed")
-        if "crit" in header:
-            raise InvalidToken("unsupported critical header")
-        if self.token_type is not None:
-            typ = header.get("typ")
-            if not isinstance(typ, str) or typ.lower().removeprefix("application/") != self.token_type.lower():
-                raise InvalidToken(f"token type must be {self.token_type}")
-        kid = header.get("kid")
-        if not isinstance(kid, str) or not kid or len(kid) > 256:
-            raise InvalidToken("missing key id")
-        return header
+        return unverified_header(token, algorithms=self.algorithms, typ=self.token_type)
 
-    def _check(self, token: str, header: Mapping[str, Any], key: VerificationKey) -> Claims:
-        if header["alg"] != key.alg:
-            raise InvalidToken("signature algorithm does not match the key")
-        try:
-            with _eddsa_allowed():
-                payload = jws.deserialize_compact(token, key.key, algorithms=[key.alg]).payload
-            claims = json.loads(payload)
-        except (JoseError, ValueError, TypeError, UnicodeDecodeError):
-            raise InvalidToken("signature does not verify") from None
-        if not isinstance(claims, dict):
-            raise InvalidToken("malformed claims")
+    def _check(self, token: str, header: dict[str, Any], key: VerificationKey) -> Claims:
+        claims = verified_claims(token, header, key)
         self._check_claims(claims)
         return Claims(claims, header)
 
@@ -177,15 +171,10 @@ class Verifier:
             raise InvalidToken("wrong audience")
         now = self._clock()
         exp, nbf, iat = claims.get("exp"), claims.get("nbf"), claims.get("iat")
-        if not _is_time(exp) or now >= exp + self.leeway:
+        if not is_time(exp) or now >= exp + self.leeway:
             raise InvalidToken("token expired")
-        if nbf is not None and (not _is_time(nbf) or now + self.leeway < nbf):
+        if nbf is not None and (not is_time(nbf) or now + self.leeway < nbf):
             raise InvalidToken("token not yet valid")
-        if not _is_time(iat) or iat > now + self.leeway:
+        if not is_time(iat) or iat > now + self.leeway:
             raise InvalidToken("token issued in the future")
-
-
-def _is_time(value: Any) -> TypeGuard[float]:
-    """A NumericDate (RFC 7519 §2): a finite number, not a boolean (json.loads accepts NaN and Infinity)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 

@@ -13,7 +13,8 @@
                     middleware=[Middleware(BearerAuthMiddleware, verifier=verifier, exempt_paths={"/health"})])
 
 Errors are answered as RFC 6750 §3 says: 401 ``invalid_token`` / 403 ``insufficient_scope`` with a
-``WWW-Authenticate: Bearer …`` header, 503 when the key set could never be fetched.
+``WWW-Authenticate: Bearer …`` header (a revoked token is a 401 too), 503 when the key set could never be
+fetched or no recent enough revocation feed is available (``on_revocation_unavailable="closed"``).
 Importing this module needs Starlette; the rest of the library does not.
 """
 

@@ -14,12 +14,10 @@ erase (GDPR Art. 17). The admin API and the CLI call these; each takes effect on
 
 from __future__ import annotations
 
-import math
-from datetime import UTC, datetime
-
 from authserver.services import Services
 from authserver.storage.errors import NotFound
 from authserver.tokens.opaque import new_id
+from authserver.tokens.revocation import issued_before_reenabling
 
 
 async def end_session(services: Services, account_id: str, session_digest: str, *, reason: str = "logout", ip: str | None = None) -> bool:
@@ -62,11 +60,7 @@ async def enable_account(services: Services, account_id: str, *, actor: str | No
         raise NotFound(account_id)
     await services.accounts.set_disabled(account_id, False)
     if account.disabled_at is not None:
-        # `iat` has whole seconds: deny every token stamped with the second of the disabling or earlier
-        # (none can have been issued while disabled). A token issued in that same second after
-        # re-enabling is denied too: harmless, the client refreshes.
-        not_before = datetime.fromtimestamp(math.floor(account.disabled_at.timestamp()) + 1, tz=UTC)
-        await services.revocations.deny_account(account_id, not_before=not_before)
+        await services.revocations.deny_account(account_id, not_before=issued_before_reenabling(account.disabled_at))
     await services.events.record("account_enabled", "success", account_id=account_id, actor=actor)
 
 

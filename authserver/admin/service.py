@@ -38,6 +38,7 @@ from authserver.storage.sql.models import (
     ClientSecret,
     SecurityEvent,
 )
+from authserver.tokens.revocation import issued_before_reenabling
 
 CLIENT_ID = re.compile(r"^[A-Za-z0-9._-]{3,64}$")
 USERNAME = re.compile(r"^[^\s\x00-\x1f\x7f]{1,150}$")
@@ -289,9 +290,15 @@ class AdminService:
         if disabled:
             self._not_self(client_id, actor)
         try:
-            await self._s.clients.set_disabled(client_id, disabled)
+            was_disabled = await self._s.clients.set_disabled(client_id, disabled)
         except NotFound:
             raise not_found("client") from None
+        # The deny list carries the decision to introspection and to offline verifiers (the feed):
+        # while disabled every token of the client is refused; after enabling, those issued before.
+        if disabled:
+            await self._s.revocations.deny_client(client_id)
+        elif was_disabled is not None:
+            await self._s.revocations.deny_client(client_id, not_before=issued_before_reenabling(was_disabled))
         await self._s.events.record(
             "admin.client_disabled" if disabled else "admin.client_enabled", "success", client_id=client_id, actor=actor.describe()
         )
@@ -303,6 +310,9 @@ class AdminService:
             await self._s.clients.delete(client_id)
         except NotFound:
             raise not_found("client") from None
+        # Its outstanding tokens die everywhere, offline verifiers included; a client created again later
+        # under the same id is not affected (only tokens issued up to this second are denied).
+        await self._s.revocations.deny_client(client_id, not_before=issued_before_reenabling(self._s.clock.now()))
         await self._s.events.record("admin.client_deleted", "success", client_id=client_id, actor=actor.describe())
 
     async def list_secrets(self, client_id: str) -> dict[str, Any]:

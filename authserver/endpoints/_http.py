@@ -8,15 +8,13 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from authserver.errors import InvalidRequest, OAuthError, ServerError, TemporarilyUnavailable
 from authserver.middleware.body_limit import BodyTooLarge
 from authserver.protocol.params import parse_query, parse_urlencoded
-from authserver.storage.errors import Unavailable
+from authserver.storage.errors import DATABASE_ERRORS
 
 log = logging.getLogger("authserver.http")
 
@@ -25,9 +23,7 @@ FORM_TYPE = "application/x-www-form-urlencoded"
 MAX_FORM_BYTES = 64 * 1024
 
 # Failures of a dependency, not of the request: answered 503 + Retry-After, never a token.
-UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
-    OperationalError, PoolTimeout, DBAPIError, OSError, TimeoutError, Unavailable,
-)
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = DATABASE_ERRORS
 try:  # redis is a hard dependency, but keep the tuple readable
     from redis.exceptions import RedisError
 

@@ -45,6 +45,9 @@ def build_metadata(settings: Settings, grant_types: list[str]) -> dict[str, Any]
         "ui_locales_supported": ["es", "en"],
         "acr_values_supported": [ACR_PASSWORD, ACR_MFA],
         "claim_types_supported": ["normal"],
+        # Not registered metadata (hence the prefix): the signed revocation feed for offline verifiers
+        # (authserver/tokens/feed.py, docs/verifying-tokens.md).
+        "cmipro_revocation_feed_uri": f"{issuer}/revocations",
     }
 
 

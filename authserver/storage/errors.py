@@ -1,5 +1,8 @@
 """Storage outcomes, in storage words (grants translate them into OAuth errors)."""
 
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
 
 class StorageError(Exception):
     pass
@@ -23,3 +26,7 @@ class AlreadyConsumed(StorageError):
 
 class Unavailable(StorageError):
     """The database did not answer (down, slow, restarting): the request gets 503, nothing was decided."""
+
+
+# The database did not answer, whichever layer noticed: the caller answers 503 (or falls back), never decides.
+DATABASE_ERRORS: tuple[type[BaseException], ...] = (OperationalError, PoolTimeout, DBAPIError, OSError, TimeoutError, Unavailable)

@@ -23,6 +23,9 @@ from authserver.clock import Clock
 from authserver.keys.keystore import SUPPORTED_ALGS, KeyStore
 
 ACCESS_TOKEN_TYP = "at+jwt"
+# The signed revocation feed (authserver/tokens/feed.py): a type of its own, so neither an access token nor
+# an ID token can stand in for a feed, nor a feed for either.
+REVOCATION_LIST_TYP = "revocation-list+jwt"
 # Access tokens whose signature check is remembered (see TokenSigner.verify_access_token).
 VERIFIED_CACHE = 2048
 
@@ -129,6 +132,14 @@ class TokenSigner:
         if claims:
             body.update({k: v for k, v in claims.items() if k not in body})
         return self._sign(body, alg=alg, typ="JWT")
+
+    def revocation_list(self, claims: Mapping[str, Any]) -> str:
+        """The revocation feed document, signed like access tokens (default algorithm, current key)."""
+        return self._sign(claims, alg=self.default_alg, typ=REVOCATION_LIST_TYP)
+
+    def signing_kid(self) -> str:
+        """The kid that signs with the default algorithm now (it changes on rotation)."""
+        return self._keys.signing_key(self.default_alg).kid
 
     def verify_access_token(self, token: str, *, leeway: int = 0) -> dict[str, Any] | None:
         """Claims of a valid access token we issued (signature, typ, iss, exp), or None.

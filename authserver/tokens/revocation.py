@@ -1,18 +1,21 @@
 """Revocation state of access tokens: the deny list (RFC 7009 §2.1 "invalidation is immediate";
 RFC 7662 §4 "check … revocation").
 
-Access tokens are self-contained JWTs, so revoking one means remembering it until it expires. Three kinds
+Access tokens are self-contained JWTs, so revoking one means remembering it until it expires. Four kinds
 of entry, each one cache key ``deny:<entry>`` whose value says which tokens it matches:
 
 - ``jti:<jti>`` — one access token (revoked at ``/revoke``), ``inf``;
 - ``gid:<grant id>`` — every access token of a family (refresh-token revocation, reuse, code reuse,
   logout, sign out everywhere), ``inf``;
 - ``acct:<account id>`` — a person's tokens: ``inf`` while disabled or after erasure, or the epoch time
-  of re-enabling (tokens issued before it stay dead).
+  of re-enabling (tokens issued before it stay dead);
+- ``client:<client id>`` — every access token issued to a client (its ``client_id`` claim): ``inf`` while
+  the client is disabled or after it is deleted, or the epoch time of re-enabling, as for accounts.
 
 Every entry is written to the ``deny_list`` table first (durable) and then to the cache (hot, shared by
 all instances, so another instance sees it on its next check). An entry lives as long as the tokens it
 can match: a jti until that token's ``exp``, the others for the longest access-token lifetime in force.
+The same table is published to offline verifiers as the signed revocation feed (``authserver.tokens.feed``).
 
 The cache holds a marker key, ``deny:loaded``. A check reads the marker and the token's entries in one
 round trip; if the marker is missing (Redis flushed or restarted, or a fresh in-process cache), the
@@ -24,8 +27,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from authserver.clock import Clock
@@ -62,7 +66,20 @@ def _entries_for(claims: Mapping[str, Any]) -> list[str]:
         sub = claims.get("sub")
         if isinstance(sub, str) and sub:
             entries.append(f"acct:{sub}")
+    client_id = claims.get("client_id")
+    if isinstance(client_id, str) and client_id:
+        entries.append(f"client:{client_id}")
     return entries
+
+
+def issued_before_reenabling(disabled_at: datetime) -> datetime:
+    """The ``not_before`` of an account or client enabled again after being disabled at ``disabled_at``.
+
+    ``iat`` has whole seconds: every token stamped with the second of the disabling or earlier is denied
+    (none can have been issued while disabled). A token issued in that same second after re-enabling is
+    denied too: harmless, the client asks again.
+    """
+    return datetime.fromtimestamp(math.floor(disabled_at.timestamp()) + 1, tz=UTC)
 
 
 def _matches(not_before: str | None, iat: Any) -> bool:
@@ -123,8 +140,15 @@ class Revocations:
 
     async def deny_account(self, account_id: str, *, not_before: datetime | None = None) -> None:
         """Deny a person's access tokens: all of them (``not_before`` None), or those issued before it."""
+        await self._deny_issued_before(f"acct:{account_id}", not_before)
+
+    async def deny_client(self, client_id: str, *, not_before: datetime | None = None) -> None:
+        """Deny the access tokens issued to a client: all of them (``not_before`` None), or those issued before it."""
+        await self._deny_issued_before(f"client:{client_id}", not_before)
+
+    async def _deny_issued_before(self, entry: str, not_before: datetime | None) -> None:
         value = INFINITE if not_before is None else repr(not_before.timestamp())
-        await self._deny([DenyEntry(f"acct:{account_id}", value, await self._family_expiry())])
+        await self._deny([DenyEntry(entry, value, await self._family_expiry())])
 
     async def _family_expiry(self) -> datetime:
         longest = await self._store.longest_access_token_ttl(self._default_access_ttl)

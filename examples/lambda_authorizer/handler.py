@@ -11,9 +11,21 @@ Configuration (environment variables of the function):
 - ``CMIPRO_AUDIENCE`` (required): this API's identifier(s), comma-separated
 - ``CMIPRO_REQUIRED_SCOPES``: space-separated scopes every request needs (default: none)
 - ``CMIPRO_JWKS_URL``: default ``{CMIPRO_ISSUER}/jwks``
+- ``CMIPRO_REVOCATION_FRESHNESS``: seconds the cached revocation feed is used before it is fetched again
+  (default 30): a revoked token, family, person or client is refused within about this long
+- ``CMIPRO_REVOCATION_MAX_STALE``: how long past its freshness the last good feed serves while the server
+  is unreachable (default 300 seconds)
+- ``CMIPRO_ON_REVOCATION_UNAVAILABLE``: ``closed`` (default: refuse, API Gateway answers 500) or ``open``
+  (accept valid tokens unchecked, with a warning in the log) once the feed is older than that
+- ``CMIPRO_REVOCATION_CHECK``: ``false`` to turn the revocation check off
+- ``CMIPRO_REVOCATION_URL``: default ``{CMIPRO_ISSUER}/revocations``
 
 The verifier is built once per execution environment, so warm invocations reuse the cached JWKS and
-make no network call; an unknown kid refetches the JWKS at most once every 30 seconds.
+revocation feed: the JWKS is fetched when its max-age runs out (or once every 30 seconds for an unknown
+kid), the feed at most once per freshness period.
+
+API Gateway's authorizer result cache (``authorizerResultTtlInSeconds``) adds its TTL to how long a
+revoked token keeps passing: keep it at or below the freshness, or 0.
 """
 
 from __future__ import annotations
@@ -21,12 +33,17 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from cmipro_verify import InsufficientScope, InvalidToken, JWKSUnavailable, Verifier, bearer_token
+from cmipro_verify import InsufficientScope, InvalidToken, Unavailable, Verifier, bearer_token
 
 VERIFIER = Verifier(
     issuer=os.environ["CMIPRO_ISSUER"],
     audience=[a.strip() for a in os.environ["CMIPRO_AUDIENCE"].split(",") if a.strip()],
     jwks_url=os.environ.get("CMIPRO_JWKS_URL") or None,
+    revocation_check=os.environ.get("CMIPRO_REVOCATION_CHECK", "true").strip().lower() not in {"0", "false", "no", "off"},
+    revocation_url=os.environ.get("CMIPRO_REVOCATION_URL") or None,
+    revocation_freshness=float(os.environ.get("CMIPRO_REVOCATION_FRESHNESS") or 30),
+    revocation_max_stale=float(os.environ.get("CMIPRO_REVOCATION_MAX_STALE") or 300),
+    on_revocation_unavailable="open" if os.environ.get("CMIPRO_ON_REVOCATION_UNAVAILABLE", "").strip().lower() == "open" else "closed",
 )
 REQUIRED_SCOPES = tuple(os.environ.get("CMIPRO_REQUIRED_SCOPES", "").split())
 
@@ -63,8 +80,9 @@ def _http_api(event: dict[str, Any]) -> dict[str, Any]:
     except (InvalidToken, InsufficientScope) as error:
         print(f"authorizer: denied ({error.error}: {error.description})")
         return {"isAuthorized": False}
-    except JWKSUnavailable:
-        raise RuntimeError("authorization server keys unavailable") from None  # API Gateway answers 500
+    except Unavailable as error:
+        # Keys or revocation feed unreachable for too long: not the caller's fault; API Gateway answers 500.
+        raise RuntimeError(f"authorization server unavailable: {error.description}") from None
     return {"isAuthorized": True, "context": _context(claims)}
 
 
@@ -75,8 +93,8 @@ def _rest_api(event: dict[str, Any]) -> dict[str, Any]:
     except InvalidToken as error:
         print(f"authorizer: unauthorized ({error.description})")
         raise Exception("Unauthorized") from None  # noqa: TRY002 - the exact message API Gateway expects
-    except JWKSUnavailable:
-        raise RuntimeError("authorization server keys unavailable") from None
+    except Unavailable as error:
+        raise RuntimeError(f"authorization server unavailable: {error.description}") from None
     try:
         claims.require_scopes(*REQUIRED_SCOPES)
         effect = "Allow"

@@ -234,7 +234,7 @@ async def test_userinfo_hostile_bodies(http: httpx.AsyncClient) -> None:
         assert_json_error(response, 401, "invalid_token")
 
 
-@pytest.mark.parametrize("path", ["/jwks", "/.well-known/openid-configuration", "/.well-known/oauth-authorization-server"])
+@pytest.mark.parametrize("path", ["/jwks", "/revocations", "/.well-known/openid-configuration", "/.well-known/oauth-authorization-server"])
 async def test_public_documents_ignore_junk_and_refuse_writes(http: httpx.AsyncClient, path: str) -> None:
     assert (await http.get(f"{path}?x=%ff&x=%00&" + "y" * 3000)).status_code == 200
     assert (await http.get(path, headers={"If-None-Match": b'W/"junk", *, \xff'})).status_code in (200, 304)

@@ -28,7 +28,7 @@ from authserver.storage.sql.models import Grant, RefreshToken, SigningKey
 from authserver.tokens.opaque import digest
 from tests.conftest import REDIS_URL, TEST_RELAXED_LIMITS, create_pg_database, delete_redis_prefix, drop_pg_database, fast_passwords
 from tests.support.factories import REDIRECT_URI, form_field, pkce_pair, query_of
-from tests.support.servers import ServerProcess, free_port, server_env
+from tests.support.servers import ServerProcess, cluster_settings_env, free_port, server_env
 
 # The data API the cluster's tokens are for, and whose resource server introspects them (RFC 7662 §4).
 API = "https://api.cmipro.example"
@@ -65,18 +65,7 @@ async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Clu
     url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
     await asyncio.to_thread(upgrade, url)
     prefix = f"authserver-cluster-{secrets.token_hex(4)}:"
-    settings_env = {
-        "AUTHSERVER_SERVER__ISSUER": ISSUER,
-        "AUTHSERVER_SERVER__COOKIE_SECURE": "false",
-        "AUTHSERVER_SERVER__DEMO": "false",
-        "AUTHSERVER_DATABASE__URL": url,
-        "AUTHSERVER_CACHE__URL": REDIS_URL,
-        "AUTHSERVER_CACHE__KEY_PREFIX": prefix,
-        "AUTHSERVER_SECURITY__ENCRYPTION_KEYS": '{"k1": "' + secrets.token_urlsafe(32) + '"}',
-        "AUTHSERVER_SECURITY__ACTIVE_ENCRYPTION_KEY": "k1",
-        # The test is the load balancer: it names the client address in X-Forwarded-For.
-        "AUTHSERVER_SECURITY__TRUSTED_PROXIES": "127.0.0.1",
-    }
+    settings_env = cluster_settings_env(issuer=ISSUER, database_url=url, redis_url=REDIS_URL, key_prefix=prefix)
     # Every flow comes from one address: per-IP limits relaxed as in the rest of the suite, except the
     # client-authentication lock per (client, IP), which keeps its shipped default (tested below).
     settings_env.update({f"AUTHSERVER_ABUSE__{n.upper()}": "1000000" for n in TEST_RELAXED_LIMITS if n != "client_failures"})

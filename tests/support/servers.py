@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -106,6 +107,22 @@ class RedisServer:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=10)
+
+
+def cluster_settings_env(*, issuer: str, database_url: str, redis_url: str, key_prefix: str) -> dict[str, str]:
+    """The settings every instance of a test cluster shares: one issuer, one database, one Redis prefix, one
+    encryption key. The test is the load balancer: it names the client address in X-Forwarded-For."""
+    return {
+        "AUTHSERVER_SERVER__ISSUER": issuer,
+        "AUTHSERVER_SERVER__COOKIE_SECURE": "false",
+        "AUTHSERVER_SERVER__DEMO": "false",
+        "AUTHSERVER_DATABASE__URL": database_url,
+        "AUTHSERVER_CACHE__URL": redis_url,
+        "AUTHSERVER_CACHE__KEY_PREFIX": key_prefix,
+        "AUTHSERVER_SECURITY__ENCRYPTION_KEYS": '{"k1": "' + secrets.token_urlsafe(32) + '"}',
+        "AUTHSERVER_SECURITY__ACTIVE_ENCRYPTION_KEY": "k1",
+        "AUTHSERVER_SECURITY__TRUSTED_PROXIES": "127.0.0.1",
+    }
 
 
 def server_env(settings_env: dict[str, str]) -> dict[str, str]:

@@ -26,7 +26,8 @@ def make_verifier(keys: list[dict[str, Any]] | None = None) -> Verifier:
     public = {**KEY.as_dict(private=False), "kid": "k1", "alg": "ES256", "use": "sig"}
     client = httpx.Client(transport=jwks_transport(keys if keys is not None else [public]))
     cache = JWKSCache(f"{ISSUER}/jwks", algorithms={"ES256"}, clock=lambda: NOW, http_client=client)
-    return Verifier(issuer=ISSUER, audience=AUDIENCE, algorithms=["ES256"], clock=lambda: NOW, jwks=cache)
+    # Claim rules only: the revocation feed has its own tests (test_revocation_feed.py).
+    return Verifier(issuer=ISSUER, audience=AUDIENCE, algorithms=["ES256"], clock=lambda: NOW, jwks=cache, revocation_check=False)
 
 
 def sign(claims: dict[str, Any], **header: Any) -> str:
@@ -99,7 +100,7 @@ def test_an_empty_or_broken_jwks_never_replaces_a_working_one() -> None:
     clock = [NOW]
     client = httpx.Client(transport=httpx.MockTransport(lambda request: answers.pop(0) if len(answers) > 1 else answers[0]))
     cache = JWKSCache(f"{ISSUER}/jwks", algorithms={"ES256"}, clock=lambda: clock[0], http_client=client, retry_after_error=0)
-    verifier = Verifier(issuer=ISSUER, audience=AUDIENCE, algorithms=["ES256"], clock=lambda: clock[0], jwks=cache)
+    verifier = Verifier(issuer=ISSUER, audience=AUDIENCE, algorithms=["ES256"], clock=lambda: clock[0], jwks=cache, revocation_check=False)
     token = sign(base(exp=NOW + 3600))
     assert verifier.verify(token)
     for _ in range(2):

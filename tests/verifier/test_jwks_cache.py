@@ -51,9 +51,10 @@ def transport(app: Starlette) -> SwitchableTransport:
 
 
 def make_verifier(transport: SwitchableTransport, clock: Clock) -> Verifier:
+    # The key set alone: these tests count JWKS requests (the revocation feed's own are in test_revocation_feed.py).
     return Verifier(
         issuer=ISSUER, audience=AUDIENCE, jwks_url=f"{ISSUER}/jwks", clock=clock,
-        async_http_client=httpx.AsyncClient(transport=transport),
+        async_http_client=httpx.AsyncClient(transport=transport), revocation_check=False,
     )
 
 

@@ -3,10 +3,12 @@ with real tokens from a running server."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 from pathlib import Path
 from types import ModuleType
 
+import httpx
 import pytest
 
 from tests.verifier.conftest import AUDIENCE, LiveServer
@@ -21,6 +23,7 @@ def lambda_module(live: LiveServer, monkeypatch: pytest.MonkeyPatch) -> ModuleTy
     monkeypatch.setenv("CMIPRO_ISSUER", live.issuer)
     monkeypatch.setenv("CMIPRO_AUDIENCE", f"https://other.example, {AUDIENCE}")
     monkeypatch.setenv("CMIPRO_REQUIRED_SCOPES", "read:levels")
+    monkeypatch.setenv("CMIPRO_REVOCATION_FRESHNESS", "0.2")
     spec = importlib.util.spec_from_file_location("lambda_authorizer_handler", HANDLER)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
@@ -63,3 +66,25 @@ async def test_rest_api_token_and_request_authorizers(live: LiveServer, lambda_m
         lambda_module.handler({"type": "TOKEN", "authorizationToken": "Bearer forged.token.here", "methodArn": METHOD_ARN}, None)
     with pytest.raises(Exception, match="^Unauthorized$"):
         lambda_module.handler({"type": "REQUEST", "headers": {}, "methodArn": METHOD_ARN}, None)
+
+
+async def test_a_revoked_token_is_refused_by_the_warm_handler(live: LiveServer, lambda_module: ModuleType) -> None:
+    """The module-level verifier (CMIPRO_REVOCATION_FRESHNESS) refetches the feed and refuses the token;
+    polled, since the live server runs on the real clock."""
+    client = await live.service_client()
+    token = await live.token(client, "read:levels")
+    keep = await live.token(client, "read:levels")
+    assert lambda_module.VERIFIER.revocations.freshness == 0.2
+    assert lambda_module.handler(http_api_event(f"Bearer {token}"), None)["isAuthorized"] is True
+    async with httpx.AsyncClient(base_url=live.url) as http:
+        revoked = await http.post("/revoke", data={"token": token}, auth=(client.client_id, client.secret))
+        assert revoked.status_code == 200
+    for _ in range(200):  # up to about a minute on a busy machine; normally a second or two
+        if await asyncio.to_thread(lambda_module.handler, http_api_event(f"Bearer {token}"), None) == {"isAuthorized": False}:
+            break
+        await asyncio.sleep(0.3)
+    else:
+        pytest.fail("the revoked token was still authorized")
+    with pytest.raises(Exception, match="^Unauthorized$"):
+        lambda_module.handler({"type": "TOKEN", "authorizationToken": f"Bearer {token}", "methodArn": METHOD_ARN}, None)
+    assert lambda_module.handler(http_api_event(f"Bearer {keep}"), None)["isAuthorized"] is True

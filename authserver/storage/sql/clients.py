@@ -269,15 +269,18 @@ class SqlClientStore:
         self.forget(client_id)
         return secret
 
-    async def set_disabled(self, client_id: str, disabled: bool) -> None:
+    async def set_disabled(self, client_id: str, disabled: bool) -> datetime | None:
+        """Disable (keeping the first disabling time) or enable; returns when the client was disabled, if it was."""
         async with self._sessions.begin() as session:
-            result = await session.execute(
-                update(Client).where(Client.client_id == client_id)
-                .values(disabled_at=self._clock.now() if disabled else None, updated_at=self._clock.now())
-            )
-            if result.rowcount == 0:  # type: ignore[attr-defined]
+            row = await session.get(Client, client_id, with_for_update=True)
+            if row is None:
                 raise NotFound(client_id)
+            was_disabled = row.disabled_at
+            now = self._clock.now()
+            row.disabled_at = (was_disabled or now) if disabled else None
+            row.updated_at = now
         self.forget(client_id)
+        return was_disabled
 
     async def delete(self, client_id: str) -> None:
         async with self._sessions.begin() as session:
