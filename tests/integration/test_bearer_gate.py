@@ -33,6 +33,7 @@ PUBLIC = {
     "introspection": "client authentication (RFC 7662 §2.1)",
     "revocation": "client authentication (RFC 7009 §2.1)",
     "jwks": "public keys",
+    "revocation_feed": "public, signed revocation feed for local verifiers",
     "openid_configuration": "public metadata",
     "oauth_metadata": "public metadata",
     "admin_openapi": "public description of the admin API",
