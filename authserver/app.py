@@ -32,6 +32,7 @@ from authserver.keys.encryption import Encryptor, load_or_create_key_file
 from authserver.keys.keystore import KeyStore
 from authserver.keys.rotation import KeyManager, background_rotation, configured_algorithms
 from authserver.metrics import Metrics, mark_worker_dead
+from authserver.mail import Mailer
 from authserver.mfa.service import MfaService
 from authserver.middleware.edge import EdgeMiddleware
 from authserver.ratelimit import Limiter, MemoryLimiter, RedisLimiter, ResilientLimiter
@@ -40,6 +41,7 @@ from authserver.services import Services
 from authserver.settings import Settings
 from authserver.shutdown import install_drain_on_sigterm
 from authserver.storage.cache import Cache, create_cache
+from authserver.storage.sql.account_tokens import SqlAccountTokenStore
 from authserver.storage.sql.accounts import SqlAccountStore
 from authserver.storage.sql.clients import SqlClientStore
 from authserver.storage.sql.engine import create_engine, create_sessionmaker
@@ -138,6 +140,8 @@ def build_services(settings: Settings, *, clock: Clock | None = None, passwords:
             sessions, clock, reset_after=settings.abuse.lock_reset_seconds, view_seconds=settings.abuse.client_lock_view_seconds
         ),
         metrics=metrics,
+        account_tokens=SqlAccountTokenStore(sessions, clock),
+        mailer=Mailer(settings.mail, create_environment()),
         fast_path=fast_path,
     )
 
@@ -215,4 +219,5 @@ def create_app(
     app.state.admin = AdminService(services)
     app.state.interactions = InteractionStore(services.cache, ttl=settings.login.interaction_ttl)
     app.state.templates = create_environment()
+    app.state.templates.globals["mail_enabled"] = services.mailer.enabled
     return app
