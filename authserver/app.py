@@ -20,6 +20,7 @@ from authserver.accounts.passwords import Passwords
 from authserver.admin.service import AdminService
 from authserver.chaos import FaultyCache, inject_database_faults
 from authserver.clock import Clock, SystemClock
+from authserver.cors import CorsPolicy
 from authserver.endpoints.discovery import build_metadata, metadata_endpoint
 from authserver.events import SecurityEvents, configure_security_log
 from authserver.grants.authorization_code import AuthorizationCodeGrant
@@ -164,6 +165,7 @@ def create_app(
     configure_security_log()
     grants: dict[str, TokenGrant] = {cls.GRANT_TYPE: cls(services) for cls in GRANT_CLASSES}
     metadata = metadata_endpoint(build_metadata(settings, list(grants)))
+    cors = CorsPolicy(settings.cors, services.clients)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -171,6 +173,7 @@ def create_app(
         if settings.keys.auto_rotate:
             await services.key_manager.run_scheduled()
         await services.keys.load()
+        await cors.reload()
         if server_process:
             tune_garbage_collector()
         interval = settings.lifecycle.purge_interval
@@ -185,6 +188,8 @@ def create_app(
                 purge_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await purge_task
+            if cors.pending is not None:
+                cors.pending.cancel()
             restore_signals()
             mark_worker_dead()
             await services.close()
@@ -207,7 +212,7 @@ def create_app(
             Middleware(
                 EdgeMiddleware, metrics=services.metrics, hsts=settings.server.issuer.startswith("https://"),
                 max_headers=settings.abuse.max_headers, max_header_bytes=settings.abuse.max_header_bytes,
-                max_body_bytes=settings.server.max_body_bytes, direct=direct_routes(routes),
+                max_body_bytes=settings.server.max_body_bytes, direct=direct_routes(routes), cors=cors,
             ),
         ],
         exception_handlers={404: not_found},
@@ -216,6 +221,7 @@ def create_app(
     app.state.services = services
     app.state.draining = False
     app.state.grants = grants
+    app.state.cors = cors
     app.state.admin = AdminService(services)
     app.state.interactions = InteractionStore(services.cache, ttl=settings.login.interaction_ttl)
     app.state.templates = create_environment()
