@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 import secrets
-import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ from playwright.async_api import Browser, BrowserContext, Page, expect
 from authserver.app import build_services, create_app
 from authserver.services import Services
 from authserver.settings import load_settings
-from tests.browser.conftest import ARTIFACTS, ClientApp, _serve_in_thread
+from tests.browser.conftest import ARTIFACTS, ClientApp, _serve_in_thread, loopback_socket
 from tests.conftest import environ_for, fast_passwords
 from tests.support.factories import AppClient, Person, make_client, make_user, pkce_pair, query_of
 from tests.support.smtp import Inbox, smtp_server
@@ -55,10 +54,7 @@ async def mail_server(database_url: str, tmp_root: Path, module_inbox: Inbox, cl
     """A live server that sends mail to the test's SMTP server; the browser app (a public client on the
     client app's origin) is registered before it starts, so its origin is in the CORS set from the start."""
     backend = "postgres" if database_url.startswith("postgresql") else "sqlite"
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    sock, url = loopback_socket()
     settings = load_settings(environ_for(backend, database_url, tmp_root, AUTHSERVER_SERVER__ISSUER=url, **module_inbox.env()))
     services = build_services(settings, passwords=fast_passwords())
     spa = await make_client(
