@@ -40,21 +40,24 @@ async def sign_out_everywhere(services: Services, account_id: str, *, reason: st
 
 
 async def sign_out_other_sessions(
-    services: Services, account_id: str, *, keep: str, reason: str, ip: str | None = None
+    services: Services, account_id: str, *, keep: str | None = None, keep_grant: str | None = None, reason: str,
+    ip: str | None = None,
 ) -> int:
     """After a credential changed (password, second factor; ASVS 5 7.4.3): end every session of the person
-    but ``keep`` (the digest of the session that made the change) and revoke every token
-    family, offline ones included, so nothing obtained with the old credential lives on. Returns the
-    families revoked."""
-    return await _end_sessions_and_families(services, account_id, keep=keep, reason=reason, ip=ip)
+    but ``keep`` (the digest of the browser session that made the change) and revoke every token family
+    but ``keep_grant`` (the family of the API token that made it), offline ones included, so nothing
+    obtained with the old credential lives on. Returns the families revoked."""
+    return await _end_sessions_and_families(services, account_id, keep=keep, keep_grant=keep_grant, reason=reason, ip=ip)
 
 
-async def _end_sessions_and_families(services: Services, account_id: str, *, keep: str | None, reason: str, ip: str | None) -> int:
+async def _end_sessions_and_families(
+    services: Services, account_id: str, *, keep: str | None, reason: str, ip: str | None, keep_grant: str | None = None
+) -> int:
     ended = await services.lifecycle.end_sessions(account_id, keep=keep)
-    grant_ids = await services.lifecycle.live_grant_ids(account_id=account_id)
+    grant_ids = [g for g in await services.lifecycle.live_grant_ids(account_id=account_id) if g != keep_grant]
     revoked = await services.revocations.revoke_grants(grant_ids, reason=reason)
     await services.events.record(
-        "logout", "success", account_id=account_id, ip=ip, scope="other_sessions" if keep else "everywhere",
+        "logout", "success", account_id=account_id, ip=ip, scope="other_sessions" if keep or keep_grant else "everywhere",
         reason=reason, sessions_ended=len(ended), grants_revoked=revoked,
     )
     return revoked

@@ -13,7 +13,7 @@ from authserver.mfa import totp
 from authserver.services import Services
 from tests.conftest import ISSUER
 from tests.support.apps import running_app
-from tests.support.factories import authorize, form_field, make_client, make_user, redeem
+from tests.support.factories import ALL_SCOPES, authorize, form_field, make_client, make_user, redeem
 from tests.support.lifecycle import Issued, is_active, issue, refresh, resource_server
 from tests.support.mfa import enrol, mfa_env, page_secret, submit, to_second_step
 
@@ -220,3 +220,32 @@ async def sign_in_elsewhere(browser: httpx.AsyncClient, services: Services, issu
     params, verifier = await authorize(browser, issued.client, issued.user)
     assert (await redeem(browser, issued.client, params["code"], verifier)).status_code == 200
 
+
+
+async def test_enrolling_and_removing_through_the_json_api_end_the_other_sessions_but_not_the_callers(
+    backend: str, database_url: str, tmp_root: Path
+) -> None:
+    async with mfa_env(backend, database_url, tmp_root) as env:
+        app_client = await make_client(env.services, scopes=[*ALL_SCOPES, "mfa:manage"], audience=[env.services.settings.server.issuer])
+        rs = await resource_server(env.services)
+        mobile = await issue(env.http, env.services, client=app_client, scope="openid offline_access mfa:manage")
+        auth = {"Authorization": f"Bearer {mobile.access}"}
+        async with env.client() as laptop:
+            other = await issue(laptop, env.services, user=mobile.user)
+            secret = (await env.http.post("/api/me/mfa/totp", headers=auth)).json()["secret"]
+            done = await env.http.post("/api/me/mfa/totp/confirm", headers=auth, json={"code": totp.code_at(secret, env.clock.now())})
+            assert done.status_code == 200, done.text
+            assert await env.services.browser_sessions.get(laptop.cookies.get("authserver_session")) is None
+            assert (await refresh(laptop, other.client, other.refresh)).status_code == 400
+            assert not await is_active(env.http, rs, other.access)
+        assert (await env.http.get("/api/me/mfa", headers=auth)).status_code == 200, "the calling app's own family stays"
+        env.clock.advance(30)
+        async with env.client() as laptop:
+            pending = await to_second_step(laptop, other.client, mobile.user)
+            await submit(laptop, pending, code=totp.code_at(secret, env.clock.now()))
+            assert await env.services.browser_sessions.get(laptop.cookies.get("authserver_session")) is not None
+            removed = await env.http.request("DELETE", "/api/me/mfa/totp", headers=auth, json={
+                "password": mobile.user.password, "backup_code": done.json()["backup_codes"][0]})
+            assert removed.status_code == 200, removed.text
+            assert await env.services.browser_sessions.get(laptop.cookies.get("authserver_session")) is None
+        assert (await refresh(env.http, mobile.client, mobile.refresh)).status_code == 200
