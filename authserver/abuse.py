@@ -47,6 +47,9 @@ SCOPES = {
         Scope("introspection", "introspection_per_client", anonymous=False, strict=False),
         Scope("revocation", "revocation_per_client", anonymous=False, strict=False),
         Scope("userinfo", "userinfo_per_token", anonymous=False, strict=False),
+        # Password reset by mail: per IP, and per address (sha256 of it) so one inbox cannot be flooded.
+        Scope("password_reset", "password_reset_per_ip", anonymous=True, strict=True),
+        Scope("password_reset_address", "password_reset_per_address", anonymous=True, strict=True),
     )
 }
 

@@ -20,6 +20,7 @@ from authserver.accounts.passwords import Passwords
 from authserver.admin.service import AdminService
 from authserver.chaos import FaultyCache, inject_database_faults
 from authserver.clock import Clock, SystemClock
+from authserver.cors import CorsPolicy
 from authserver.endpoints.discovery import build_metadata, metadata_endpoint
 from authserver.events import SecurityEvents, configure_security_log
 from authserver.grants.authorization_code import AuthorizationCodeGrant
@@ -32,6 +33,7 @@ from authserver.keys.encryption import Encryptor, load_or_create_key_file
 from authserver.keys.keystore import KeyStore
 from authserver.keys.rotation import KeyManager, background_rotation, configured_algorithms
 from authserver.metrics import Metrics, mark_worker_dead
+from authserver.mail import Mailer
 from authserver.mfa.service import MfaService
 from authserver.middleware.edge import EdgeMiddleware
 from authserver.ratelimit import Limiter, MemoryLimiter, RedisLimiter, ResilientLimiter
@@ -40,6 +42,7 @@ from authserver.services import Services
 from authserver.settings import Settings
 from authserver.shutdown import install_drain_on_sigterm
 from authserver.storage.cache import Cache, create_cache
+from authserver.storage.sql.account_tokens import SqlAccountTokenStore
 from authserver.storage.sql.accounts import SqlAccountStore
 from authserver.storage.sql.clients import SqlClientStore
 from authserver.storage.sql.engine import create_engine, create_sessionmaker
@@ -145,6 +148,8 @@ def build_services(settings: Settings, *, clock: Clock | None = None, passwords:
             sessions, clock, reset_after=settings.abuse.lock_reset_seconds, view_seconds=settings.abuse.client_lock_view_seconds
         ),
         metrics=metrics,
+        account_tokens=SqlAccountTokenStore(sessions, clock),
+        mailer=Mailer(settings.mail, create_environment()),
         fast_path=fast_path,
     )
 
@@ -167,6 +172,7 @@ def create_app(
     configure_security_log()
     grants: dict[str, TokenGrant] = {cls.GRANT_TYPE: cls(services) for cls in GRANT_CLASSES}
     metadata = metadata_endpoint(build_metadata(settings, list(grants)))
+    cors = CorsPolicy(settings.cors, services.clients)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -174,6 +180,7 @@ def create_app(
         if settings.keys.auto_rotate:
             await services.key_manager.run_scheduled()
         await services.keys.load()
+        await cors.reload()
         if server_process:
             tune_garbage_collector()
         interval = settings.lifecycle.purge_interval
@@ -188,6 +195,8 @@ def create_app(
                 purge_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await purge_task
+            if cors.pending is not None:
+                cors.pending.cancel()
             restore_signals()
             mark_worker_dead()
             await services.close()
@@ -210,7 +219,7 @@ def create_app(
             Middleware(
                 EdgeMiddleware, metrics=services.metrics, hsts=settings.server.issuer.startswith("https://"),
                 max_headers=settings.abuse.max_headers, max_header_bytes=settings.abuse.max_header_bytes,
-                max_body_bytes=settings.server.max_body_bytes, direct=direct_routes(routes),
+                max_body_bytes=settings.server.max_body_bytes, direct=direct_routes(routes), cors=cors,
             ),
         ],
         exception_handlers={404: not_found},
@@ -219,7 +228,9 @@ def create_app(
     app.state.services = services
     app.state.draining = False
     app.state.grants = grants
+    app.state.cors = cors
     app.state.admin = AdminService(services)
     app.state.interactions = InteractionStore(services.cache, ttl=settings.login.interaction_ttl)
     app.state.templates = create_environment()
+    app.state.templates.globals["mail_enabled"] = services.mailer.enabled
     return app

@@ -22,7 +22,7 @@ from authserver.endpoints import (
     userinfo,
 )
 from authserver.endpoints.authorize import authorize
-from authserver.web import logout, mfa_views, views
+from authserver.web import logout, mfa_views, self_service, views
 
 # Endpoints that answer a wrong method themselves, with the error their channel expects.
 ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
@@ -52,6 +52,10 @@ def build_routes(metadata: ASGIApp) -> list[Route | Mount]:
         Route("/logout", logout.logout, methods=ANY_METHOD, name="end_session"),
         Route("/account/sessions", logout.account_sessions, methods=ANY_METHOD, name="account_sessions"),
         Route("/account", views.account, methods=["GET"], name="account"),
+        Route("/account/password", self_service.account_password, methods=ANY_METHOD, name="account_password"),
+        Route("/account/apps", self_service.account_apps, methods=ANY_METHOD, name="account_apps"),
+        Route("/password/forgot", self_service.password_forgot, methods=ANY_METHOD, name="password_forgot"),
+        Route("/password/reset", self_service.password_reset, methods=ANY_METHOD, name="password_reset"),
         Route("/mfa", mfa_views.mfa_prompt, methods=ANY_METHOD, name="mfa"),
         Route("/mfa/enrol", mfa_views.mfa_enrol, methods=ANY_METHOD, name="mfa_enrol"),
         Route("/account/mfa", mfa_views.account_mfa, methods=["GET"], name="account_mfa"),

@@ -14,10 +14,12 @@ from authserver.events import SecurityEvents
 from authserver.keys.encryption import Encryptor
 from authserver.keys.keystore import KeyStore
 from authserver.keys.rotation import KeyManager
+from authserver.mail import Mailer
 from authserver.metrics import Metrics
 from authserver.mfa.service import MfaService
 from authserver.settings import Settings
 from authserver.storage.cache import Cache
+from authserver.storage.sql.account_tokens import SqlAccountTokenStore
 from authserver.storage.sql.accounts import SqlAccountStore
 from authserver.storage.sql.clients import SqlClientStore
 from authserver.storage.sql.fastpath import PgFastPath
@@ -57,11 +59,15 @@ class Services:
     limiter: RateLimits
     lockout: Lockout
     metrics: Metrics
+    # Self-service (docs/self-service.md): single-use mailed links and the SMTP sender (mail.host empty: off).
+    account_tokens: SqlAccountTokenStore
+    mailer: Mailer
     # PostgreSQL only: refresh rotation in one statement (storage/sql/fastpath.py); None on SQLite.
     fast_path: PgFastPath | None = None
 
     async def close(self) -> None:
-        """Write buffered security events, then close the cache, the limiter and the database pool."""
+        """Deliver queued mail, write buffered security events, then close the cache, the limiter and the database pool."""
+        await self.mailer.close()
         await self.events.close()
         if self.fast_path is not None:
             await self.fast_path.close()

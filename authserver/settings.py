@@ -245,6 +245,10 @@ class AbuseSettings:
     revocation_per_client: int = 600
     # UserInfo requests per minute per access token.
     userinfo_per_token: int = 120
+    # Password-reset requests per minute per client IP.
+    password_reset_per_ip: int = 10
+    # Password-reset requests per minute per e-mail address (known or not): caps the mail one address gets.
+    password_reset_per_address: int = 2
     # Emergency mode divides the per-IP limits and the per-IP sign-in failure threshold by this.
     emergency_divisor: int = 4
     # With Redis unreachable, per-instance limits guarding human-chosen secrets are divided by this.
@@ -300,6 +304,51 @@ class ObservabilitySettings:
 
 
 @dataclass(frozen=True)
+class MailSettings:
+    # SMTP server for password-reset and verification mail. Empty: no mail is sent, and the pages that
+    # need it (password reset, sign-up, e-mail change) say so instead of offering it.
+    host: str = ""
+    port: int = 587
+    # starttls (upgrade on connect, port 587), tls (implicit TLS, port 465) or none (a local relay only;
+    # refused in production).
+    security: str = "starttls"
+    # SMTP AUTH credentials (both empty: no AUTH).
+    username: str = ""
+    password: Secret = Secret("")
+    # The From: address of every mail, e.g. "CMIPRO <no-reply@cmipro.hn>". Required when host is set.
+    sender: str = ""
+    # Seconds for connecting to and talking with the SMTP server.
+    timeout: float = 10.0
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.host)
+
+
+@dataclass(frozen=True)
+class SelfServiceSettings:
+    # Lifetime of a password-reset link in seconds (single use).
+    reset_token_ttl: int = 1800
+    # Lifetime of an e-mail verification link in seconds (single use).
+    verify_token_ttl: int = 24 * 3600
+
+
+@dataclass(frozen=True)
+class CorsSettings:
+    # Browser apps (SPAs) on these origins may call /token, /revoke and /userinfo with fetch(); never "*",
+    # never with credentials. Each is scheme://host[:port] with no path.
+    allowed_origins: list[str] = field(default_factory=list)
+    # Also allow the origins of the http(s) redirect URIs registered by public clients.
+    from_redirect_uris: bool = True
+    # Also answer CORS at /introspect (off: introspection is for resource servers, not browsers).
+    introspection: bool = False
+    # Seconds a browser may cache a preflight answer (Access-Control-Max-Age).
+    max_age: int = 600
+    # Seconds between reloads of the registered origins from the client registry (per instance).
+    refresh_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
@@ -314,6 +363,9 @@ class Settings:
     abuse: AbuseSettings = field(default_factory=AbuseSettings)
     admin: AdminSettings = field(default_factory=AdminSettings)
     observability: ObservabilitySettings = field(default_factory=ObservabilitySettings)
+    mail: MailSettings = field(default_factory=MailSettings)
+    self_service: SelfServiceSettings = field(default_factory=SelfServiceSettings)
+    cors: CorsSettings = field(default_factory=CorsSettings)
 
     @property
     def cookie_secure(self) -> bool:
@@ -504,7 +556,10 @@ def validate(settings: Settings) -> None:
         raise SettingsError("setting observability.log_level: DEBUG, INFO, WARNING or ERROR")
     if observability.shutdown_drain_seconds < 0 or observability.graceful_timeout < 0:
         raise SettingsError("setting observability.shutdown_drain_seconds/graceful_timeout: must not be negative")
+    _validate_self_service(settings)
     if server.production:
+        if settings.mail.enabled and settings.mail.security == "none":
+            raise SettingsError("setting mail.security: none (no TLS) is refused in production")
         for token in admin.registration_tokens:
             if len(token) < 32 or any(marker in token.lower() for marker in PLACEHOLDER_MARKERS):
                 raise SettingsError("setting admin.registration_tokens: at least 32 random characters in production")
@@ -521,6 +576,29 @@ def validate(settings: Settings) -> None:
             raise SettingsError("setting cache.url: Redis is required in production")
         if server.cookie_secure is False:
             raise SettingsError("setting server.cookie_secure: cannot be false in production")
+
+
+def _validate_self_service(settings: Settings) -> None:
+    mail, own, cors = settings.mail, settings.self_service, settings.cors
+    if mail.security not in {"starttls", "tls", "none"}:
+        raise SettingsError("setting mail.security: starttls, tls or none")
+    if not 1 <= mail.port <= 65535:
+        raise SettingsError("setting mail.port: must be 1-65535")
+    if mail.timeout <= 0:
+        raise SettingsError("setting mail.timeout: must be positive")
+    if mail.enabled and ("@" not in mail.sender or "\n" in mail.sender or "\r" in mail.sender):
+        raise SettingsError("setting mail.sender: an e-mail address is required when mail.host is set")
+    if bool(mail.username) != bool(mail.password):
+        raise SettingsError("setting mail.username/mail.password: give both or neither")
+    for name in ("reset_token_ttl", "verify_token_ttl"):
+        if not 60 <= getattr(own, name) <= 7 * 24 * 3600:
+            raise SettingsError(f"setting self_service.{name}: between 60 seconds and 7 days")
+    for origin in cors.allowed_origins:
+        parts = urlsplit(origin)
+        if parts.scheme not in {"http", "https"} or not parts.hostname or origin != f"{parts.scheme}://{parts.netloc}":
+            raise SettingsError(f"setting cors.allowed_origins: {origin!r} is not an origin (scheme://host[:port])")
+    if cors.max_age < 0 or cors.refresh_seconds <= 0:
+        raise SettingsError("setting cors.max_age/cors.refresh_seconds: must not be negative / must be positive")
 
 
 def _validate_keys(settings: Settings) -> None:

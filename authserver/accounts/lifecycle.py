@@ -34,13 +34,44 @@ async def end_session(services: Services, account_id: str, session_digest: str, 
 
 async def sign_out_everywhere(services: Services, account_id: str, *, reason: str = "sign_out_everywhere", ip: str | None = None) -> int:
     """End every session of the person and revoke every token family. Returns the families revoked."""
-    ended = await services.lifecycle.end_sessions(account_id)
-    grant_ids = await services.lifecycle.live_grant_ids(account_id=account_id)
+    return await _end_sessions_and_families(services, account_id, keep=None, reason=reason, ip=ip)
+
+
+async def sign_out_other_sessions(
+    services: Services, account_id: str, *, keep: str | None = None, keep_grant: str | None = None, reason: str,
+    ip: str | None = None,
+) -> int:
+    """After a credential changed (password, second factor; ASVS 5 7.4.3): end every session of the person
+    but ``keep`` (the digest of the browser session that made the change) and revoke every token family
+    but ``keep_grant`` (the family of the API token that made it), offline ones included, so nothing
+    obtained with the old credential lives on. Returns the families revoked."""
+    return await _end_sessions_and_families(services, account_id, keep=keep, keep_grant=keep_grant, reason=reason, ip=ip)
+
+
+async def _end_sessions_and_families(
+    services: Services, account_id: str, *, keep: str | None, reason: str, ip: str | None, keep_grant: str | None = None
+) -> int:
+    ended = await services.lifecycle.end_sessions(account_id, keep=keep)
+    grant_ids = [g for g in await services.lifecycle.live_grant_ids(account_id=account_id) if g != keep_grant]
     revoked = await services.revocations.revoke_grants(grant_ids, reason=reason)
     await services.events.record(
-        "logout", "success", account_id=account_id, ip=ip, scope="everywhere", sessions_ended=len(ended), grants_revoked=revoked
+        "logout", "success", account_id=account_id, ip=ip, scope="other_sessions" if keep or keep_grant else "everywhere",
+        reason=reason, sessions_ended=len(ended), grants_revoked=revoked,
     )
     return revoked
+
+
+async def withdraw_consent(services: Services, account_id: str, client_id: str, *, ip: str | None = None) -> bool:
+    """The person takes back what they allowed a client: the consent goes (the next request asks again)
+    and every token family of theirs at that client is revoked. True if there was a consent."""
+    withdrawn = await services.consents.withdraw(account_id, client_id)
+    grant_ids = await services.lifecycle.live_grant_ids(account_id=account_id, client_id=client_id)
+    revoked = await services.revocations.revoke_grants(grant_ids, reason="consent_withdrawn")
+    if withdrawn or revoked:
+        await services.events.record(
+            "consent", "withdrawn", account_id=account_id, client_id=client_id, ip=ip, grants_revoked=revoked
+        )
+    return withdrawn
 
 
 async def disable_account(services: Services, account_id: str, *, actor: str | None = None) -> None:

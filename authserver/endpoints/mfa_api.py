@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
+from authserver.accounts.lifecycle import sign_out_other_sessions
 from authserver.endpoints._guard import client_ip, user_agent
 from authserver.endpoints._http import json_response, method_not_allowed, oauth_json
 from authserver.endpoints.bearer import Bearer, Protection, gate, protected
@@ -73,6 +74,15 @@ async def _identity(request: Request) -> tuple[Services, Bearer]:
 
 def _context(request: Request, identity: Bearer) -> Context:
     return Context(ip=client_ip(request), user_agent=user_agent(request), client_id=identity.client_id, extra={"channel": "api"})
+
+
+async def _end_other_sessions(request: Request, services: Services, identity: Bearer, reason: str) -> None:
+    """A factor changed (ASVS 5 7.4.3): every browser session and every other token family of the person
+    ends; the calling app's own family stays."""
+    gid = identity.claims.get("gid")
+    await sign_out_other_sessions(
+        services, identity.person.account_id, keep_grant=gid if isinstance(gid, str) else None, reason=reason, ip=client_ip(request)
+    )
 
 
 async def _json_body(request: Request) -> dict[str, str]:
@@ -175,6 +185,7 @@ async def totp(request: Request) -> Response:
         )
         if not outcome.ok:
             _raise_failure(outcome, services)
+        await _end_other_sessions(request, services, identity, "mfa_disabled")
         return json_response({"totp_enabled": False})
     except (AlreadyEnabled, NotEnabled, NoPendingEnrolment, SecretUnavailable) as error:
         raise _translate_domain_errors(error) from None
@@ -196,6 +207,7 @@ async def totp_confirm(request: Request) -> Response:
         raise _translate_domain_errors(error) from None
     if codes is None:
         raise InvalidCode()
+    await _end_other_sessions(request, services, identity, "mfa_enrolled")
     return json_response({"totp_enabled": True, "backup_codes": codes})
 
 

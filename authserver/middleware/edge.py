@@ -10,7 +10,9 @@ In order, for each request:
 4. too many or too large request headers: 431 (RFC 6585 §5) before anything reads them;
 5. a ``Content-Length`` over ``max_body_bytes``: 413 before anything parses the body; a body that
    turns out larger while it streams: 413 if no response has started yet;
-6. the machine endpoints (``direct``: exact paths such as ``/token`` and ``/jwks``) are called straight
+6. CORS at the paths a browser app calls (``/token``, ``/revoke``, ``/userinfo``; ``authserver/cors.py``):
+   preflights answered here, ``Access-Control-Allow-Origin`` for allowed origins, ``Vary: Origin``;
+7. the machine endpoints (``direct``: exact paths such as ``/token`` and ``/jwks``) are called straight
    from here, without walking the route table; every other path goes on to the router.
 
 These were five middlewares. As one they read the request headers once and wrap ``send`` and ``receive``
@@ -27,10 +29,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from authserver.cors import CorsPolicy
 from authserver.metrics import Metrics
 from authserver.middleware.body_limit import BodyTooLarge
 from authserver.middleware.request_id import (
@@ -68,9 +71,10 @@ def security_headers(*, hsts: bool) -> dict[str, str]:
 class EdgeMiddleware:
     def __init__(
         self, app: ASGIApp, *, metrics: Metrics, hsts: bool, max_headers: int, max_header_bytes: int, max_body_bytes: int,
-        direct: Mapping[str, Route] | None = None,
+        direct: Mapping[str, Route] | None = None, cors: CorsPolicy | None = None,
     ) -> None:
         self.app = app
+        self.cors = cors
         # path -> (route, the endpoint function to call with a Request, or None for an ASGI endpoint)
         self.direct = {
             path: (route, route.endpoint if inspect.isfunction(route.endpoint) else None)
@@ -91,7 +95,7 @@ class EdgeMiddleware:
         self.metrics.in_flight.inc()
         headers = scope.get("headers", [])
         size = 0
-        incoming_id = incoming_trace = length = None
+        incoming_id = incoming_trace = length = origin = None
         for name, value in headers:
             size += len(name) + len(value) + 4
             if name == b"x-request-id":
@@ -100,6 +104,8 @@ class EdgeMiddleware:
                 incoming_trace = incoming_trace or value.decode("latin-1")
             elif name == b"content-length":
                 length = value
+            elif name == b"origin":
+                origin = value if origin is None else b"duplicated"  # two Origin headers: no origin is allowed
         random = secrets.token_hex(32)  # one read of the system's randomness for all three ids
         request_id = incoming_id if incoming_id and SANE_REQUEST_ID.match(incoming_id) else random[:16]
         id_token = request_id_var.set(request_id)
@@ -107,6 +113,8 @@ class EdgeMiddleware:
         raw_id = request_id.encode("latin-1")
         status = 500
         started = False
+        cors = self.cors if self.cors is not None and scope["path"] in self.cors.paths else None
+        cors_headers = cors.response_headers(origin) if cors is not None else []
 
         async def edge_send(message: Message) -> None:
             nonlocal status, started
@@ -116,6 +124,7 @@ class EdgeMiddleware:
                 out = [pair for pair in message.get("headers", ()) if pair[0].lower() != b"x-request-id"]
                 present = {name.lower() for name, _ in out}
                 out.extend(pair for pair in self._security if pair[0] not in present)
+                out.extend(cors_headers)
                 out.append((b"x-request-id", raw_id))
                 message["headers"] = out
             await send(message)
@@ -125,6 +134,13 @@ class EdgeMiddleware:
                 await PlainTextResponse("Request header fields too large.", status_code=431)(scope, receive, edge_send)
             elif length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
                 await PlainTextResponse("Request body too large.", status_code=413)(scope, receive, edge_send)
+            elif cors is not None and origin is not None and scope["method"] == "OPTIONS" and any(
+                name == b"access-control-request-method" for name, _ in headers
+            ):
+                code, preflight_headers = cors.preflight(scope["path"], origin, headers)
+                cors_headers = []
+                answer = Response(status_code=code, headers={n.decode(): v.decode("latin-1") for n, v in preflight_headers})
+                await answer(scope, receive, edge_send)
             else:
                 try:
                     found = self.direct.get(scope["path"]) if not scope.get("root_path") else None

@@ -14,6 +14,9 @@ CODE_PREFIX = "ac_"
 REFRESH_PREFIX = "rt_"
 CLIENT_SECRET_PREFIX = "cs_"
 SESSION_PREFIX = "ss_"
+# Single-use links sent by mail (authserver/web/self_service.py): password reset, e-mail verification.
+RESET_PREFIX = "pr_"
+VERIFY_PREFIX = "ev_"
 
 
 def new_secret(prefix: str) -> str:

@@ -17,8 +17,6 @@ cookie is HttpOnly and secret, so only pages we rendered for that browser hold t
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 from typing import Any
 
@@ -36,8 +34,10 @@ from authserver.protocol.redirect_uri import with_params
 from authserver.services import Services
 from authserver.storage.sql.models import BrowserSession
 from authserver.web.pages import (
+    check_form_token,
     clear_session_cookie,
     error_page,
+    form_token,
     render,
     request_locale,
     session_cookie,
@@ -46,15 +46,6 @@ from authserver.web.pages import (
 log = logging.getLogger("authserver.web")
 
 SESSION_HANDLE_LENGTH = 16
-
-
-def form_token(cookie: str | None, purpose: str) -> str:
-    return hashlib.sha256(f"authserver-{purpose}:{cookie or ''}".encode()).hexdigest() if cookie else ""
-
-
-def _check_form_token(cookie: str | None, purpose: str, presented: str | None) -> bool:
-    expected = form_token(cookie, purpose)
-    return bool(expected) and hmac.compare_digest(expected, presented or "")
 
 
 def verify_id_token_hint(services: Services, hint: str) -> dict[str, Any] | None:
@@ -95,7 +86,7 @@ async def logout(request: Request) -> Response:
         cookie = session_cookie(request)
         session = await services.browser_sessions.get(cookie)
         if request.method == "POST" and params.get("confirm") == "yes":
-            if not _check_form_token(cookie, "logout", params.get("csrf")):
+            if not check_form_token(cookie, "logout", params.get("csrf")):
                 return error_page(request, "error.csrf", status_code=403)
             if session is not None:
                 await end_session(services, session.account_id, session.session_digest, ip=_ip(request))
@@ -164,7 +155,7 @@ async def account_sessions(request: Request) -> Response:
                 form = await read_form(request)
             except OAuthError:
                 return error_page(request, "error.invalid_request")
-            if not _check_form_token(cookie, "sessions", form.get("csrf")):
+            if not check_form_token(cookie, "sessions", form.get("csrf")):
                 return error_page(request, "error.csrf", status_code=403)
             action = form.get("action")
             if action == "end_all":

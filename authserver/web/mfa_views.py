@@ -18,6 +18,7 @@ from urllib.parse import quote
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from authserver.accounts.lifecycle import sign_out_other_sessions
 from authserver.endpoints._guard import client_ip, too_many_page
 from authserver.endpoints._http import UNAVAILABLE_ERRORS, read_form
 from authserver.errors import OAuthError, TooManyRequests
@@ -39,6 +40,7 @@ from authserver.mfa.service import (
 )
 from authserver.services import Services
 from authserver.storage.sql.models import Account, BrowserSession
+from authserver.tokens.opaque import digest
 from authserver.web.i18n import translate
 from authserver.web.pages import (
     error_page,
@@ -123,6 +125,13 @@ async def _upgraded_session(request: Request, services: Services, account_id: st
         ip=request.client.host if request.client else None,
         replaces=session_cookie(request),
     )
+    return cookie
+
+
+async def _after_factor_change(request: Request, services: Services, account_id: str, reason: str) -> str:
+    """A new enrolment: the upgraded session, and every other session and token family ends (ASVS 5 7.4.3)."""
+    cookie = await _upgraded_session(request, services, account_id)
+    await sign_out_other_sessions(services, account_id, keep=digest(cookie), reason=reason, ip=client_ip(request))
     return cookie
 
 
@@ -282,7 +291,7 @@ async def mfa_enrol(request: Request) -> Response:
                 request, services, account, locale=locale, secret=enrolment.secret, uri=enrolment.otpauth_uri,
                 action="/mfa/enrol", hidden=hidden, error=translate(locale, "mfa.invalid"), status_code=400,
             )
-        cookie = await _upgraded_session(request, services, account.account_id)
+        cookie = await _after_factor_change(request, services, account.account_id, "mfa_enrolled")
         response = _render_backup_codes(request, locale=locale, codes=codes, continue_to=_continue_target(interaction))
         set_session_cookie(response, services.settings, cookie)
         return response
@@ -378,7 +387,7 @@ async def account_mfa_enrol(request: Request) -> Response:
                 request, services, account, locale=locale, secret=enrolment.secret, uri=enrolment.otpauth_uri,
                 action="/account/mfa/enrol", hidden=hidden, error=translate(locale, "mfa.invalid"), status_code=400,
             )
-        cookie = await _upgraded_session(request, services, account.account_id)
+        cookie = await _after_factor_change(request, services, account.account_id, "mfa_enrolled")
         response = _render_backup_codes(request, locale=locale, codes=codes, continue_to="/account/mfa")
         set_session_cookie(response, services.settings, cookie)
         return response
@@ -409,7 +418,7 @@ async def _account_action(request: Request, action: str) -> Response:
         found = await _account_session(request, services)
         if isinstance(found, Response):
             return found
-        _, account = found
+        session, account = found
         locale = request_locale(request)
         form = await _account_form(request)
         if isinstance(form, Response):
@@ -429,8 +438,12 @@ async def _account_action(request: Request, action: str) -> Response:
                 context=_context(request),
             )
             if outcome.ok:
+                await sign_out_other_sessions(
+                    services, account.account_id, keep=session.session_digest, reason="mfa_disabled", ip=client_ip(request)
+                )
                 fresh = await services.accounts.get(account.account_id)
-                return await _account_page(request, services, fresh or account, locale=locale, message=translate(locale, "mfa.disabled"))
+                message = f'{translate(locale, "mfa.disabled")} {translate(locale, "mfa.sessions_ended")}'
+                return await _account_page(request, services, fresh or account, locale=locale, message=message)
         now = services.clock.now()
         response = await _account_page(
             request, services, account, locale=locale, error=_failure_message(locale, outcome, now),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
 from pathlib import Path
@@ -47,6 +48,18 @@ def error_page(request: Request, message_key: str, *, status_code: int = 400, co
     return response
 
 
+def form_token(secret: str | None, purpose: str) -> str:
+    """The CSRF value of a form: SHA-256 of a label and an HttpOnly cookie's value (the session cookie on
+    account pages, the browser id on pages before sign-in). Only pages we rendered for that browser hold
+    it; nothing is stored."""
+    return hashlib.sha256(f"authserver-{purpose}:{secret or ''}".encode()).hexdigest() if secret else ""
+
+
+def check_form_token(secret: str | None, purpose: str, presented: str | None) -> bool:
+    expected = form_token(secret, purpose)
+    return bool(expected) and hmac.compare_digest(expected, presented or "")
+
+
 def session_cookie_name(settings: Settings) -> str:
     return "__Host-authserver_session" if settings.cookie_secure else "authserver_session"
 
@@ -87,8 +100,12 @@ def browser_id(request: Request) -> str | None:
 
 def redirect_binding_browser(request: Request, url: str, browser: str) -> Response:
     """A 303 to one of our pages that (re)sets the browser id cookie."""
+    return bind_browser(request, RedirectResponse(url, status_code=303, headers={"Cache-Control": "no-store"}), browser)
+
+
+def bind_browser(request: Request, response: Response, browser: str) -> Response:
+    """(Re)set the browser id cookie on a response."""
     settings: Settings = request.app.state.services.settings
-    response = RedirectResponse(url, status_code=303, headers={"Cache-Control": "no-store"})
     response.set_cookie(
         browser_cookie_name(settings), browser, max_age=settings.login.session_ttl, path="/",
         secure=settings.cookie_secure, httponly=True, samesite="lax",

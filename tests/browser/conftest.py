@@ -56,13 +56,18 @@ def _serve_in_thread(app: object, sock: socket.socket) -> tuple[uvicorn.Server, 
     return server, thread
 
 
-@pytest.fixture(scope="session")
-async def live_server(database_url: str, tmp_root: Path) -> AsyncIterator[LiveServer]:
-    backend = "postgres" if database_url.startswith("postgresql") else "sqlite"
+def loopback_socket() -> tuple[socket.socket, str]:
+    """A bound socket on a free loopback port for a live server, and its base URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    return sock, f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+@pytest.fixture(scope="session")
+async def live_server(database_url: str, tmp_root: Path) -> AsyncIterator[LiveServer]:
+    backend = "postgres" if database_url.startswith("postgresql") else "sqlite"
+    sock, url = loopback_socket()
     settings = load_settings(environ_for(backend, database_url, tmp_root, AUTHSERVER_SERVER__ISSUER=url))
     server, thread = _serve_in_thread(create_app(settings, passwords=fast_passwords()), sock)
     services = build_services(settings, passwords=fast_passwords())

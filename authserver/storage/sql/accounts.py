@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -33,6 +33,21 @@ class SqlAccountStore:
             return None
         async with self._sessions() as session:
             return await session.scalar(select(Account).where(Account.username == username))
+
+    async def find_by_email(self, email: str, *, limit: int = 5) -> Sequence[Account]:
+        """Enabled accounts with this address (compared case-insensitively), at most ``limit``."""
+        email = email.strip().lower()
+        if not email or len(email) > 320:
+            return []
+        async with self._sessions() as session:
+            return (
+                await session.scalars(
+                    select(Account)
+                    .where(func.lower(Account.email) == email, Account.disabled_at.is_(None))
+                    .order_by(Account.created_at)
+                    .limit(limit)
+                )
+            ).all()
 
     async def list(self, *, limit: int = 100, offset: int = 0) -> Sequence[Account]:
         async with self._sessions() as session:

@@ -132,6 +132,8 @@ class SqlClientStore:
         self._cache: dict[str, tuple[float, ClientInfo | None]] = {}
         self._refresh_second = 0
         self._refresh_count = 0
+        # Bumped on every change this instance makes (``forget``).
+        self.changes = 0
 
     async def get(self, client_id: str) -> ClientInfo | None:
         """The client, or None if unknown. Cached for ``cache_ttl`` seconds (negative answers too)."""
@@ -157,11 +159,13 @@ class SqlClientStore:
         if self._refresh_count >= self.REFRESH_BUDGET:
             return await self.get(client_id)
         self._refresh_count += 1
-        self.forget(client_id)
+        self._cache.pop(client_id, None)
         return await self.get(client_id)
 
     def forget(self, client_id: str) -> None:
+        """After a change to the client: drop the cached copy; ``changes`` tells in-process views (CORS origins) to reload."""
         self._cache.pop(client_id, None)
+        self.changes += 1
 
     async def _load(self, client_id: str) -> ClientInfo | None:
         if not client_id or len(client_id) > 64:
@@ -172,6 +176,14 @@ class SqlClientStore:
                 return None
             secrets = (await session.scalars(select(ClientSecret).where(ClientSecret.client_id == client_id))).all()
             return _info(row, list(secrets))
+
+    async def public_redirect_uris(self) -> list[str]:
+        """The redirect URIs of every enabled public client (the CORS origins derive from them)."""
+        async with self._sessions() as session:
+            rows = await session.execute(
+                select(Client.redirect_uris).where(Client.client_type == "public", Client.disabled_at.is_(None))
+            )
+            return [uri for (uris,) in rows.all() for uri in (uris or [])]
 
     async def list(self) -> list[ClientInfo]:
         async with self._sessions() as session:

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from authserver.clock import Clock
 from authserver.storage.sql.models import (
     Account,
+    AccountToken,
     AuthorizationCode,
     BrowserSession,
     Client,
@@ -48,9 +49,10 @@ class PurgeReport:
     grants: int = 0
     sessions: int = 0
     deny_list: int = 0
+    account_tokens: int = 0
 
     def total(self) -> int:
-        return self.codes + self.refresh_tokens + self.grants + self.sessions + self.deny_list
+        return self.codes + self.refresh_tokens + self.grants + self.sessions + self.deny_list + self.account_tokens
 
 
 class SqlLifecycleStore:
@@ -103,12 +105,17 @@ class SqlLifecycleStore:
 
     # --- families and sessions -------------------------------------------------------------------
 
-    async def live_grant_ids(self, *, account_id: str, session_digest: str | None = None, session_bound_only: bool = False) -> list[str]:
-        """Unrevoked grants of a person (or of one browser session). ``session_bound_only`` leaves out
-        grants with offline_access, which outlive the session that created them."""
+    async def live_grant_ids(
+        self, *, account_id: str, session_digest: str | None = None, session_bound_only: bool = False,
+        client_id: str | None = None,
+    ) -> list[str]:
+        """Unrevoked grants of a person (or of one browser session, or to one client). ``session_bound_only``
+        leaves out grants with offline_access, which outlive the session that created them."""
         conditions: list[Any] = [Grant.account_id == account_id, Grant.revoked_at.is_(None)]
         if session_digest is not None:
             conditions.append(Grant.session_digest == session_digest)
+        if client_id is not None:
+            conditions.append(Grant.client_id == client_id)
         async with self._sessions() as session:
             rows = (await session.execute(select(Grant.grant_id, Grant.scopes).where(*conditions))).all()
         return [gid for gid, scopes in rows if not (session_bound_only and OFFLINE_SCOPE in (scopes or []))]
@@ -117,11 +124,13 @@ class SqlLifecycleStore:
         async with self._sessions() as session:
             return await session.get(BrowserSession, session_digest)
 
-    async def end_sessions(self, account_id: str, *, session_digest: str | None = None) -> list[str]:
-        """End one of a person's sessions (or all); returns the digests of the sessions ended."""
+    async def end_sessions(self, account_id: str, *, session_digest: str | None = None, keep: str | None = None) -> list[str]:
+        """End one of a person's sessions (or all, or all but ``keep``); returns the digests of the sessions ended."""
         conditions: list[Any] = [BrowserSession.account_id == account_id, BrowserSession.ended_at.is_(None)]
         if session_digest is not None:
             conditions.append(BrowserSession.session_digest == session_digest)
+        if keep is not None:
+            conditions.append(BrowserSession.session_digest != keep)
         async with self._sessions.begin() as session:
             ended = await session.scalars(
                 update(BrowserSession).where(*conditions).values(ended_at=self._clock.now()).returning(BrowserSession.session_digest)
@@ -144,6 +153,7 @@ class SqlLifecycleStore:
             await session.execute(delete(Grant).where(Grant.account_id == account_id))
             await session.execute(delete(AuthorizationCode).where(AuthorizationCode.account_id == account_id))
             await session.execute(delete(BrowserSession).where(BrowserSession.account_id == account_id))
+            await session.execute(delete(AccountToken).where(AccountToken.account_id == account_id))
             result = await session.execute(delete(Account).where(Account.account_id == account_id))
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
@@ -160,6 +170,7 @@ class SqlLifecycleStore:
         cutoff = now - timedelta(seconds=retention)
         report = PurgeReport()
         report.deny_list = await self._purge(DenyListEntry.entry, DenyListEntry.expires_at <= now, batch_size, max_batches)
+        report.account_tokens = await self._purge(AccountToken.token_digest, AccountToken.expires_at <= cutoff, batch_size, max_batches)
         report.codes = await self._purge(AuthorizationCode.code_digest, AuthorizationCode.expires_at <= cutoff, batch_size, max_batches)
         report.refresh_tokens = await self._purge(RefreshToken.token_digest, RefreshToken.expires_at <= cutoff, batch_size, max_batches)
         report.grants = await self._purge(

@@ -161,6 +161,22 @@ class Consent(Base):
     updated_at: Mapped[datetime]
 
 
+class AccountToken(Base):
+    """A single-use link sent by mail: ``reset`` (password reset) or ``verify`` (e-mail verification of
+    ``email``). Only the SHA-256 digest of the value is stored, like every other opaque token."""
+
+    __tablename__ = "account_tokens"
+
+    token_digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.account_id", ondelete="CASCADE"), index=True)
+    purpose: Mapped[str] = mapped_column(String(16))
+    # The address a ``verify`` link proves; None for ``reset``.
+    email: Mapped[str | None] = mapped_column(String(320), default=None)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    used_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
 class Grant(Base):
     """One authorization: the family of every token issued from one code (or one client-credentials call)."""
 

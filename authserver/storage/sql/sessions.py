@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from authserver.clock import Clock
@@ -117,3 +117,13 @@ class SqlConsentStore:
             else:
                 row.scopes = sorted(set(row.scopes) | scopes)
                 row.updated_at = now
+
+    async def list_for_account(self, account_id: str) -> Sequence[Consent]:
+        async with self._sessions() as session:
+            return (await session.scalars(select(Consent).where(Consent.account_id == account_id).order_by(Consent.created_at))).all()
+
+    async def withdraw(self, account_id: str, client_id: str) -> bool:
+        """Forget the person's consent for the client; True if there was one."""
+        async with self._sessions.begin() as session:
+            result = await session.execute(delete(Consent).where(Consent.account_id == account_id, Consent.client_id == client_id))
+        return bool(result.rowcount)  # type: ignore[attr-defined]
