@@ -39,9 +39,9 @@ from authserver.storage.sql.models import (
     SecurityEvent,
 )
 
-CLIENT_ID = re.compile(r"^[A-Za-z0-9._-]{3,64}$")
-USERNAME = re.compile(r"^[^\s\x00-\x1f\x7f]{1,150}$")
-EVENT_NAME = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+CLIENT_ID = re.compile(r"[A-Za-z0-9._-]{3,64}")
+USERNAME = re.compile(r"[^\s\x00-\x1f\x7f]{1,150}")
+EVENT_NAME = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 SIGNING_ALGS = ("ES256", "RS256", "EdDSA")
 MAX_GRACE = 30 * 24 * 3600
 
@@ -82,7 +82,7 @@ def _redirect_problem(uri: str) -> str | None:
 
 
 def _audience_problem(uri: str) -> str | None:
-    return None if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:[^\s]+$", uri) else "must be an absolute URI"
+    return None if re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*:[^\s]+", uri) else "must be an absolute URI"
 
 
 def client_view(info: ClientInfo) -> dict[str, Any]:
@@ -499,7 +499,7 @@ class AdminService:
             value = params.get(name)
             if value is None:
                 continue
-            if not EVENT_NAME.match(value):
+            if not EVENT_NAME.fullmatch(value):
                 problems.append({"field": name, "message": "has characters that are not allowed"})
                 continue
             query = query.where(column == value)

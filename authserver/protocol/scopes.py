@@ -6,7 +6,7 @@ import re
 
 from authserver.errors import InvalidScope
 
-_SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]+$")
+_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 
 
 def parse_scope(value: str | None) -> list[str]:
@@ -17,7 +17,7 @@ def parse_scope(value: str | None) -> list[str]:
     for token in value.split(" "):
         if not token:
             continue
-        if not _SCOPE_TOKEN.match(token):
+        if not _SCOPE_TOKEN.fullmatch(token):
             raise InvalidScope("The scope parameter is malformed.")
         if token not in result:
             result.append(token)

@@ -27,7 +27,7 @@ AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
 # Unreserved characters only (RFC 3986 §2.3): the id reads the same whether or not a client form-urlencodes
 # its Basic credentials (RFC 6749 §2.3.1; Authlib, for one, does not), and it is safe in URLs and logs.
-CLIENT_ID = re.compile(r"^[A-Za-z0-9._~-]{1,64}$")
+CLIENT_ID = re.compile(r"[A-Za-z0-9._~-]{1,64}")
 # Algorithms the key store always holds a key for (authserver.keys.keystore.SUPPORTED_ALGS).
 SIGNING_ALGS = ("ES256", "RS256", "EdDSA")
 
@@ -204,7 +204,7 @@ class SqlClientStore:
         refresh_token_absolute_ttl: int | None = None,
     ) -> tuple[ClientInfo, str | None]:
         """Create a client; returns it with its secret in clear (shown once), or None for public clients."""
-        if client_id is not None and not CLIENT_ID.match(client_id):
+        if client_id is not None and not CLIENT_ID.fullmatch(client_id):
             raise ValueError("client_id: 1-64 characters of A-Z a-z 0-9 . _ ~ -")
         if client_type not in CLIENT_TYPES:
             raise ValueError(f"client type must be one of {CLIENT_TYPES}")
