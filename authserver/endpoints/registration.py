@@ -13,6 +13,7 @@ from authserver.admin.registration import (
     register_client,
 )
 from authserver.admin.validation import AdminError
+from authserver.endpoints._guard import client_ip
 from authserver.endpoints._http import UNAVAILABLE_ERRORS, json_response
 from authserver.endpoints.admin import read_json
 from authserver.middleware.body_limit import BodyTooLarge
@@ -29,7 +30,7 @@ async def register(request: Request) -> Response:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         kind = check_initial_access_token(services, token.strip() if scheme.lower() == "bearer" else None)
         if kind is None:
-            await services.events.record("client_registered", "failure", reason="bad_initial_access_token")
+            await services.events.record("client_registered", "failure", ip=client_ip(request), reason="bad_initial_access_token")
             return json_response(
                 {"error": "invalid_token", "error_description": "A valid initial access token is required."}, 401,
                 {"WWW-Authenticate": 'Bearer realm="authserver-registration", error="invalid_token"'},
@@ -38,7 +39,7 @@ async def register(request: Request) -> Response:
             data = await read_json(request)
         except AdminError as error:
             raise RegistrationError("invalid_client_metadata", error.message, 400) from None
-        return json_response(await register_client(services, data, token_kind=kind), 201)
+        return json_response(await register_client(services, data, token_kind=kind, ip=client_ip(request)), 201)
     except RegistrationError as error:
         return json_response(error.body(), error.status)
     except BodyTooLarge:
