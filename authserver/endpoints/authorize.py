@@ -112,7 +112,7 @@ async def validate_request(services: Services, params: dict[str, str]) -> tuple[
         if openid or len(client.redirect_uris) != 1:
             raise PageError("error.invalid_redirect_uri")
         target = client.redirect_uris[0]
-    elif redirect_uri.matches(client.redirect_uris, presented_uri):
+    elif redirect_uri.matches(client.redirect_uris, presented_uri, loopback_any_port=client.is_public):
         target = presented_uri
     else:
         raise PageError("error.invalid_redirect_uri")
