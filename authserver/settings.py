@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from authserver.protocol.scopes import is_scope_token, unique
+
 ENV_PREFIX = "AUTHSERVER_"
 PLACEHOLDER_MARKERS = ("changeme", "change-me", "changethis", "placeholder", "example")
 
@@ -117,14 +119,17 @@ class TokenSettings:
     signing_alg: str = "ES256"
     # JWKS Cache-Control max-age in seconds: verifiers may cache the key set this long.
     jwks_max_age: int = 300
-    # Scopes clients may request.
+    # Scopes clients may request (RFC 6749 §3.3 scope tokens; one listed twice counts once).
     scopes: list[str] = field(
         default_factory=lambda: [
             "openid", "profile", "email", "offline_access",
-            "read:stations", "read:levels", "read:alerts", "write:alerts", "mfa:manage",
-            "read:stations", "read:levels", "read:alerts", "write:alerts", "admin",
+            "read:stations", "read:levels", "read:alerts", "write:alerts", "mfa:manage", "admin",
         ]
     )
+
+    def __post_init__(self) -> None:
+        # A scope listed twice is kept once, where it first appears (validate() checks the syntax).
+        object.__setattr__(self, "scopes", unique(self.scopes))
 
 
 @dataclass(frozen=True)
@@ -271,6 +276,9 @@ class AdminSettings:
             "read:stations", "read:levels", "read:alerts", "write:alerts",
         ]
     )
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "registration_scopes", unique(self.registration_scopes))
 
 
 @dataclass(frozen=True)
@@ -437,6 +445,11 @@ def validate(settings: Settings) -> None:
         if getattr(tokens, name) <= 0:
             raise SettingsError(f"setting tokens.{name}: must be positive")
     _validate_keys(settings)
+    for scope in tokens.scopes:
+        if not is_scope_token(scope):
+            raise SettingsError(
+                f"setting tokens.scopes: {scope!r} is not a scope token (RFC 6749 §3.3: printable ASCII, no space, quote or backslash)"
+            )
     if "openid" not in tokens.scopes:
         raise SettingsError("setting tokens.scopes: must include openid")
     lifecycle = settings.lifecycle

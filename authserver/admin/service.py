@@ -26,7 +26,7 @@ from authserver.admin.validation import (
     page,
     timestamp,
 )
-from authserver.protocol.redirect_uri import is_acceptable_registration
+from authserver.protocol.redirect_uri import REGISTRATION_RULE, is_acceptable_registration
 from authserver.services import Services
 from authserver.storage.errors import Conflict, NotFound
 from authserver.storage.sql.clients import AUTH_METHODS, CLIENT_TYPES, GRANT_TYPES, ClientInfo
@@ -76,9 +76,7 @@ CLI = Actor(via="cli")
 
 
 def _redirect_problem(uri: str) -> str | None:
-    if not is_acceptable_registration(uri):
-        return "must be absolute without a fragment: https, http on a loopback host, or a private-use scheme"
-    return None
+    return None if is_acceptable_registration(uri) else f"must be {REGISTRATION_RULE}"
 
 
 def _audience_problem(uri: str) -> str | None:

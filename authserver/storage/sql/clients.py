@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from authserver.clock import Clock
+from authserver.protocol.scopes import unique
 from authserver.storage.errors import Conflict, NotFound
 from authserver.storage.sql.models import Client, ClientSecret
 from authserver.tokens.opaque import CLIENT_SECRET_PREFIX, digest, new_id, new_secret
@@ -226,11 +227,11 @@ class SqlClientStore:
             name=name,
             client_type=client_type,
             token_endpoint_auth_method=method,
-            redirect_uris=list(redirect_uris),
-            post_logout_redirect_uris=list(post_logout_redirect_uris or []),
-            grant_types=list(grant_types),
-            scopes=list(scopes),
-            audience=list(audience or []),
+            redirect_uris=unique(redirect_uris),
+            post_logout_redirect_uris=unique(post_logout_redirect_uris or []),
+            grant_types=unique(grant_types),
+            scopes=unique(scopes),
+            audience=unique(audience or []),
             first_party=first_party,
             require_mfa=require_mfa,
             can_introspect=can_introspect,
