@@ -20,10 +20,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-from typing import Any
 
-from joserfc import jwt
-from joserfc.errors import JoseError
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
@@ -31,10 +28,10 @@ from authserver.accounts.lifecycle import end_session, sign_out_everywhere
 from authserver.endpoints._http import UNAVAILABLE_ERRORS, query, read_form
 from authserver.errors import OAuthError
 from authserver.interaction.policy import InteractionStore
-from authserver.keys.keystore import SUPPORTED_ALGS
 from authserver.protocol.redirect_uri import with_params
 from authserver.services import Services
 from authserver.storage.sql.models import BrowserSession
+from authserver.tokens.jwt import audience as token_audience
 from authserver.web.pages import (
     clear_session_cookie,
     error_page,
@@ -55,22 +52,6 @@ def form_token(cookie: str | None, purpose: str) -> str:
 def _check_form_token(cookie: str | None, purpose: str, presented: str | None) -> bool:
     expected = form_token(cookie, purpose)
     return bool(expected) and hmac.compare_digest(expected, presented or "")
-
-
-def verify_id_token_hint(services: Services, hint: str) -> dict[str, Any] | None:
-    """Claims of an ID token we issued (signature, typ, iss), expired or not; None otherwise."""
-    if len(hint) > 8192 or hint.count(".") != 2:
-        return None
-    try:
-        decoded = jwt.decode(hint, services.keys.verification_keys, algorithms=list(SUPPORTED_ALGS))
-    except (JoseError, ValueError, TypeError, KeyError):
-        return None
-    claims = dict(decoded.claims)
-    if decoded.header.get("typ") != "JWT" or claims.get("iss") != services.settings.server.issuer:
-        return None
-    if not isinstance(claims.get("sub"), str) or not isinstance(claims.get("aud"), (str, list)):
-        return None
-    return claims
 
 
 def _signed_out(request: Request, services: Services) -> Response:
@@ -111,12 +92,12 @@ async def _rp_initiated(
 ) -> Response:
     locale = request_locale(request, params.get("ui_locales"))
     hint = params.get("id_token_hint")
-    claims = verify_id_token_hint(services, hint) if hint else None
+    claims = services.signer.verify_id_token_hint(hint) if hint else None
     if hint and claims is None:
         return error_page(request, "logout.invalid_hint", locale=locale)
     client_id = params.get("client_id")
     if claims is not None:
-        audience = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
+        audience = token_audience(claims) or []
         if client_id is not None and client_id not in audience:
             return error_page(request, "logout.invalid_hint", locale=locale)
         client_id = client_id or str(claims.get("azp") or audience[0])
