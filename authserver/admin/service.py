@@ -27,6 +27,7 @@ from authserver.admin.validation import (
     timestamp,
 )
 from authserver.protocol.redirect_uri import REGISTRATION_RULE, is_acceptable_registration
+from authserver.protocol.scopes import is_scope_token
 from authserver.services import Services
 from authserver.storage.errors import Conflict, NotFound
 from authserver.storage.sql.clients import AUTH_METHODS, CLIENT_TYPES, GRANT_TYPES, ClientInfo
@@ -77,6 +78,14 @@ CLI = Actor(via="cli")
 
 def _redirect_problem(uri: str) -> str | None:
     return None if is_acceptable_registration(uri) else f"must be {REGISTRATION_RULE}"
+
+
+def _scope_problem(scope: str, known: set[str]) -> str | None:
+    if scope in known:
+        return None
+    if not is_scope_token(scope):
+        return "is not a scope token (RFC 6749 §3.3: printable ASCII, no space, quote or backslash)"
+    return "unknown scope (add it to tokens.scopes first)"
 
 
 def _audience_problem(uri: str) -> str | None:
@@ -150,10 +159,8 @@ class AdminService:
                 "grant_types", max_items=3, check=lambda g: None if g in GRANT_TYPES else f"must be one of {', '.join(GRANT_TYPES)}",
                 required=creating,
             ),
-            "scopes": body.strings(
-                "scopes", max_items=50, max_length=100,
-                check=lambda s: None if s in scopes_known else "unknown scope (add it to tokens.scopes first)",
-            ),
+            # Repeats are dropped, first occurrence kept (Body.strings); every scope must be a configured one.
+            "scopes": body.strings("scopes", max_items=50, max_length=100, check=lambda s: _scope_problem(s, scopes_known)),
             "audience": body.strings("audience", max_items=10, check=_audience_problem),
             "first_party": body.boolean("first_party"),
             "require_mfa": body.boolean("require_mfa"),

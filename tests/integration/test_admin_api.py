@@ -145,6 +145,8 @@ async def test_invalid_redirect_uris_are_refused_field_by_field_and_nothing_is_c
     assert response.status_code == 400
     fields = {e["field"] for e in response.json()["errors"]}
     assert fields == {f"redirect_uris[{i}]" for i in range(1, 6)} | {"post_logout_redirect_uris[0]", "scopes[1]", "scopes[2]", "colour"}
+    messages = {e["field"]: e["message"] for e in response.json()["errors"]}
+    assert "unknown scope" in messages["scopes[1]"] and "scope token" in messages["scopes[2]"]
     async with services.sessions() as session:
         assert await session.scalar(select(func.count()).select_from(Client).where(Client.client_id == client_id)) == 0
 
