@@ -157,12 +157,15 @@ def cmd_client_create(args: argparse.Namespace) -> int:
             result["client_secret"] = secret
         return result
 
-    from authserver.protocol.redirect_uri import is_acceptable_registration
+    from authserver.protocol.redirect_uri import REGISTRATION_RULE, is_acceptable_registration
+    from authserver.protocol.scopes import unique
 
-    bad = [uri for uri in args.redirect_uri or [] if not is_acceptable_registration(uri)]
+    bad = [uri for uri in (args.redirect_uri or []) + (args.post_logout_redirect_uri or []) if not is_acceptable_registration(uri)]
     if bad:
-        raise SystemExit(f"redirect URI not acceptable (absolute, no fragment, https or loopback http): {bad[0]}")
-    unknown = set(args.scope or []) - set(_settings(args).tokens.scopes)
+        raise SystemExit(f"redirect URI not acceptable ({REGISTRATION_RULE}): {bad[0]}")
+    # A repeated --scope counts once; every scope must be one of tokens.scopes (validated scope tokens).
+    args.scope = unique(args.scope or [])
+    unknown = set(args.scope) - set(_settings(args).tokens.scopes)
     if unknown:
         raise SystemExit(f"unknown scope(s) {sorted(unknown)}: add them to tokens.scopes first")
     from authserver.storage.errors import Conflict

@@ -31,7 +31,7 @@ import re
 from typing import ClassVar
 
 # RFC 6749 §5.2: error_description is %x20-21 / %x23-5B / %x5D-7E.
-_DESCRIPTION_OK = re.compile(r"^[\x20-\x21\x23-\x5b\x5d-\x7e]*$")
+_DESCRIPTION_OK = re.compile(r"[\x20-\x21\x23-\x5b\x5d-\x7e]*")
 
 
 class OAuthError(Exception):
@@ -41,7 +41,7 @@ class OAuthError(Exception):
 
     def __init__(self, description: str | None = None, *, debug: str | None = None) -> None:
         description = self.default_description if description is None else description
-        if not _DESCRIPTION_OK.match(description):
+        if not _DESCRIPTION_OK.fullmatch(description):
             raise ValueError(f"error_description has characters RFC 6749 §5.2 forbids: {description!r}")
         super().__init__(description)
         self.description = description

@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from authserver.protocol.scopes import is_scope_token, unique
+
 ENV_PREFIX = "AUTHSERVER_"
 PLACEHOLDER_MARKERS = ("changeme", "change-me", "changethis", "placeholder", "example")
 
@@ -122,14 +124,17 @@ class TokenSettings:
     # left), and responses carry Cache-Control max-age=revocation_feed_max_age.
     revocation_feed_lifetime: int = 600
     revocation_feed_max_age: int = 5
-    # Scopes clients may request.
+    # Scopes clients may request (RFC 6749 §3.3 scope tokens; one listed twice counts once).
     scopes: list[str] = field(
         default_factory=lambda: [
             "openid", "profile", "email", "offline_access",
-            "read:stations", "read:levels", "read:alerts", "write:alerts", "mfa:manage",
-            "read:stations", "read:levels", "read:alerts", "write:alerts", "admin",
+            "read:stations", "read:levels", "read:alerts", "write:alerts", "mfa:manage", "admin",
         ]
     )
+
+    def __post_init__(self) -> None:
+        # A scope listed twice is kept once, where it first appears (validate() checks the syntax).
+        object.__setattr__(self, "scopes", unique(self.scopes))
 
 
 @dataclass(frozen=True)
@@ -280,6 +285,9 @@ class AdminSettings:
             "read:stations", "read:levels", "read:alerts", "write:alerts",
         ]
     )
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "registration_scopes", unique(self.registration_scopes))
 
 
 @dataclass(frozen=True)
@@ -498,6 +506,11 @@ def validate(settings: Settings) -> None:
     if not 0 <= tokens.revocation_feed_max_age <= 60:
         raise SettingsError("setting tokens.revocation_feed_max_age: must be between 0 and 60 seconds")
     _validate_keys(settings)
+    for scope in tokens.scopes:
+        if not is_scope_token(scope):
+            raise SettingsError(
+                f"setting tokens.scopes: {scope!r} is not a scope token (RFC 6749 §3.3: printable ASCII, no space, quote or backslash)"
+            )
     if "openid" not in tokens.scopes:
         raise SettingsError("setting tokens.scopes: must include openid")
     lifecycle = settings.lifecycle

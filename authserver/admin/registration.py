@@ -14,7 +14,9 @@ import hmac
 from typing import Any
 
 from authserver.admin.service import Actor
-from authserver.protocol.redirect_uri import is_acceptable_registration
+from authserver.errors import InvalidScope
+from authserver.protocol.redirect_uri import REGISTRATION_RULE, is_acceptable_registration
+from authserver.protocol.scopes import parse_scope, unique
 from authserver.services import Services
 from authserver.storage.errors import Conflict
 from authserver.tokens.opaque import digest
@@ -71,17 +73,17 @@ def _strings(data: dict[str, Any], name: str, *, max_items: int = 20) -> list[st
         return None
     if not isinstance(value, list) or len(value) > max_items or not all(isinstance(v, str) and 0 < len(v) <= 2000 for v in value):
         raise RegistrationError("invalid_client_metadata", f"{name} must be a list of strings.")
-    return list(dict.fromkeys(value))
+    return unique(value)
 
 
-async def register_client(services: Services, data: Any, *, token_kind: str) -> dict[str, Any]:
+async def register_client(services: Services, data: Any, *, token_kind: str, ip: str | None = None) -> dict[str, Any]:
     """Validate RFC 7591 metadata, create the client, answer the §3.2.1 client information response."""
     if not isinstance(data, dict):
         raise RegistrationError("invalid_client_metadata", "The request body must be a JSON object.")
     redirect_uris = _strings(data, "redirect_uris") or []
     for uri in redirect_uris:
         if not is_acceptable_registration(uri):
-            raise RegistrationError("invalid_redirect_uri", "Redirect URIs must be absolute, without fragment, https or loopback http.")
+            raise RegistrationError("invalid_redirect_uri", f"Redirect URIs must be {REGISTRATION_RULE}.")
     method = data.get("token_endpoint_auth_method", "client_secret_basic")
     if method not in SUPPORTED_METHODS:
         raise RegistrationError("invalid_client_metadata", f"token_endpoint_auth_method must be one of {', '.join(SUPPORTED_METHODS)}.")
@@ -105,7 +107,11 @@ async def register_client(services: Services, data: Any, *, token_kind: str) -> 
     if scope is None:
         scopes = list(allowed) if "authorization_code" in grant_types else [s for s in allowed if s not in {"openid", "profile", "email", "offline_access"}]
     elif isinstance(scope, str) and len(scope) <= 2000:
-        scopes = list(dict.fromkeys(scope.split()))
+        # RFC 7591 §2: space-separated scope tokens (RFC 6749 §3.3); a repeated one counts once.
+        try:
+            scopes = parse_scope(scope)
+        except InvalidScope:
+            raise RegistrationError("invalid_client_metadata", "scope must be space-separated scope tokens.") from None
         if not scopes or not set(scopes) <= set(allowed):
             raise RegistrationError("invalid_client_metadata", "scope names a scope that registered clients may not have.")
     else:
@@ -121,7 +127,7 @@ async def register_client(services: Services, data: Any, *, token_kind: str) -> 
     except (ValueError, Conflict) as error:
         raise RegistrationError("invalid_client_metadata", "The client metadata is inconsistent.") from error
     await services.events.record(
-        "client_registered", "success", client_id=info.client_id, actor=Actor(via=f"registration:{token_kind}").describe(),
+        "client_registered", "success", client_id=info.client_id, ip=ip, actor=Actor(via=f"registration:{token_kind}").describe(),
         grant_types=grant_types, scopes=scopes,
     )
     body: dict[str, Any] = {

@@ -26,7 +26,8 @@ from authserver.admin.validation import (
     page,
     timestamp,
 )
-from authserver.protocol.redirect_uri import is_acceptable_registration
+from authserver.protocol.redirect_uri import REGISTRATION_RULE, is_acceptable_registration
+from authserver.protocol.scopes import is_scope_token
 from authserver.services import Services
 from authserver.storage.errors import Conflict, NotFound
 from authserver.storage.sql.clients import AUTH_METHODS, CLIENT_TYPES, GRANT_TYPES, ClientInfo
@@ -40,9 +41,9 @@ from authserver.storage.sql.models import (
 )
 from authserver.tokens.revocation import issued_before_reenabling
 
-CLIENT_ID = re.compile(r"^[A-Za-z0-9._-]{3,64}$")
-USERNAME = re.compile(r"^[^\s\x00-\x1f\x7f]{1,150}$")
-EVENT_NAME = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+CLIENT_ID = re.compile(r"[A-Za-z0-9._-]{3,64}")
+USERNAME = re.compile(r"[^\s\x00-\x1f\x7f]{1,150}")
+EVENT_NAME = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 SIGNING_ALGS = ("ES256", "RS256", "EdDSA")
 MAX_GRACE = 30 * 24 * 3600
 
@@ -77,13 +78,19 @@ CLI = Actor(via="cli")
 
 
 def _redirect_problem(uri: str) -> str | None:
-    if not is_acceptable_registration(uri):
-        return "must be absolute without a fragment: https, http on a loopback host, or a private-use scheme"
-    return None
+    return None if is_acceptable_registration(uri) else f"must be {REGISTRATION_RULE}"
+
+
+def _scope_problem(scope: str, known: set[str]) -> str | None:
+    if scope in known:
+        return None
+    if not is_scope_token(scope):
+        return "is not a scope token (RFC 6749 §3.3: printable ASCII, no space, quote or backslash)"
+    return "unknown scope (add it to tokens.scopes first)"
 
 
 def _audience_problem(uri: str) -> str | None:
-    return None if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:[^\s]+$", uri) else "must be an absolute URI"
+    return None if re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*:[^\s]+", uri) else "must be an absolute URI"
 
 
 def client_view(info: ClientInfo) -> dict[str, Any]:
@@ -153,10 +160,8 @@ class AdminService:
                 "grant_types", max_items=3, check=lambda g: None if g in GRANT_TYPES else f"must be one of {', '.join(GRANT_TYPES)}",
                 required=creating,
             ),
-            "scopes": body.strings(
-                "scopes", max_items=50, max_length=100,
-                check=lambda s: None if s in scopes_known else "unknown scope (add it to tokens.scopes first)",
-            ),
+            # Repeats are dropped, first occurrence kept (Body.strings); every scope must be a configured one.
+            "scopes": body.strings("scopes", max_items=50, max_length=100, check=lambda s: _scope_problem(s, scopes_known)),
             "audience": body.strings("audience", max_items=10, check=_audience_problem),
             "first_party": body.boolean("first_party"),
             "require_mfa": body.boolean("require_mfa"),
@@ -509,7 +514,7 @@ class AdminService:
             value = params.get(name)
             if value is None:
                 continue
-            if not EVENT_NAME.match(value):
+            if not EVENT_NAME.fullmatch(value):
                 problems.append({"field": name, "message": "has characters that are not allowed"})
                 continue
             query = query.where(column == value)

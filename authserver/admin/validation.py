@@ -77,7 +77,7 @@ class Body:
         if choices is not None and value not in choices:
             self.error(name, f"must be one of {', '.join(choices)}")
             return None
-        if pattern is not None and not pattern.match(value):
+        if pattern is not None and not pattern.fullmatch(value):
             self.error(name, "has characters that are not allowed")
             return None
         return value

@@ -17,6 +17,7 @@ from authserver.endpoints._guard import client_ip, too_many_page
 from authserver.endpoints._http import UNAVAILABLE_ERRORS, query, read_form
 from authserver.errors import (
     InvalidRequest,
+    LoginRequired,
     OAuthError,
     RequestNotSupported,
     RequestUriNotSupported,
@@ -30,6 +31,7 @@ from authserver.interaction.policy import (
     AuthorizationRequest,
     Interaction,
     InteractionStore,
+    contradicts_hint,
     next_prompt,
     prompt_none_error,
 )
@@ -37,6 +39,7 @@ from authserver.protocol import pkce, redirect_uri
 from authserver.services import Services
 from authserver.storage.sql.clients import ClientInfo
 from authserver.storage.sql.models import AuthorizationCode, BrowserSession
+from authserver.tokens.jwt import audience as token_audience
 from authserver.tokens.opaque import digest
 from authserver.web.pages import (
     browser_id,
@@ -112,7 +115,7 @@ async def validate_request(services: Services, params: dict[str, str]) -> tuple[
         if openid or len(client.redirect_uris) != 1:
             raise PageError("error.invalid_redirect_uri")
         target = client.redirect_uris[0]
-    elif redirect_uri.matches(client.redirect_uris, presented_uri):
+    elif redirect_uri.matches(client.redirect_uris, presented_uri, loopback_any_port=client.is_public):
         target = presented_uri
     else:
         raise PageError("error.invalid_redirect_uri")
@@ -154,6 +157,13 @@ async def validate_request(services: Services, params: dict[str, str]) -> tuple[
     nonce = params.get("nonce")
     if nonce is not None and len(nonce) > 512:
         fail(InvalidRequest("nonce is too long."))
+    hint_sub = None
+    if "id_token_hint" in params:
+        # OIDC Core §3.1.2.1: an ID token we issued to this client (expired ones too: it names, it grants nothing).
+        claims = services.signer.verify_id_token_hint(params["id_token_hint"])
+        if claims is None or client.client_id not in (token_audience(claims) or []):
+            fail(InvalidRequest("id_token_hint is not an ID token this server issued to this client."))
+        hint_sub = str(claims["sub"])
     try:
         scopes = check_scopes(services, client, scope_param or None, default=[])
         if not scopes:
@@ -174,6 +184,7 @@ async def validate_request(services: Services, params: dict[str, str]) -> tuple[
         login_hint=params.get("login_hint"),
         ui_locales=params.get("ui_locales"),
         acr_values=params.get("acr_values", "").split(),
+        id_token_hint_sub=hint_sub,
     )
 
 
@@ -188,6 +199,9 @@ async def continue_flow(
 ) -> Response:
     """Show the next prompt, or issue the code and send the person back to the client."""
     now = services.clock.now()
+    if session is not None and interaction is not None and interaction.signed_in and contradicts_hint(auth_request, session):
+        # Asked to sign in because of the hint, the person signed in as someone else (OIDC Core §3.1.2.1).
+        raise RedirectError(LoginRequired("The signed-in user is not the one id_token_hint names."), auth_request.redirect_uri, auth_request.state)
     consented = await services.consents.granted_scopes(session.account_id, client.client_id) if session else set()
     account = await services.accounts.get(session.account_id) if session else None
     prompt = next_prompt(

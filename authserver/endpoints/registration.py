@@ -15,6 +15,7 @@ from authserver.admin.registration import (
     register_client,
 )
 from authserver.admin.validation import AdminError
+from authserver.endpoints._guard import client_ip
 from authserver.endpoints._http import UNAVAILABLE_ERRORS, json_response
 from authserver.endpoints.admin import read_json
 from authserver.endpoints.bearer import Protection, gate, presented_token, protected
@@ -50,13 +51,13 @@ async def register(request: Request) -> Response:
             kind = await initial_access_token(request, services)
         except OAuthError as error:
             if error.status_code == 401:
-                await services.events.record("client_registered", "failure", reason="bad_initial_access_token")
+                await services.events.record("client_registered", "failure", ip=client_ip(request), reason="bad_initial_access_token")
             return json_response(error.body(), error.status_code, error.headers)
         try:
             data = await read_json(request)
         except AdminError as error:
             raise RegistrationError("invalid_client_metadata", error.message, 400) from None
-        return json_response(await register_client(services, data, token_kind=kind), 201)
+        return json_response(await register_client(services, data, token_kind=kind, ip=client_ip(request)), 201)
     except RegistrationError as error:
         return json_response(error.body(), error.status)
     except BodyTooLarge:

@@ -33,9 +33,8 @@ async def revoke(request: Request) -> Response:
     params = await read_form(request, max_bytes=services.settings.server.max_body_bytes)
     presented = client_auth.extract(request.headers.get("authorization"), params)
     client = await authenticate_client_guarded(request, services, presented)
-    await services.limiter.check(
-        "revocation", client.client_id, limit=client.rate_limit_per_minute, ip=client_ip(request), client_id=client.client_id
-    )
+    ip = client_ip(request)
+    await services.limiter.check("revocation", client.client_id, limit=client.rate_limit_per_minute, ip=ip, client_id=client.client_id)
     token = params.get("token")
     if not token:
         raise InvalidRequest("Missing token.")
@@ -47,7 +46,7 @@ async def revoke(request: Request) -> Response:
                 raise InvalidRequest(NOT_YOURS)
             if await services.revocations.revoke_grant(grant.grant_id, reason="revoked_by_client"):
                 await services.events.record(
-                    "token_revoked", "success", client_id=client.client_id, account_id=grant.account_id,
+                    "token_revoked", "success", client_id=client.client_id, account_id=grant.account_id, ip=ip,
                     token_type="refresh_token", grant_id=grant.grant_id,
                 )
     else:
@@ -59,7 +58,7 @@ async def revoke(request: Request) -> Response:
             if isinstance(jti, str) and isinstance(exp, int):
                 await services.revocations.revoke_access_token(jti, exp=exp)
                 await services.events.record(
-                    "token_revoked", "success", client_id=client.client_id,
+                    "token_revoked", "success", client_id=client.client_id, ip=ip,
                     account_id=str(claims["sub"]) if "gid" in claims else None, token_type="access_token",
                 )
     return Response(b"", status_code=200, headers=dict(NO_STORE))

@@ -37,7 +37,7 @@ async def token(request: Request) -> Response:
         # Checked before the grant consumes anything: a key for a newly added algorithm is still being published.
         raise TemporarilyUnavailable("No signing key is active yet for this client's algorithm.")
     relevant = {name: value for name, value in params.items() if name in grant.PARAMETERS}
-    body = await grant.create_token_response(client, relevant)
+    body = await grant.create_token_response(client, relevant, ip=ip)
     if grant_type != "client_credentials" or services.settings.observability.store_machine_token_events:
         await services.events.record(
             "token", "issued", client_id=client.client_id, ip=ip, user_agent=request.headers.get("user-agent"),

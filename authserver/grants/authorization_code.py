@@ -30,7 +30,9 @@ class AuthorizationCodeGrant:
     def __init__(self, services: Services) -> None:
         self._services = services
 
-    async def create_token_response(self, client: ClientInfo, params: dict[str, str]) -> dict[str, Any]:
+    async def create_token_response(
+        self, client: ClientInfo, params: dict[str, str], *, ip: str | None = None
+    ) -> dict[str, Any]:
         require_grant_type(client, self.GRANT_TYPE)
         code_value = params.get("code")
         if code_value is None:
@@ -45,7 +47,7 @@ class AuthorizationCodeGrant:
         if code is None or code.client_id != client.client_id:
             raise InvalidGrant("The authorization code is invalid.")
         if code.consumed_at is not None:
-            await self._revoke_reused(code.grant_id, client.client_id, code.account_id)
+            await self._revoke_reused(code.grant_id, client.client_id, code.account_id, ip)
             raise InvalidGrant("The authorization code has already been used.")
         if code.expires_at <= now:
             raise InvalidGrant("The authorization code has expired.")
@@ -72,20 +74,20 @@ class AuthorizationCodeGrant:
                 refresh=refresh,
             )
         except AlreadyConsumed as reused:
-            await self._revoke_reused(reused.grant_id, client.client_id, code.account_id)
+            await self._revoke_reused(reused.grant_id, client.client_id, code.account_id, ip)
             raise InvalidGrant("The authorization code has already been used.") from None
 
         return issue_user_tokens(
             services, client, account, grant, scopes=list(code.scopes), nonce=code.nonce, refresh_token=refresh_value
         )
 
-    async def _revoke_reused(self, grant_id: str | None, client_id: str, account_id: str) -> None:
+    async def _revoke_reused(self, grant_id: str | None, client_id: str, account_id: str, ip: str | None) -> None:
         if grant_id is not None:
             # Refresh tokens and access tokens of the first redemption (deny list).
             await self._services.revocations.revoke_grant(grant_id, reason="code_reuse")
         log.warning("authorization code reused by client %s; grant %s revoked", client_id, grant_id)
         await self._services.events.record(
-            "code_reuse", "failure", client_id=client_id, account_id=account_id, grant_id=grant_id
+            "code_reuse", "failure", client_id=client_id, account_id=account_id, ip=ip, grant_id=grant_id
         )
 
     async def _absolute_ttl(self, client: ClientInfo, code: AuthorizationCode) -> int:

@@ -21,7 +21,10 @@ class TokenGrant(Protocol):
     # Parameters the grant reads; anything else in the request is ignored (RFC 6749 §3.1).
     PARAMETERS: ClassVar[frozenset[str]]
 
-    async def create_token_response(self, client: ClientInfo, params: dict[str, str]) -> dict[str, Any]: ...
+    # ``ip`` is the client's address (endpoints._guard.client_ip), for the security events a grant records.
+    async def create_token_response(
+        self, client: ClientInfo, params: dict[str, str], *, ip: str | None = None
+    ) -> dict[str, Any]: ...
 
 
 async def authenticate_client(services: Services, presented: PresentedCredentials) -> ClientInfo:

@@ -27,7 +27,9 @@ class ClientCredentialsGrant:
     def __init__(self, services: Services) -> None:
         self._services = services
 
-    async def create_token_response(self, client: ClientInfo, params: dict[str, str]) -> dict[str, Any]:
+    async def create_token_response(
+        self, client: ClientInfo, params: dict[str, str], *, ip: str | None = None
+    ) -> dict[str, Any]:
         require_grant_type(client, self.GRANT_TYPE)
         if client.is_public:
             raise UnauthorizedClient("Public clients cannot use client_credentials.")

@@ -30,7 +30,9 @@ class RefreshTokenGrant:
     def __init__(self, services: Services) -> None:
         self._services = services
 
-    async def create_token_response(self, client: ClientInfo, params: dict[str, str]) -> dict[str, Any]:
+    async def create_token_response(
+        self, client: ClientInfo, params: dict[str, str], *, ip: str | None = None
+    ) -> dict[str, Any]:
         require_grant_type(client, self.GRANT_TYPE)
         value = params.get("refresh_token")
         if value is None:
@@ -50,10 +52,12 @@ class RefreshTokenGrant:
         if row.client_id != client.client_id:
             # RFC 6749 §10.4: the token is bound to the client it was issued to.
             raise InvalidGrant("The refresh token is invalid.")
+        # RFC 6749 §6: a requested scope narrows this access token only; the new refresh token keeps the
+        # scope originally granted (the family's), so a later refresh without scope gets all of it back.
         requested = parse_scope(params.get("scope"))
         if requested and not set(requested) <= set(grant.scopes):
             raise InvalidScope("The requested scope exceeds the scope originally granted.")
-        scopes = requested or list(row.scopes)
+        scopes = requested or list(grant.scopes)
         account = await services.accounts.get(grant.account_id) if grant.account_id else None
         if account is None or account.disabled_at is not None:
             raise InvalidGrant("The account is not active.")
@@ -64,7 +68,6 @@ class RefreshTokenGrant:
             await services.tokens.rotate_refresh_token(
                 row.token_digest,
                 new=NewRefreshToken(digest(new_value), client.refresh_token_idle_ttl or settings.refresh_token_idle_ttl),
-                scopes=scopes,
                 grant_id=grant.grant_id,
             )
         except AlreadyConsumed:
@@ -72,7 +75,7 @@ class RefreshTokenGrant:
             await services.revocations.revoke_grant(grant.grant_id, reason="refresh_token_reuse")
             log.warning("refresh token reuse by client %s; grant %s revoked", client.client_id, grant.grant_id)
             await services.events.record(
-                "refresh_token_reuse", "failure", client_id=client.client_id, account_id=grant.account_id,
+                "refresh_token_reuse", "failure", client_id=client.client_id, account_id=grant.account_id, ip=ip,
                 grant_id=grant.grant_id,
             )
             raise InvalidGrant("The refresh token was already used.") from None

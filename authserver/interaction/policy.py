@@ -36,6 +36,8 @@ class AuthorizationRequest:
     login_hint: str | None = None
     ui_locales: str | None = None
     acr_values: list[str] = field(default_factory=list)
+    # ``sub`` of a verified id_token_hint (OIDC Core §3.1.2.1): the person the client expects to be signed in.
+    id_token_hint_sub: str | None = None
 
 
 @dataclass
@@ -143,9 +145,11 @@ def _login_reasons(
         return ["no_session"]
     if interaction is not None and interaction.signed_in:
         # A sign-in inside this very interaction: not a clock comparison, so it cannot be skipped
-        # by resuming quickly, and clock resolution does not matter.
+        # by resuming quickly, and clock resolution does not matter. (Who signed in: see contradicts_hint.)
         return []
     reasons = []
+    if contradicts_hint(request, session):
+        reasons.append("id_token_hint")
     if "login" in request.prompt:
         reasons.append("prompt_login")
     # OIDC Core §3.1.2.1: re-authenticate when more than max_age seconds passed; max_age=0 always.
@@ -192,6 +196,11 @@ def _consent_reasons(
     if not set(request.scopes) <= consented_scopes:
         reasons.append("scopes_missing")
     return reasons
+
+
+def contradicts_hint(request: AuthorizationRequest, session: BrowserSession) -> bool:
+    """The request's id_token_hint names someone other than the person signed in."""
+    return request.id_token_hint_sub is not None and session.account_id != request.id_token_hint_sub
 
 
 def prompt_none_error(prompt: Prompt) -> OAuthError:

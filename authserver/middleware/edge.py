@@ -107,7 +107,7 @@ class EdgeMiddleware:
             elif name == b"origin":
                 origin = value if origin is None else b"duplicated"  # two Origin headers: no origin is allowed
         random = secrets.token_hex(32)  # one read of the system's randomness for all three ids
-        request_id = incoming_id if incoming_id and SANE_REQUEST_ID.match(incoming_id) else random[:16]
+        request_id = incoming_id if incoming_id and SANE_REQUEST_ID.fullmatch(incoming_id) else random[:16]
         id_token = request_id_var.set(request_id)
         trace_token = traceparent_var.set(parse_traceparent(incoming_trace) or f"00-{random[16:48]}-{random[48:]}-00")
         raw_id = request_id.encode("latin-1")

@@ -14,15 +14,15 @@ from contextvars import ContextVar
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 traceparent_var: ContextVar[str | None] = ContextVar("traceparent", default=None)
 # An incoming X-Request-ID is kept only if it looks like this (no log injection through it).
-SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
-_TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 
 
 def parse_traceparent(value: str | None) -> str | None:
     """The header if valid (§3.2.2: not version ff, trace id and parent id not all zeros), else None."""
     if not value:
         return None
-    match = _TRACEPARENT.match(value.strip())
+    match = _TRACEPARENT.fullmatch(value.strip())
     if not match:
         return None
     version, trace_id, parent_id, _ = match.groups()

@@ -171,6 +171,29 @@ class TokenSigner:
             return None
         return dict(claims)
 
+    def verify_id_token_hint(self, token: str) -> dict[str, Any] | None:
+        """Claims of an ID token we issued, presented back as ``id_token_hint``; None for anything else.
+
+        Used by /authorize (OIDC Core §3.1.2.1) and /logout (RP-Initiated Logout §2). Checked: the signature
+        against our published keys (explicit algorithms), ``typ: JWT`` (an access token is not an ID token),
+        ``iss`` is us, ``sub`` a string and ``aud`` present. Not checked: expiry. Both specifications let a
+        hint be expired (it names a person we already authenticated, it grants nothing), so an RP may send
+        the ID token it got hours ago. Which client it must name is the caller's check (:func:`audience`).
+        """
+        if len(token) > 8192 or token.count(".") != 2:
+            return None
+        try:
+            with eddsa_allowed():
+                decoded = jwt.decode(token, self._keys.verification_keys, registry=self._verifying_registry)
+        except (JoseError, ValueError, TypeError, KeyError):
+            return None
+        claims = dict(decoded.claims)
+        if decoded.header.get("typ") != "JWT" or claims.get("iss") != self.issuer:
+            return None
+        if not isinstance(claims.get("sub"), str) or audience(claims) is None:
+            return None
+        return claims
+
     def _remember(self, token: str, keys: KeySet, claims: dict[str, Any]) -> None:
         if len(self._verified) >= VERIFIED_CACHE:
             now = self._clock.now().timestamp()
@@ -181,3 +204,13 @@ class TokenSigner:
             if len(self._verified) >= VERIFIED_CACHE:
                 self._verified.clear()
         self._verified[token] = (keys, claims)
+
+
+def audience(claims: Mapping[str, Any]) -> list[str] | None:
+    """The ``aud`` claim as a list (RFC 7519 §4.1.3: a string or an array of strings); None if malformed."""
+    value = claims.get("aud")
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return list(value)
+    return None

@@ -18,10 +18,7 @@ cookie is HttpOnly and secret, so only pages we rendered for that browser hold t
 from __future__ import annotations
 
 import logging
-from typing import Any
 
-from joserfc import jwt
-from joserfc.errors import JoseError
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
@@ -29,10 +26,10 @@ from authserver.accounts.lifecycle import end_session, sign_out_everywhere
 from authserver.endpoints._http import UNAVAILABLE_ERRORS, query, read_form
 from authserver.errors import OAuthError
 from authserver.interaction.policy import InteractionStore
-from authserver.keys.keystore import SUPPORTED_ALGS
 from authserver.protocol.redirect_uri import with_params
 from authserver.services import Services
 from authserver.storage.sql.models import BrowserSession
+from authserver.tokens.jwt import audience as token_audience
 from authserver.web.pages import (
     check_form_token,
     clear_session_cookie,
@@ -48,20 +45,6 @@ log = logging.getLogger("authserver.web")
 SESSION_HANDLE_LENGTH = 16
 
 
-def verify_id_token_hint(services: Services, hint: str) -> dict[str, Any] | None:
-    """Claims of an ID token we issued (signature, typ, iss), expired or not; None otherwise."""
-    if len(hint) > 8192 or hint.count(".") != 2:
-        return None
-    try:
-        decoded = jwt.decode(hint, services.keys.verification_keys, algorithms=list(SUPPORTED_ALGS))
-    except (JoseError, ValueError, TypeError, KeyError):
-        return None
-    claims = dict(decoded.claims)
-    if decoded.header.get("typ") != "JWT" or claims.get("iss") != services.settings.server.issuer:
-        return None
-    if not isinstance(claims.get("sub"), str) or not isinstance(claims.get("aud"), (str, list)):
-        return None
-    return claims
 
 
 def _signed_out(request: Request, services: Services) -> Response:
@@ -102,12 +85,12 @@ async def _rp_initiated(
 ) -> Response:
     locale = request_locale(request, params.get("ui_locales"))
     hint = params.get("id_token_hint")
-    claims = verify_id_token_hint(services, hint) if hint else None
+    claims = services.signer.verify_id_token_hint(hint) if hint else None
     if hint and claims is None:
         return error_page(request, "logout.invalid_hint", locale=locale)
     client_id = params.get("client_id")
     if claims is not None:
-        audience = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
+        audience = token_audience(claims) or []
         if client_id is not None and client_id not in audience:
             return error_page(request, "logout.invalid_hint", locale=locale)
         client_id = client_id or str(claims.get("azp") or audience[0])

@@ -103,8 +103,9 @@ async def login(request: Request) -> Response:
             return response
         account = await services.accounts.get_by_username(username) if username else None
         ok = await services.passwords.verify(account.password_hash if account else None, password)
-        if account is not None and is_enrolled(account):
-            # A locked second step is announced whatever the password was, so the lock reveals nothing about it.
+        if ok and account is not None and account.disabled_at is None and is_enrolled(account):
+            # A locked second step is announced only after the right password: a wrong one is answered below
+            # exactly like any other wrong password, so nobody learns that the account exists or uses MFA.
             locked_until = await services.mfa.locked_until(account.account_id)
             if locked_until is not None:
                 await services.events.record(

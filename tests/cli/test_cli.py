@@ -152,7 +152,10 @@ async def test_public_client_has_no_secret(cli_env: None, services: Services) ->
 
 @pytest.mark.parametrize(
     "uri",
-    ["http://app.example/callback", "https://app.example/cb#frag", "/relative/callback", "javascript:alert(1)"],
+    [
+        "http://app.example/callback", "https://app.example/cb#frag", "/relative/callback", "javascript:alert(1)",
+        "https://*.app.example/cb", "https://user@app.example/cb", "myapp:/cb",
+    ],
 )
 async def test_bad_redirect_uri_is_refused_with_a_clear_message(cli_env: None, services: Services, uri: str) -> None:
     client_id = unique("cli-bad")
@@ -163,6 +166,32 @@ async def test_bad_redirect_uri_is_refused_with_a_clear_message(cli_env: None, s
     assert result.code != 0
     assert "redirect URI not acceptable" in result.err and uri in result.err
     assert "Traceback" not in result.err
+    services.clients.forget(client_id)
+    assert await services.clients.get(client_id) is None
+
+
+async def test_repeated_scopes_and_redirect_uris_are_stored_once_in_order(cli_env: None, services: Services) -> None:
+    client_id = unique("cli-rep")
+    created = await cli(
+        "client", "create", "--name", "Rep", "--type", "public", "--client-id", client_id, "--grant", "authorization_code",
+        "--redirect-uri", "https://a.example/cb", "--redirect-uri", "https://a.example/cb",
+        "--scope", "read:levels", "--scope", "openid", "--scope", "read:levels", "--json",
+    )
+    assert created.code == 0, created.err
+    body = json.loads(created.out)
+    assert body["scopes"] == ["read:levels", "openid"] and body["redirect_uris"] == ["https://a.example/cb"]
+    services.clients.forget(client_id)
+    stored = await services.clients.get(client_id)
+    assert stored is not None and stored.scopes == ("read:levels", "openid")
+
+
+async def test_bad_post_logout_redirect_uri_is_refused(cli_env: None, services: Services) -> None:
+    client_id = unique("cli-plo")
+    result = await cli(
+        "client", "create", "--name", "Bad", "--type", "public", "--client-id", client_id, "--grant", "authorization_code",
+        "--redirect-uri", "https://a.example/cb", "--post-logout-redirect-uri", "https://a.example/bye#x",
+    )
+    assert result.code != 0 and "redirect URI not acceptable" in result.err
     services.clients.forget(client_id)
     assert await services.clients.get(client_id) is None
 

@@ -104,6 +104,8 @@ async def test_client_create_read_update_disable_delete(http: httpx.AsyncClient,
     patched = await http.patch(f"{API}/clients/{client_id}", headers=headers, json={"scopes": ["read:levels", "read:alerts"], "name": "Ingest"})
     assert patched.status_code == 200, patched.text
     assert patched.json()["scopes"] == ["read:levels", "read:alerts"] and patched.json()["name"] == "Ingest"
+    repeated = await http.patch(f"{API}/clients/{client_id}", headers=headers, json={"scopes": ["read:alerts", "read:levels", "read:alerts"]})
+    assert repeated.status_code == 200 and repeated.json()["scopes"] == ["read:alerts", "read:levels"]
 
     assert (await http.post(f"{API}/clients/{client_id}/disable", headers=headers)).json()["disabled"] is True
     refused = await http.post("/token", data={"grant_type": "client_credentials"}, auth=(client_id, secret))
@@ -132,13 +134,19 @@ async def test_invalid_redirect_uris_are_refused_field_by_field_and_nothing_is_c
         headers=headers,
         json={
             "client_id": client_id, "name": "Web", "client_type": "public", "grant_types": ["authorization_code"],
-            "redirect_uris": ["https://ok.example/cb", "http://evil.example/cb", "https://x.example/cb#frag"],
-            "scopes": ["openid", "nope"], "colour": "red",
+            "redirect_uris": [
+                "https://ok.example/cb", "http://evil.example/cb", "https://x.example/cb#frag", "https://*.x.example/cb",
+                "https://user@x.example/cb", "myapp:/cb",
+            ],
+            "post_logout_redirect_uris": ["https://x.example/bye#"],
+            "scopes": ["openid", "nope", "read levels"], "colour": "red",
         },
     )
     assert response.status_code == 400
     fields = {e["field"] for e in response.json()["errors"]}
-    assert fields == {"redirect_uris[1]", "redirect_uris[2]", "scopes[1]", "colour"}
+    assert fields == {f"redirect_uris[{i}]" for i in range(1, 6)} | {"post_logout_redirect_uris[0]", "scopes[1]", "scopes[2]", "colour"}
+    messages = {e["field"]: e["message"] for e in response.json()["errors"]}
+    assert "unknown scope" in messages["scopes[1]"] and "scope token" in messages["scopes[2]"]
     async with services.sessions() as session:
         assert await session.scalar(select(func.count()).select_from(Client).where(Client.client_id == client_id)) == 0
 

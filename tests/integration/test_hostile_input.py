@@ -118,6 +118,7 @@ async def test_authorization_request_by_post_and_unsupported_features(http: http
         ({"scope": "openid bad\\scope"}, "invalid_scope"),
         ({"resource": "https://evil.example"}, "invalid_target"),
         ({"nonce": "n" * 513}, "invalid_request"),
+        ({"id_token_hint": "abc", "prompt": "none"}, "invalid_request"),  # OIDC Core §3.1.2.1: verified, not ignored
     ):
         target = location(await http.get("/authorize", params=auth_params(client.client_id, challenge, **extra)))
         assert f"error={error}" in target and "state=st-1" in target and "iss=" in target, (extra, target)
@@ -128,7 +129,7 @@ async def test_unknown_and_oidc_parameters_are_accepted(http: httpx.AsyncClient,
     client = await make_client(services)
     extra = {
         "display": "popup", "claims_locales": "es", "acr_values": "urn:x", "login_hint": "<b>x</b>", "ui_locales": "zz",
-        "id_token_hint": "abc", "foo": "bar", "prompt": "none",
+        "foo": "bar", "prompt": "none",
     }
     target = location(await http.get("/authorize", params=auth_params(client.client_id, pkce_pair()[1], **extra)))
     assert "error=login_required" in target

@@ -31,6 +31,7 @@ async def test_metadata_document_is_complete(http: httpx.AsyncClient, path: str)
     assert meta["subject_types_supported"] == ["public"]
     assert "RS256" in meta["id_token_signing_alg_values_supported"]
     assert "openid" in meta["scopes_supported"]
+    assert len(meta["scopes_supported"]) == len(set(meta["scopes_supported"])), meta["scopes_supported"]
     assert meta["request_parameter_supported"] is False
     assert meta["request_uri_parameter_supported"] is False
     assert meta["claims_parameter_supported"] is False

@@ -134,6 +134,14 @@ async def test_loopback_redirect_port_may_vary(http: httpx.AsyncClient, services
             assert_error_page(response)
 
 
+async def test_loopback_port_is_fixed_for_confidential_clients(http: httpx.AsyncClient, services: Services) -> None:
+    """RFC 8252 §7.3 is for native apps (public clients); a confidential client's loopback URI matches exactly."""
+    client = await make_client(services, redirect_uris=["http://127.0.0.1:8080/cb"])
+    assert_error_page(await http.get("/authorize", params=auth_params(client.client_id, CHALLENGE, redirect_uri="http://127.0.0.1:9999/cb", prompt="none")))
+    exact = await http.get("/authorize", params=auth_params(client.client_id, CHALLENGE, redirect_uri="http://127.0.0.1:8080/cb", prompt="none"))
+    assert query_of(location(exact))["error"] == "login_required"
+
+
 async def test_code_is_bound_to_the_redirect_uri(http: httpx.AsyncClient, services: Services) -> None:
     other = "https://app.example/other"
     client = await make_client(services, redirect_uris=[REDIRECT_URI, other])

@@ -11,9 +11,11 @@ import asyncio
 
 import httpx
 import pytest
+from sqlalchemy import select, update
 
 from authserver.accounts.lifecycle import disable_account
 from authserver.services import Services
+from authserver.storage.sql.models import RefreshToken
 from authserver.tokens.opaque import REFRESH_PREFIX, digest, new_secret
 from tests.support.lifecycle import issue, live_refresh_tokens, refresh
 
@@ -49,6 +51,26 @@ async def test_rotation_consumes_the_token_and_stores_one_successor(fast, http: 
     # A second use is refused without changing anything (the general path then calls it reuse).
     assert await _rotate(services, issued.refresh, issued.client.client_id) is None
     assert await live_refresh_tokens(services, rotated.grant_id) == 1
+
+
+@POSTGRES
+async def test_rotation_restores_the_family_scope_of_a_token_stored_narrowed(fast, http: httpx.AsyncClient, services: Services) -> None:  # type: ignore[no-untyped-def]
+    """Before RFC 6749 §6 was followed, a narrowing refresh stored its successor with the narrowed scope;
+    rotating such a token gives back the family's (the original grant's) scope."""
+    issued = await issue(http, services)
+    found = await services.tokens.get_refresh_token(digest(issued.refresh))
+    assert found is not None
+    async with services.sessions.begin() as session:
+        await session.execute(
+            update(RefreshToken).where(RefreshToken.token_digest == digest(issued.refresh)).values(scopes=["read:levels"])
+        )
+    rotated = await _rotate(services, issued.refresh, issued.client.client_id)
+    assert rotated is not None and rotated.scopes == list(found[1].scopes) and "offline_access" in rotated.scopes
+    async with services.sessions() as session:
+        stored = (await session.scalars(
+            select(RefreshToken.scopes).where(RefreshToken.grant_id == rotated.grant_id, RefreshToken.consumed_at.is_(None))
+        )).all()
+    assert [list(s) for s in stored] == [list(found[1].scopes)]
 
 
 @POSTGRES

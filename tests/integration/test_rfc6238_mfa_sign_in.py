@@ -111,16 +111,15 @@ async def test_five_wrong_codes_lock_the_second_step_durably(backend: str, datab
         locked = await submit(env.http, pending, code=good)
         assert locked.status_code == 429 and "Retry-After" in locked.headers
         assert "bloqueado durante 15 minutos" in locked.text
-        # The lock shows at the password step whatever the password, so it reveals nothing about it.
+        # The lock shows at the password step after the right password (a wrong one: see the next test).
         async with env.client() as other:
             response, _ = await authorize_request(other, client)
             page = await other.get(response.headers["location"])
-            for password in (user.password, "wrong password!!"):
-                answer = await other.post(
-                    "/login",
-                    data={"i": form_field(page.text, "i"), "csrf": form_field(page.text, "csrf"), "username": user.username, "password": password},
-                )
-                assert answer.status_code == 429 and "bloqueado" in answer.text
+            answer = await other.post(
+                "/login",
+                data={"i": form_field(page.text, "i"), "csrf": form_field(page.text, "csrf"), "username": user.username, "password": user.password},
+            )
+            assert answer.status_code == 429 and "bloqueado" in answer.text
         # A second app instance with its own (empty) cache on the same database sees the same verdict.
         async with mfa_env(backend, database_url, tmp_root, AUTHSERVER_CACHE__URL="memory://") as fresh:
             fresh.clock.current = env.clock.now()
@@ -128,6 +127,39 @@ async def test_five_wrong_codes_lock_the_second_step_durably(backend: str, datab
         env.clock.advance(env.services.settings.mfa.lockout_seconds + 1)
         retry = await to_second_step(env.http, client, user)
         assert (await submit(env.http, retry, code=totp.code_at(enrolled.secret, env.clock.now()))).status_code == 303
+
+
+async def test_wrong_password_on_an_mfa_locked_account_is_answered_like_any_wrong_password(
+    backend: str, database_url: str, tmp_root: Path
+) -> None:
+    """No oracle: a wrong password gets the same status, page and events whether the account has a locked
+    second step or no second factor at all."""
+    async with mfa_env(backend, database_url, tmp_root) as env:
+        client = await make_client(env.services)
+        locked, plain = await make_user(env.services), await make_user(env.services)
+        enrolled = await enrol(env.services, locked.account_id)
+        env.clock.advance(30)
+        wrong = _wrong_code(enrolled.secret, env.clock.now())
+        pending = await to_second_step(env.http, client, locked)
+        assert [(await submit(env.http, pending, code=wrong)).status_code for _ in range(5)][-1] == 429
+        assert await env.services.mfa.locked_until(locked.account_id) is not None
+
+        async def wrong_password(username: str) -> tuple[int, str, list[object]]:
+            async with env.client() as browser:
+                response, _ = await authorize_request(browser, client)
+                page = await browser.get(response.headers["location"])
+                i, csrf = form_field(page.text, "i"), form_field(page.text, "csrf")
+                answer = await browser.post("/login", data={"i": i, "csrf": csrf, "username": username, "password": "wrong password!!"})
+            text = answer.text.replace(i, "I").replace(csrf, "CSRF").replace(username, "USER")
+            account_id = locked.account_id if username == locked.username else plain.account_id
+            newest = (await env.services.events.query(account_id=account_id, event="login", limit=1))[0]
+            return answer.status_code, text, [newest[k] for k in ("event", "outcome", "client_id", "ip", "details")]
+
+        on_locked = await wrong_password(locked.username)
+        on_plain = await wrong_password(plain.username)
+        assert on_locked[0] == on_plain[0] == 401
+        assert on_locked[1] == on_plain[1]
+        assert on_locked[2] == on_plain[2] and on_plain[2][-1] == {"reason": "bad_password"}
 
 
 async def test_backup_code_signs_in_once_and_warns_when_few_remain(backend: str, database_url: str, tmp_root: Path) -> None:

@@ -170,9 +170,15 @@ async def test_refresh_scope_can_narrow_never_widen(http: httpx.AsyncClient, ser
     assert body["scope"] == "read:levels" and "id_token" not in body
     access = pyjwt.decode(body["access_token"], options={"verify_signature": False})
     assert access["scope"] == "read:levels"
-    # the rotated token keeps the narrowed scope by default
+    # RFC 6749 §6: the new refresh token keeps the original grant's scope; only that access token was narrowed
     again = (await refresh(http, client, body["refresh_token"])).json()
-    assert again["scope"] == "read:levels"
+    assert set(again["scope"].split()) == {"openid", "read:levels", "offline_access"}
+    assert set(pyjwt.decode(again["access_token"], options={"verify_signature": False})["scope"].split()) == set(again["scope"].split())
+    # and narrowing twice in a row still narrows from the full grant
+    narrower = (await refresh(http, client, again["refresh_token"], scope="openid")).json()
+    assert narrower["scope"] == "openid"
+    last = (await refresh(http, client, narrower["refresh_token"])).json()
+    assert set(last["scope"].split()) == {"openid", "read:levels", "offline_access"}
 
 
 async def test_refresh_tokens_are_long_random_and_rotated(http: httpx.AsyncClient, services: Services) -> None:

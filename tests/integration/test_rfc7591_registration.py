@@ -68,11 +68,26 @@ async def test_public_client_with_cli_issued_token(reg: tuple[httpx.AsyncClient,
     assert "admin" not in body["scope"].split()
 
 
+async def test_repeated_scopes_are_registered_once_in_order(reg: tuple[httpx.AsyncClient, Services]) -> None:
+    http, _ = reg
+    response = await http.post(
+        "/register", headers={"Authorization": f"Bearer {CONFIGURED}"},
+        json={"redirect_uris": ["com.example.app:/cb"], "token_endpoint_auth_method": "none", "scope": "read:levels openid  read:levels"},
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["scope"] == "read:levels openid"
+
+
 @pytest.mark.parametrize(
     ("metadata", "error"),
     [
         ({"redirect_uris": ["http://evil.example/cb"]}, "invalid_redirect_uri"),
         ({"redirect_uris": ["https://a.example/cb#x"]}, "invalid_redirect_uri"),
+        ({"redirect_uris": ["https://*.a.example/cb"]}, "invalid_redirect_uri"),
+        ({"redirect_uris": ["https://user@a.example/cb"]}, "invalid_redirect_uri"),
+        ({"redirect_uris": ["myapp:/cb"]}, "invalid_redirect_uri"),
+        ({"redirect_uris": ["https://a.example/cb"], "scope": "openid\tprofile"}, "invalid_client_metadata"),
+        ({"redirect_uris": ["https://a.example/cb"], "scope": "openid profile\n"}, "invalid_client_metadata"),
         ({"grant_types": ["authorization_code"]}, "invalid_redirect_uri"),
         ({"redirect_uris": ["https://a.example/cb"], "scope": "openid admin"}, "invalid_client_metadata"),
         ({"grant_types": ["implicit"]}, "invalid_client_metadata"),

@@ -28,6 +28,7 @@ BAD_PKCE = [
         ("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-c=", "S256"),  # padding
         ("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw+cM", "S256"),  # base64, not base64url
         ("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw.cM", "S256"),  # verifier alphabet, not a hash
+        ("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM\n", "S256"),  # a trailing newline (Python's `$` allows it)
 ]
 
 

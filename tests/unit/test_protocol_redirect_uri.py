@@ -14,8 +14,15 @@ REGISTERED = ("https://app.example/cb", "http://127.0.0.1/native", "http://[::1]
     ["https://app.example/cb", "http://127.0.0.1/native", "http://127.0.0.1:1/native", "http://127.0.0.1:65535/native",
      "http://[::1]/v6", "http://[::1]:5000/v6", "com.example.app:/oauth"],
 )
-def test_matching(presented: str) -> None:
-    assert matches(REGISTERED, presented)
+def test_matching_for_a_public_client(presented: str) -> None:
+    assert matches(REGISTERED, presented, loopback_any_port=True)
+
+
+@pytest.mark.parametrize("presented", ["http://127.0.0.1:1/native", "http://127.0.0.1:5000/native", "http://[::1]/v6", "http://[::1]:5000/v6"])
+def test_confidential_clients_get_no_loopback_port_flexibility(presented: str) -> None:
+    assert not matches(REGISTERED, presented, loopback_any_port=False)
+    assert matches(REGISTERED, "http://127.0.0.1/native", loopback_any_port=False)
+    assert matches(REGISTERED, "http://[::1]:8080/v6", loopback_any_port=False)
 
 
 @pytest.mark.parametrize(
@@ -30,15 +37,19 @@ def test_matching(presented: str) -> None:
         "http://127.1:5000/native", "http://2130706433:5000/native", "http://localhost:5000/native", "https://127.0.0.1:5000/native",
         "http://127.0.0.1:5000/native?x=1", "http://127.0.0.1:5000/native#f", "http://[::1]:5000/native", "http://[::2]:5000/v6",
         "com.example.app:/oauth/", "com.evil.app:/oauth", "", "\x00",
+        "http://127.0.0.1:5000/native?", "http://127.0.0.1:5000/native#", "http://127.0.0.1:/native", "http://127.0.0.1:0/native",
+        "http://127.0.0.1:5000/Native", "http://127.0.0.1:5000/native/", "HTTP://127.0.0.1:5000/native", "http://[::1]:5000/v6?",
+        "http://[0:0:0:0:0:0:0:1]:5000/v6", "http://127.0.0.1:5000//native",
     ],
 )
 def test_non_matching(presented: str) -> None:
-    assert not matches(REGISTERED, presented)
+    assert not matches(REGISTERED, presented, loopback_any_port=True)
+    assert not matches(REGISTERED, presented, loopback_any_port=False)
 
 
 def test_port_may_vary_only_for_registered_loopback_ips() -> None:
-    assert not matches(("https://app.example:8443/cb",), "https://app.example:9443/cb")
-    assert not matches(("http://localhost:8080/cb",), "http://localhost:9090/cb")
+    assert not matches(("https://app.example:8443/cb",), "https://app.example:9443/cb", loopback_any_port=True)
+    assert not matches(("http://localhost:8080/cb",), "http://localhost:9090/cb", loopback_any_port=True)
 
 
 @pytest.mark.parametrize(
@@ -49,6 +60,18 @@ def test_port_may_vary_only_for_registered_loopback_ips() -> None:
         ("http://app.example/cb", False), ("https://app.example/cb#x", False), ("https://app.example/cb#", False),
         ("/relative", False), ("javascript:alert(1)", False), ("data:text/html,x", False), ("https:///nohost", False),
         ("myapp:/oauth", False), ("http://[::1/cb", False),
+        # wildcards, userinfo, fragments, unusual characters (RFC 9700 §4.1.1, RFC 6749 §3.1.2)
+        ("https://*.app.example/cb", False), ("https://*/cb", False), ("http://*:8080/cb", False), ("https://app.example/*", True),
+        ("https://user@app.example/cb", False), ("https://user:pw@app.example/cb", False), ("http://user@127.0.0.1/cb", False),
+        ("https://app.example\\@evil.example/cb", False), ("https://app.example/cb#frag", False), ("com.example.app:/cb#", False),
+        ("https://app.exa\nmple/cb", False), ("https://app.example/c b", False), ("https://app.example/cb\n", False),
+        ("https://%2A.app.example/cb", False), ("https://app.example:99999/cb", False), ("https://app.example/cb" + "x" * 2000, False),
+        # loopback http (RFC 8252 §7.3, §8.3) and only that
+        ("http://127.0.0.1:8080/cb", True), ("http://localhost:8080/cb", True), ("http://127.0.0.2/cb", False),
+        ("http://localhost.evil.example/cb", False), ("http://127.0.0.1.evil.example/cb", False), ("http://[::2]/cb", False),
+        # private-use schemes: reverse DNS names contain a period (RFC 8252 §7.1)
+        ("com.example.app:/oauth2redirect", True), ("com.example.app://cb", True), ("exampleapp:/cb", False),
+        ("ftp://files.example/cb", False), ("file:///etc/passwd", False), ("vbscript:x", False),
     ],
 )
 def test_registration_rules(uri: str, ok: bool) -> None:

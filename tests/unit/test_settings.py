@@ -49,6 +49,19 @@ def test_lists_dicts_and_booleans_from_the_environment() -> None:
     assert load_settings({"AUTHSERVER_SERVER__COOKIE_SECURE": "auto"}).server.cookie_secure is None
 
 
+def test_scope_lists_have_no_repeats_and_repeats_count_once_in_order(tmp_path: Path) -> None:
+    defaults = Settings()
+    for scopes in (defaults.tokens.scopes, defaults.admin.registration_scopes):
+        assert len(scopes) == len(set(scopes)), scopes
+    config = tmp_path / "authserver.toml"
+    config.write_text('[tokens]\nscopes = ["openid", "read:levels", "admin", "openid", "read:levels"]\n[admin]\nregistration_scopes = ["read:levels", "openid", "read:levels"]\n')
+    settings = load_settings({}, config)
+    assert settings.tokens.scopes == ["openid", "read:levels", "admin"]
+    assert settings.admin.registration_scopes == ["read:levels", "openid"]
+    environ = {"AUTHSERVER_TOKENS__SCOPES": "admin openid admin", "AUTHSERVER_ADMIN__REGISTRATION_SCOPES": "openid openid"}
+    assert load_settings(environ).tokens.scopes == ["admin", "openid"]
+
+
 def test_cookie_secure_follows_an_https_issuer_unless_set() -> None:
     assert load_settings({"AUTHSERVER_SERVER__ISSUER": "https://auth.example"}).cookie_secure is True
     assert load_settings({"AUTHSERVER_SERVER__ISSUER": "http://auth.internal"}).cookie_secure is True
@@ -67,6 +80,11 @@ def test_cookie_secure_follows_an_https_issuer_unless_set() -> None:
         ({"AUTHSERVER_TOKENS__SIGNING_ALG": "HS256"}, "tokens.signing_alg"),
         ({"AUTHSERVER_TOKENS__ID_TOKEN_TTL": "-1"}, "tokens.id_token_ttl"),
         ({"AUTHSERVER_TOKENS__SCOPES": "profile email"}, "tokens.scopes"),
+        ({"AUTHSERVER_TOKENS__SCOPES": '["openid", "admin", "read levels"]'}, "tokens.scopes"),
+        ({"AUTHSERVER_TOKENS__SCOPES": '["openid", "admin", "say\\"hi\\""]'}, "tokens.scopes"),
+        ({"AUTHSERVER_TOKENS__SCOPES": '["openid", "admin", "café"]'}, "tokens.scopes"),
+        ({"AUTHSERVER_TOKENS__SCOPES": '["openid", "admin", "read:levels\\n"]'}, "tokens.scopes"),
+        ({"AUTHSERVER_TOKENS__SCOPES": '["openid", "admin", ""]'}, "tokens.scopes"),
         ({"AUTHSERVER_SERVER__ISSUER": "auth.example"}, "server.issuer"),
         ({"AUTHSERVER_SERVER__ISSUER": "https://auth.example/"}, "server.issuer"),
         ({"AUTHSERVER_SERVER__ISSUER": "https://auth.example?x=1"}, "server.issuer"),

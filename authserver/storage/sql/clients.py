@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from authserver.clock import Clock
+from authserver.protocol.scopes import unique
 from authserver.storage.errors import Conflict, NotFound
 from authserver.storage.sql.models import Client, ClientSecret
 from authserver.tokens.opaque import CLIENT_SECRET_PREFIX, digest, new_id, new_secret
@@ -26,7 +27,7 @@ AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
 # Unreserved characters only (RFC 3986 §2.3): the id reads the same whether or not a client form-urlencodes
 # its Basic credentials (RFC 6749 §2.3.1; Authlib, for one, does not), and it is safe in URLs and logs.
-CLIENT_ID = re.compile(r"^[A-Za-z0-9._~-]{1,64}$")
+CLIENT_ID = re.compile(r"[A-Za-z0-9._~-]{1,64}")
 # Algorithms the key store always holds a key for (authserver.keys.keystore.SUPPORTED_ALGS).
 SIGNING_ALGS = ("ES256", "RS256", "EdDSA")
 
@@ -215,7 +216,7 @@ class SqlClientStore:
         refresh_token_absolute_ttl: int | None = None,
     ) -> tuple[ClientInfo, str | None]:
         """Create a client; returns it with its secret in clear (shown once), or None for public clients."""
-        if client_id is not None and not CLIENT_ID.match(client_id):
+        if client_id is not None and not CLIENT_ID.fullmatch(client_id):
             raise ValueError("client_id: 1-64 characters of A-Z a-z 0-9 . _ ~ -")
         if client_type not in CLIENT_TYPES:
             raise ValueError(f"client type must be one of {CLIENT_TYPES}")
@@ -237,11 +238,11 @@ class SqlClientStore:
             name=name,
             client_type=client_type,
             token_endpoint_auth_method=method,
-            redirect_uris=list(redirect_uris),
-            post_logout_redirect_uris=list(post_logout_redirect_uris or []),
-            grant_types=list(grant_types),
-            scopes=list(scopes),
-            audience=list(audience or []),
+            redirect_uris=unique(redirect_uris),
+            post_logout_redirect_uris=unique(post_logout_redirect_uris or []),
+            grant_types=unique(grant_types),
+            scopes=unique(scopes),
+            audience=unique(audience or []),
             first_party=first_party,
             require_mfa=require_mfa,
             can_introspect=can_introspect,

@@ -12,8 +12,8 @@ statement in autocommit, on a small asyncpg pool of its own:
    it waited for);
 2. ``claimed`` consumes the token if it is still unconsumed, unrevoked and unexpired (a parallel caller
    who got there first leaves nothing to claim);
-3. ``successor`` inserts the new token, expiring at the idle lifetime or the family's end, whichever is
-   first.
+3. ``successor`` inserts the new token with the family's scope (RFC 6749 §6), expiring at the idle
+   lifetime or the family's end, whichever is first.
 
 It answers the grant and account fields the token response needs, or no row. No row means nothing was
 changed, and the caller runs the general path, which tells reuse (revoke the family) from an unknown,
@@ -42,7 +42,7 @@ from authserver.storage.errors import Unavailable
 
 ROTATE = """
 WITH fam AS (
-    SELECT g.grant_id, g.account_id, g.audience, g.auth_time, g.amr, g.acr, g.expires_at, a.roles
+    SELECT g.grant_id, g.account_id, g.scopes, g.audience, g.auth_time, g.amr, g.acr, g.expires_at, a.roles
     FROM refresh_tokens t
     JOIN grants g ON g.grant_id = t.grant_id
     JOIN accounts a ON a.account_id = g.account_id
@@ -54,13 +54,13 @@ WITH fam AS (
     FROM fam
     WHERE t.token_digest = $1 AND t.grant_id = fam.grant_id
       AND t.consumed_at IS NULL AND t.revoked_at IS NULL AND t.expires_at > $3
-    RETURNING t.scopes
+    RETURNING t.token_digest
 ), successor AS (
     INSERT INTO refresh_tokens (token_digest, grant_id, client_id, scopes, created_at, expires_at)
-    SELECT $4, fam.grant_id, $2, claimed.scopes, $3, LEAST($5::timestamp, fam.expires_at)
+    SELECT $4, fam.grant_id, $2, fam.scopes, $3, LEAST($5::timestamp, fam.expires_at)
     FROM fam, claimed
 )
-SELECT fam.grant_id, fam.account_id, fam.audience, fam.auth_time, fam.amr, fam.acr, fam.roles, claimed.scopes
+SELECT fam.grant_id, fam.account_id, fam.audience, fam.auth_time, fam.amr, fam.acr, fam.roles, fam.scopes
 FROM fam, claimed
 """
 

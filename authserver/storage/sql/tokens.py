@@ -112,10 +112,11 @@ class SqlTokenStore:
             ).first()
             return None if found is None else (found[0], found[1])
 
-    async def rotate_refresh_token(
-        self, token_digest: str, *, new: NewRefreshToken, scopes: list[str], grant_id: str | None = None
-    ) -> Grant:
+    async def rotate_refresh_token(self, token_digest: str, *, new: NewRefreshToken, grant_id: str | None = None) -> Grant:
         """Consume a live refresh token and issue its successor, atomically.
+
+        The successor carries the family's scope (RFC 6749 §6: "identical" to the original grant), whatever
+        scope the refresh request narrowed its access token to.
 
         A token already consumed is reuse: the whole family is revoked and AlreadyConsumed raised.
         A revoked or expired family raises NotFound. Exactly one of several parallel callers wins.
@@ -155,7 +156,7 @@ class SqlTokenStore:
                 reused = consumed_at is not None
             else:
                 reused = False
-                session.add(self._refresh_row(grant, new, now, scopes=scopes))
+                session.add(self._refresh_row(grant, new, now))
         if claimed is None:
             if reused:
                 await self.revoke_grant(grant.grant_id, reason="refresh_token_reuse")
@@ -180,13 +181,13 @@ class SqlTokenStore:
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
     @staticmethod
-    def _refresh_row(grant: Grant, new: NewRefreshToken, now: datetime, *, scopes: list[str] | None = None) -> RefreshToken:
+    def _refresh_row(grant: Grant, new: NewRefreshToken, now: datetime) -> RefreshToken:
         expires_at = min(now + timedelta(seconds=new.idle_ttl), grant.expires_at)
         return RefreshToken(
             token_digest=new.token_digest,
             grant_id=grant.grant_id,
             client_id=grant.client_id,
-            scopes=list(grant.scopes if scopes is None else scopes),
+            scopes=list(grant.scopes),
             created_at=now,
             expires_at=expires_at,
         )
