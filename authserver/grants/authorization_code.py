@@ -13,7 +13,7 @@ from authserver.errors import InvalidGrant, InvalidRequest
 from authserver.grants.base import issue_user_tokens, require_grant_type
 from authserver.protocol.pkce import verify_s256
 from authserver.services import Services
-from authserver.storage.errors import AlreadyConsumed
+from authserver.storage.errors import AlreadyConsumed, Expired
 from authserver.storage.sql.clients import ClientInfo
 from authserver.storage.sql.lifecycle import OFFLINE_SCOPE
 from authserver.storage.sql.models import AuthorizationCode
@@ -76,6 +76,8 @@ class AuthorizationCodeGrant:
         except AlreadyConsumed as reused:
             await self._revoke_reused(reused.grant_id, client.client_id, code.account_id, ip)
             raise InvalidGrant("The authorization code has already been used.") from None
+        except Expired:
+            raise InvalidGrant("The authorization code has expired.") from None
 
         return issue_user_tokens(
             services, client, account, grant, scopes=list(code.scopes), nonce=code.nonce, refresh_token=refresh_value

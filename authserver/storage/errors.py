@@ -16,6 +16,10 @@ class Conflict(StorageError):
     """A unique value (username, client id) is taken."""
 
 
+class Expired(StorageError):
+    """A single-use value ran out before it could be claimed (not a reuse)."""
+
+
 class AlreadyConsumed(StorageError):
     """A single-use value (code, refresh token) was presented again."""
 

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import httpx
 import jwt as pyjwt
-from sqlalchemy import select
+import pytest
+from sqlalchemy import select, update
 
 from authserver.services import Services
-from authserver.storage.sql.models import SecurityEvent
+from authserver.storage.errors import Expired
+from authserver.storage.sql.models import AuthorizationCode, SecurityEvent
+from authserver.tokens.opaque import digest
 from tests.support.factories import Person, authorize, make_client, make_user, redeem, sign_in
 
 
@@ -113,3 +117,25 @@ async def test_failed_and_successful_sign_in_are_security_events(http: httpx.Asy
     assert all(r.request_id for r in rows)
     stored = str([(r.details, r.user_agent) for r in rows])
     assert user.password not in stored and wrong.password not in stored
+
+
+async def test_a_code_that_runs_out_before_its_claim_is_expired_not_reused(http: httpx.AsyncClient, services: Services) -> None:
+    """Issue 16: the claim re-checks expiry; a code that ran out after the grant's own check is not a reuse."""
+    client = await make_client(services)
+    user = await make_user(services)
+    params, verifier = await authorize(http, client, user)
+    code = await services.tokens.get_code(digest(params["code"]))
+    assert code is not None
+    async with services.sessions.begin() as session:  # time passes between the grant's check and the claim
+        await session.execute(
+            update(AuthorizationCode).where(AuthorizationCode.code_digest == code.code_digest)
+            .values(expires_at=services.clock.now() - timedelta(seconds=1))
+        )
+    with pytest.raises(Expired):
+        await services.tokens.redeem_code(code, absolute_ttl=3600, refresh=None)
+    await services.events.flush()
+    async with services.sessions() as session:
+        reuse = (await session.scalars(select(SecurityEvent).where(SecurityEvent.event == "code_reuse", SecurityEvent.client_id == client.client_id))).all()
+    assert reuse == []
+    answer = await redeem(http, client, params["code"], verifier)
+    assert answer.status_code == 400 and answer.json()["error_description"] == "The authorization code has expired."

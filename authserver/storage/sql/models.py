@@ -1,8 +1,8 @@
 """SQLAlchemy 2 models: the durable, authoritative state (PostgreSQL or SQLite).
 
 Secrets are never stored as given: client secrets, codes and refresh tokens as SHA-256 digests
-(they are ≥256-bit random values), passwords and backup codes as argon2id hashes, TOTP secrets and
-private keys AES-GCM encrypted.
+(they are ≥256-bit random values), passwords as argon2id hashes, backup codes as salted SHA-256 digests
+(random codes: see mfa/backup_codes.py), TOTP secrets and private keys AES-GCM encrypted.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from authserver.clock import Clock
-from authserver.storage.errors import AlreadyConsumed, NotFound
+from authserver.storage.errors import AlreadyConsumed, Expired, NotFound
 from authserver.storage.sql.models import AuthorizationCode, Grant, RefreshToken
 from authserver.tokens.opaque import new_id
 
@@ -48,7 +48,8 @@ class SqlTokenStore:
     ) -> Grant:
         """Claim the code and create its grant (and first refresh token) in one transaction.
 
-        Raises AlreadyConsumed (with the grant of the first redemption) if the code was used before.
+        Raises AlreadyConsumed (with the grant of the first redemption) if the code was used before, and
+        Expired if it ran out before the claim (checked in the same statement: never reported as reuse).
         """
         now = self._clock.now()
         grant = Grant(
@@ -77,10 +78,15 @@ class SqlTokenStore:
                 .returning(AuthorizationCode.code_digest)
             )
             if claimed is None:
-                previous = await session.scalar(
-                    select(AuthorizationCode.grant_id).where(AuthorizationCode.code_digest == code.code_digest)
-                )
-                raise AlreadyConsumed(previous)
+                previous = (
+                    await session.execute(
+                        select(AuthorizationCode.consumed_at, AuthorizationCode.grant_id)
+                        .where(AuthorizationCode.code_digest == code.code_digest)
+                    )
+                ).first()
+                if previous is None or previous.consumed_at is None:
+                    raise Expired()  # ran out between the caller's check and this claim: not a reuse
+                raise AlreadyConsumed(previous.grant_id)
             session.add(grant)
             if refresh is not None:
                 await session.flush()
