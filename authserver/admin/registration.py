@@ -14,6 +14,7 @@ import hmac
 from typing import Any
 
 from authserver.admin.service import Actor
+from authserver.admin.validation import has_control_characters
 from authserver.errors import InvalidScope
 from authserver.protocol.redirect_uri import REGISTRATION_RULE, is_acceptable_registration
 from authserver.protocol.scopes import parse_scope, unique
@@ -117,8 +118,8 @@ async def register_client(services: Services, data: Any, *, token_kind: str, ip:
     else:
         raise RegistrationError("invalid_client_metadata", "scope must be a space-separated string.")
     name = data.get("client_name", "Registered client")
-    if not isinstance(name, str) or not name.strip() or len(name) > 200:
-        raise RegistrationError("invalid_client_metadata", "client_name must have 1-200 characters.")
+    if not isinstance(name, str) or not name.strip() or len(name) > 200 or has_control_characters(name):
+        raise RegistrationError("invalid_client_metadata", "client_name must have 1-200 printable characters.")
     try:
         info, secret = await services.clients.create(
             name=name, client_type="public" if public else "confidential", token_endpoint_auth_method=method,

@@ -8,6 +8,14 @@ from datetime import datetime, timezone
 from typing import Any
 
 
+# Control characters (NUL among them, which PostgreSQL refuses in text) never reach the database.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def has_control_characters(value: str) -> bool:
+    return CONTROL_CHARACTERS.search(value) is not None
+
+
 class AdminError(Exception):
     """An admin API refusal: HTTP status, a stable code, a message, and per-field problems."""
 
@@ -73,6 +81,9 @@ class Body:
             return None
         if not value.strip() or len(value) > max_length:
             self.error(name, f"must have 1-{max_length} characters")
+            return None
+        if has_control_characters(value):
+            self.error(name, "must not contain control characters")
             return None
         if choices is not None and value not in choices:
             self.error(name, f"must be one of {', '.join(choices)}")

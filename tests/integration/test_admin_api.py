@@ -165,6 +165,18 @@ async def test_inconsistent_client_settings_are_refused(http: httpx.AsyncClient,
         assert response.json()["errors"]
 
 
+async def test_control_characters_are_refused_before_the_database(http: httpx.AsyncClient, services: Services) -> None:
+    """A NUL is refused by PostgreSQL (an outage-looking DBAPIError): the API answers 400 for the field first."""
+    headers = await admin_headers(http, services)
+    before = len(await services.clients.list())
+    for name in ["Ingest\x00", "Ingest\r\nX: 1", "\x7f"]:
+        response = await http.post(f"{API}/clients", headers=headers, json={"name": name, "client_type": "confidential",
+                                                                             "grant_types": ["client_credentials"]})
+        assert response.status_code == 400, response.text
+        assert response.json()["errors"][0]["field"] == "name"
+    assert len(await services.clients.list()) == before
+
+
 async def test_malformed_requests_get_clear_errors(http: httpx.AsyncClient, services: Services) -> None:
     headers = await admin_headers(http, services)
     not_json = await http.post(f"{API}/clients", headers={**headers, "Content-Type": "application/json"}, content=b"{nope")

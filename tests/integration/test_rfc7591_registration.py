@@ -94,6 +94,9 @@ async def test_repeated_scopes_are_registered_once_in_order(reg: tuple[httpx.Asy
         ({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "none"}, "invalid_client_metadata"),
         ({"redirect_uris": ["https://a.example/cb"], "response_types": ["token"]}, "invalid_client_metadata"),
         ({"redirect_uris": "https://a.example/cb"}, "invalid_client_metadata"),
+        # Issue 16: a NUL reached PostgreSQL and came back as a 503 outage.
+        ({"redirect_uris": ["https://a.example/cb"], "client_name": "App\x00"}, "invalid_client_metadata"),
+        ({"redirect_uris": ["https://a.example/cb"], "client_name": "App\nX-Evil: 1"}, "invalid_client_metadata"),
     ],
 )
 async def test_bad_metadata_is_refused(reg: tuple[httpx.AsyncClient, Services], metadata: dict[str, object], error: str) -> None:
