@@ -26,8 +26,8 @@ from authserver.grants.authorization_code import AuthorizationCodeGrant
 from authserver.grants.base import TokenGrant
 from authserver.grants.client_credentials import ClientCredentialsGrant
 from authserver.grants.refresh_token import RefreshTokenGrant
-from authserver.housekeeping import purge_periodically
 from authserver.interaction.policy import InteractionStore
+from authserver.jobs import Scheduler, standard_jobs
 from authserver.keys.encryption import Encryptor, load_or_create_key_file
 from authserver.keys.keystore import KeyStore
 from authserver.keys.rotation import KeyManager, background_rotation, configured_algorithms
@@ -160,6 +160,8 @@ def create_app(
     configure_security_log()
     grants: dict[str, TokenGrant] = {cls.GRANT_TYPE: cls(services) for cls in GRANT_CLASSES}
     metadata = metadata_endpoint(build_metadata(settings, list(grants)))
+    # Periodic jobs (the purge), each run by one instance of the fleet at a time (authserver.jobs).
+    scheduler = Scheduler(services.sessions, services.clock, standard_jobs(services))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -169,18 +171,17 @@ def create_app(
         await services.keys.load()
         if server_process:
             tune_garbage_collector()
-        interval = settings.lifecycle.purge_interval
-        purge_task = asyncio.create_task(purge_periodically(services, interval=interval)) if interval else None
+        jobs_task = asyncio.create_task(scheduler.run_forever()) if scheduler.jobs else None
         restore_signals = install_drain_on_sigterm(app.state, settings.observability.shutdown_drain_seconds)
         try:
             # Every instance reruns the schedule and reloads its keys each keys.reload_interval.
             async with background_rotation(services.key_manager):
                 yield
         finally:
-            if purge_task is not None:
-                purge_task.cancel()
+            if jobs_task is not None:
+                jobs_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await purge_task
+                    await jobs_task
             restore_signals()
             mark_worker_dead()
             await services.close()
@@ -213,6 +214,7 @@ def create_app(
     app.state.draining = False
     app.state.grants = grants
     app.state.admin = AdminService(services)
+    app.state.scheduler = scheduler
     app.state.interactions = InteractionStore(services.cache, ttl=settings.login.interaction_ttl)
     app.state.templates = create_environment()
     return app

@@ -400,11 +400,7 @@ def cmd_purge(args: argparse.Namespace) -> int:
     from authserver.housekeeping import purge_once
 
     async def action(services: Any) -> dict[str, Any]:
-        report = await purge_once(services)
-        return {
-            "codes": report.codes, "refresh_tokens": report.refresh_tokens, "grants": report.grants,
-            "sessions": report.sessions, "deny_list": report.deny_list,
-        }
+        return (await purge_once(services)).as_dict()
 
     _print(asyncio.run(_with_services(_settings(args), action)), args.json)
     return 0

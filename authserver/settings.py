@@ -171,14 +171,22 @@ class ChaosSettings:
 
 @dataclass(frozen=True)
 class LifecycleSettings:
-    # Seconds between runs of the purge of expired codes, tokens, sessions and deny-list entries
-    # on each instance (0: never; run `authserver purge` from cron instead).
+    # Seconds between runs of the purge (expired codes, tokens, sessions, deny-list entries, sign-in
+    # throttles, old security events), on one instance at a time (the `purge` job of authserver.jobs;
+    # 0: never; run `authserver purge` from cron instead).
     purge_interval: int = 3600
     # Rows deleted per statement: small batches keep locks on hot tables short.
     purge_batch_size: int = 500
     # How long expired or consumed codes, refresh tokens and grants are kept before deletion, in seconds
     # (a reused code or refresh token is only detected, and its family revoked, while its row exists).
     purge_retention: int = 7 * 24 * 3600
+    # Seconds to pause between two purge batches, so the purge never holds the hot tables for long.
+    purge_pause: float = 0.05
+    # Security events older than this many seconds are deleted by the purge (400 days).
+    event_retention: int = 400 * 24 * 3600
+    # After this many seconds the purge drops the IP address and user agent from security events; the event
+    # itself (with its account id or the pseudonym of an erased account) stays until event_retention (30 days).
+    event_personal_data_retention: int = 30 * 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -446,6 +454,12 @@ def validate(settings: Settings) -> None:
         raise SettingsError("setting lifecycle.purge_batch_size: must be between 1 and 10000")
     if lifecycle.purge_retention < 0:
         raise SettingsError("setting lifecycle.purge_retention: must not be negative")
+    if lifecycle.purge_pause < 0:
+        raise SettingsError("setting lifecycle.purge_pause: must not be negative")
+    if not 0 < lifecycle.event_personal_data_retention <= lifecycle.event_retention:
+        raise SettingsError(
+            "setting lifecycle.event_personal_data_retention: positive and at most lifecycle.event_retention"
+        )
     if settings.login.default_locale not in {"es", "en"}:
         raise SettingsError("setting login.default_locale: es or en")
     if not settings.cache.url.startswith(("memory://", "redis://", "rediss://", "unix://")):
