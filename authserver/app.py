@@ -68,7 +68,9 @@ def create_encryptor(settings: Settings) -> Encryptor:
     return Encryptor(keys, active)
 
 
-def build_limits(settings: Settings, clock: Clock, sessions: async_sessionmaker[AsyncSession], events: SecurityEvents) -> RateLimits:
+def build_limits(
+    settings: Settings, clock: Clock, sessions: async_sessionmaker[AsyncSession], events: SecurityEvents, metrics: Metrics
+) -> RateLimits:
     """Rate limits in the shared cache's Redis (or in-process with memory://), with the per-instance floor."""
     cache = settings.cache
     primary: Limiter = (
@@ -83,7 +85,8 @@ def build_limits(settings: Settings, clock: Clock, sessions: async_sessionmaker[
         primary, fallback_divisor=settings.abuse.fallback_divisor, breaker_seconds=settings.abuse.breaker_seconds,
         on_degraded=degraded,
     )
-    return RateLimits(limiter, settings.abuse, clock, events, Emergency(sessions, clock, events))
+    emergency = Emergency(sessions, clock, events, duration=settings.abuse.emergency_duration, metrics=metrics)
+    return RateLimits(limiter, settings.abuse, clock, events, emergency)
 
 
 def build_services(settings: Settings, *, clock: Clock | None = None, passwords: Passwords | None = None) -> Services:
@@ -133,7 +136,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, passwords:
             events=events, clock=clock, settings=settings.mfa,
         ),
         key_manager=KeyManager(sessions, clock, encryptor, keys, settings, events=events),
-        limiter=build_limits(settings, clock, sessions, events),
+        limiter=build_limits(settings, clock, sessions, events, metrics),
         lockout=Lockout(
             sessions, clock, reset_after=settings.abuse.lock_reset_seconds, view_seconds=settings.abuse.client_lock_view_seconds
         ),

@@ -379,8 +379,9 @@ def cmd_emergency(args: argparse.Namespace) -> int:
     async def action(services: Any) -> dict[str, Any]:
         emergency = services.limiter.emergency
         if args.state in ("on", "off"):
-            await emergency.set(args.state == "on", by=f"cli:{getpass.getuser()}", reason=args.reason)
+            await emergency.set(args.state == "on", by=f"cli:{getpass.getuser()}", reason=args.reason, duration=args.duration)
         state: dict[str, Any] = await emergency.status()
+        state.pop("expired", None)
         return state
 
     _print(asyncio.run(_with_services(_settings(args), action)), args.json)
@@ -639,6 +640,7 @@ def build_parser() -> argparse.ArgumentParser:
     emergency = commands.add_parser("emergency", help="emergency mode: tighter limits for anonymous and sign-in traffic")
     emergency.add_argument("state", choices=["on", "off", "status"])
     emergency.add_argument("--reason")
+    emergency.add_argument("--duration", type=int, help="seconds it stays on (default abuse.emergency_duration, 1 h)")
     emergency.add_argument("--json", action="store_true")
     emergency.set_defaults(func=cmd_emergency)
 

@@ -250,6 +250,14 @@ class AbuseSettings:
     userinfo_per_token: int = 120
     # Emergency mode divides the per-IP limits and the per-IP sign-in failure threshold by this.
     emergency_divisor: int = 4
+    # Emergency mode turns itself on when this many failed sign-ins and refused anonymous requests (429 at
+    # /authorize, /login, the MFA step) are counted across every instance within emergency_trigger_window
+    # seconds (counted with the rate limits, in Redis). 0: only an operator switches it on.
+    emergency_trigger_failures: int = 600
+    # Seconds over which emergency_trigger_failures are counted.
+    emergency_trigger_window: int = 60
+    # How long emergency mode stays on, in seconds, once switched on automatically or without a duration.
+    emergency_duration: int = 3600
     # With Redis unreachable, per-instance limits guarding human-chosen secrets are divided by this.
     fallback_divisor: int = 4
     # After a Redis error, use the per-instance limiter for this many seconds before trying Redis again.
@@ -477,8 +485,10 @@ def validate(settings: Settings) -> None:
     if not 1 <= mfa.backup_code_count <= 20:
         raise SettingsError("setting mfa.backup_code_count: between 1 and 20")
     for f in dataclasses.fields(AbuseSettings):
-        if getattr(settings.abuse, f.name) <= 0:
+        if getattr(settings.abuse, f.name) <= 0 and f.name != "emergency_trigger_failures":
             raise SettingsError(f"setting abuse.{f.name}: must be positive")
+    if settings.abuse.emergency_trigger_failures < 0:
+        raise SettingsError("setting abuse.emergency_trigger_failures: 0 (off) or positive")
     for proxy in security.trusted_proxies:
         try:
             ipaddress.ip_network(proxy, strict=False)

@@ -240,6 +240,28 @@ def openapi_document(issuer: str) -> dict[str, Any]:
                     "responses": {"200": _json(_page_of("Event"), "A page of events."), **_errors(400, *_COMMON)},
                 }
             },
+            "/admin/api/emergency": {
+                "get": {
+                    "summary": "Emergency mode: on or off, since when, until when, by whom and why",
+                    "responses": {"200": _json(_ref("Emergency"), "The current state."), **_errors(*_COMMON)},
+                },
+                "post": {
+                    "summary": "Switch emergency mode on (for duration_seconds, default abuse.emergency_duration) or off",
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": {
+                            "type": "object", "additionalProperties": False, "required": ["on"],
+                            "properties": {
+                                "on": {"type": "boolean"},
+                                "reason": {"type": "string", "minLength": 1, "maxLength": 300,
+                                           "description": "Required when switching on."},
+                                "duration_seconds": {"type": "integer", "minimum": 60, "maximum": 604800},
+                            },
+                        }}},
+                    },
+                    "responses": {"200": _json(_ref("Emergency"), "The state after the change."), **_errors(400, 413, 415, *_COMMON)},
+                },
+            },
         },
         "components": {
             "securitySchemes": {
@@ -251,6 +273,18 @@ def openapi_document(issuer: str) -> dict[str, Any]:
                 }
             },
             "schemas": {
+                "Emergency": {
+                    "type": "object",
+                    "required": ["on", "since", "until", "by", "reason", "automatic"],
+                    "properties": {
+                        "on": {"type": "boolean"},
+                        "since": {"type": ["string", "null"], "format": "date-time"},
+                        "until": {"type": ["string", "null"], "format": "date-time"},
+                        "by": {"type": ["string", "null"]},
+                        "reason": {"type": ["string", "null"]},
+                        "automatic": {"type": "boolean"},
+                    },
+                },
                 "Error": {
                     "type": "object",
                     "required": ["error"],
