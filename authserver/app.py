@@ -18,7 +18,7 @@ from authserver.abuse import Emergency, RateLimits
 from authserver.accounts.lockout import Lockout
 from authserver.accounts.passwords import Passwords
 from authserver.admin.service import AdminService
-from authserver.chaos import FaultyCache, inject_database_faults
+from authserver.chaos import Chaos, FaultyCache, FaultyLimiter
 from authserver.clock import Clock, SystemClock
 from authserver.endpoints.discovery import build_metadata, metadata_endpoint
 from authserver.events import SecurityEvents, configure_security_log
@@ -69,7 +69,8 @@ def create_encryptor(settings: Settings) -> Encryptor:
 
 
 def build_limits(
-    settings: Settings, clock: Clock, sessions: async_sessionmaker[AsyncSession], events: SecurityEvents, metrics: Metrics
+    settings: Settings, clock: Clock, sessions: async_sessionmaker[AsyncSession], events: SecurityEvents, metrics: Metrics,
+    chaos: Chaos | None = None,
 ) -> RateLimits:
     """Rate limits in the shared cache's Redis (or in-process with memory://), with the per-instance floor."""
     cache = settings.cache
@@ -77,6 +78,9 @@ def build_limits(
         MemoryLimiter() if cache.url.startswith("memory://")
         else RedisLimiter(cache.url, key_prefix=cache.key_prefix, timeout=cache.timeout)
     )
+
+    if chaos is not None:
+        primary = FaultyLimiter(primary, chaos)
 
     async def degraded(reason: str) -> None:
         await events.record("ratelimit", "degraded", reason=reason)
@@ -95,13 +99,17 @@ def build_services(settings: Settings, *, clock: Clock | None = None, passwords:
     sessions = create_sessionmaker(engine)
     encryptor = create_encryptor(settings)
     cache: Cache = create_cache(settings.cache.url, key_prefix=settings.cache.key_prefix, timeout=settings.cache.timeout)
-    chaos = settings.chaos
+    # Fault injection (authserver/chaos.py): the fixed [chaos] faults and the run-time experiments, never in production.
+    chaos: Chaos | None = None
     fast_path = create_fast_path(settings.database)
-    if chaos.enabled:
-        log.warning("fault injection is ON: %s", chaos)
-        faults = inject_database_faults(engine, latency_ms=chaos.database_latency_ms, error_rate=chaos.database_error_rate)
-        fast_path = create_fast_path(settings.database, before_statement=faults)
-        cache = FaultyCache(cache, latency_ms=chaos.cache_latency_ms, error_rate=chaos.cache_error_rate)
+    if not settings.server.production:
+        if settings.chaos.enabled:
+            log.warning("fault injection is ON: %s", settings.chaos)
+        chaos = Chaos(sessions, clock)
+        fast_path = create_fast_path(settings.database, before_statement=chaos.install(engine, settings.chaos))
+        cache = FaultyCache(
+            cache, latency_ms=settings.chaos.cache_latency_ms, error_rate=settings.chaos.cache_error_rate, chaos=chaos
+        )
     tokens = SqlTokenStore(sessions, clock)
     lifecycle = SqlLifecycleStore(sessions, clock)
     accounts = SqlAccountStore(sessions, clock)
@@ -136,7 +144,8 @@ def build_services(settings: Settings, *, clock: Clock | None = None, passwords:
             events=events, clock=clock, settings=settings.mfa,
         ),
         key_manager=KeyManager(sessions, clock, encryptor, keys, settings, events=events),
-        limiter=build_limits(settings, clock, sessions, events, metrics),
+        limiter=build_limits(settings, clock, sessions, events, metrics, chaos),
+        chaos=chaos,
         lockout=Lockout(
             sessions, clock, reset_after=settings.abuse.lock_reset_seconds, view_seconds=settings.abuse.client_lock_view_seconds
         ),
@@ -175,16 +184,18 @@ def create_app(
         if server_process:
             tune_garbage_collector()
         jobs_task = asyncio.create_task(scheduler.run_forever()) if scheduler.jobs else None
+        chaos_task = asyncio.create_task(services.chaos.run_forever()) if services.chaos is not None else None
         restore_signals = install_drain_on_sigterm(app.state, settings.observability.shutdown_drain_seconds)
         try:
             # Every instance reruns the schedule and reloads its keys each keys.reload_interval.
             async with background_rotation(services.key_manager):
                 yield
         finally:
-            if jobs_task is not None:
-                jobs_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await jobs_task
+            for task in (jobs_task, chaos_task):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             restore_signals()
             mark_worker_dead()
             await services.close()
@@ -207,7 +218,7 @@ def create_app(
             Middleware(
                 EdgeMiddleware, metrics=services.metrics, hsts=settings.server.issuer.startswith("https://"),
                 max_headers=settings.abuse.max_headers, max_header_bytes=settings.abuse.max_header_bytes,
-                max_body_bytes=settings.server.max_body_bytes, direct=direct_routes(routes),
+                max_body_bytes=settings.server.max_body_bytes, direct=direct_routes(routes), chaos=services.chaos,
             ),
         ],
         exception_handlers={404: not_found},

@@ -388,6 +388,37 @@ def cmd_emergency(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_chaos(args: argparse.Namespace) -> int:
+    """Staging fault injection (authserver/chaos.py): the same switch as /admin/api/chaos; refused in production."""
+    from authserver.admin import operations
+    from authserver.admin.service import CLI
+    from authserver.admin.validation import AdminError
+
+    async def action(services: Any) -> dict[str, Any]:
+        if args.chaos_command == "start":
+            fields = {"experiment": args.experiment, "target": args.target, "min_ms": args.min_ms, "max_ms": args.max_ms,
+                      "rate": args.rate, "duration_seconds": args.duration}
+            body = {k: v for k, v in fields.items() if v is not None}
+            return await operations.start_chaos(services, body, actor=CLI)
+        if args.chaos_command == "stop":
+            return await operations.stop_chaos(services, {"experiment": args.experiment} if args.experiment else {}, actor=CLI)
+        return await operations.chaos_status(services)
+
+    try:
+        state = asyncio.run(_with_services(_settings(args), action))
+    except AdminError as error:
+        problems = "; ".join(f"{e['field']}: {e['message']}" for e in error.errors)
+        raise SystemExit(f"{error.message}{' ' + problems if problems else ''}") from None
+    if args.json:
+        _print(state, True)
+    else:
+        for e in state["experiments"]:
+            print(f"{e['experiment']:16} {e['target']:9} until {e['until']}  min_ms={e['min_ms']} max_ms={e['max_ms']} rate={e['rate']}")
+        if not state["experiments"]:
+            print("no experiment running")
+    return 0
+
+
 def cmd_keys_list(args: argparse.Namespace) -> int:
     async def action(services: Any) -> list[dict[str, Any]]:
         keys = await services.key_manager.list_keys()
@@ -643,6 +674,22 @@ def build_parser() -> argparse.ArgumentParser:
     emergency.add_argument("--duration", type=int, help="seconds it stays on (default abuse.emergency_duration, 1 h)")
     emergency.add_argument("--json", action="store_true")
     emergency.set_defaults(func=cmd_emergency)
+
+    chaos = commands.add_parser("chaos", help="staging fault injection experiments (refused in production)")
+    chaos_commands = chaos.add_subparsers(dest="chaos_command", required=True)
+    cstart = chaos_commands.add_parser("start", help="start (or replace) an experiment on every instance")
+    cstart.add_argument("experiment", choices=["latency", "error_rate", "dependency_down", "edge_5xx"])
+    cstart.add_argument("--target", choices=["database", "cache"], help="not for edge_5xx")
+    cstart.add_argument("--min-ms", type=int, help="latency: shortest delay")
+    cstart.add_argument("--max-ms", type=int, help="latency: longest delay")
+    cstart.add_argument("--rate", type=float, help="error_rate, edge_5xx: share of calls or requests (0-1]")
+    cstart.add_argument("--duration", type=int, help="seconds it runs (default 300, at most 3600)")
+    cstop = chaos_commands.add_parser("stop", help="stop one experiment (--experiment) or all")
+    cstop.add_argument("--experiment")
+    cstatus = chaos_commands.add_parser("status", help="the running experiments")
+    for sub in (cstart, cstop, cstatus):
+        sub.add_argument("--json", action="store_true")
+        sub.set_defaults(func=cmd_chaos)
 
     events = commands.add_parser("events", help="query the security event log (newest first)")
     events.add_argument("--user", help="username or account id")

@@ -240,6 +240,36 @@ def openapi_document(issuer: str) -> dict[str, Any]:
                     "responses": {"200": _json(_page_of("Event"), "A page of events."), **_errors(400, *_COMMON)},
                 }
             },
+            "/admin/api/chaos": {
+                "get": {
+                    "summary": "Running chaos experiments (staging; 403 in production)",
+                    "responses": {"200": _json(_ref("Chaos"), "The running experiments."), **_errors(*_COMMON)},
+                },
+                "post": {
+                    "summary": "Start (or replace) a chaos experiment for duration_seconds (default 300, at most 3600)",
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": {
+                            "type": "object", "additionalProperties": False, "required": ["experiment"],
+                            "properties": {
+                                "experiment": {"type": "string", "enum": ["latency", "error_rate", "dependency_down", "edge_5xx"]},
+                                "target": {"type": "string", "enum": ["database", "cache"],
+                                           "description": "Required except for edge_5xx."},
+                                "min_ms": {"type": "integer", "minimum": 0, "maximum": 10000},
+                                "max_ms": {"type": "integer", "minimum": 1, "maximum": 10000},
+                                "rate": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+                                "duration_seconds": {"type": "integer", "minimum": 1, "maximum": 3600},
+                            },
+                        }}},
+                    },
+                    "responses": {"200": _json(_ref("Chaos"), "The running experiments."), **_errors(400, 413, 415, *_COMMON)},
+                },
+                "delete": {
+                    "summary": "Stop one experiment (?experiment=) or all of them",
+                    "parameters": [{"name": "experiment", "in": "query", "schema": {"type": "string", "maxLength": 40}}],
+                    "responses": {"200": _json(_ref("Chaos"), "The experiments still running."), **_errors(400, *_COMMON)},
+                },
+            },
             "/admin/api/emergency": {
                 "get": {
                     "summary": "Emergency mode: on or off, since when, until when, by whom and why",
@@ -273,6 +303,14 @@ def openapi_document(issuer: str) -> dict[str, Any]:
                 }
             },
             "schemas": {
+                "Chaos": {
+                    "type": "object",
+                    "required": ["experiments", "available"],
+                    "properties": {
+                        "experiments": {"type": "array", "items": {"type": "object"}},
+                        "available": {"type": "array", "items": {"type": "string"}},
+                    },
+                },
                 "Emergency": {
                     "type": "object",
                     "required": ["on", "since", "until", "by", "reason", "automatic"],

@@ -224,6 +224,16 @@ async def emergency(request: Request, admin: AdminService, actor: Actor) -> Resp
     return json_response(await operations.emergency_status(services))
 
 
+@admin_endpoint
+async def chaos(request: Request, admin: AdminService, actor: Actor) -> Response:
+    services: Services = request.app.state.services
+    if request.method == "POST":
+        return json_response(await operations.start_chaos(services, await read_json(request), actor=actor))
+    if request.method == "DELETE":
+        return json_response(await operations.stop_chaos(services, _query(request), actor=actor))
+    return json_response(await operations.chaos_status(services))
+
+
 async def openapi(request: Request) -> Response:
     services: Services = request.app.state.services
     return json_response(openapi_document(services.settings.server.issuer), no_store=False, headers={"Cache-Control": "public, max-age=300"})

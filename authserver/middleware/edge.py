@@ -9,7 +9,8 @@ In order, for each request:
 3. security headers on every response, refusals included (RFC 9700 §4.16, ASVS 5 §3.4);
 4. too many or too large request headers: 431 (RFC 6585 §5) before anything reads them;
 5. a ``Content-Length`` over ``max_body_bytes``: 413 before anything parses the body; a body that
-   turns out larger while it streams: 413 if no response has started yet;
+   turns out larger while it streams: 413 if no response has started yet; in staging, an ``edge_5xx``
+   chaos experiment answers its share of requests 503 here (``authserver/chaos.py``);
 6. the machine endpoints (``direct``: exact paths such as ``/token`` and ``/jwks``) are called straight
    from here, without walking the route table; every other path goes on to the router.
 
@@ -31,6 +32,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from authserver.chaos import Chaos
 from authserver.metrics import Metrics
 from authserver.middleware.body_limit import BodyTooLarge
 from authserver.middleware.request_id import (
@@ -41,6 +43,8 @@ from authserver.middleware.request_id import (
 )
 
 CSP = "default-src 'none'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+# The switch of the experiments themselves is never answered by an injected 5xx (they can always be stopped).
+CHAOS_EXEMPT = "/admin/api/chaos"
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
@@ -68,9 +72,10 @@ def security_headers(*, hsts: bool) -> dict[str, str]:
 class EdgeMiddleware:
     def __init__(
         self, app: ASGIApp, *, metrics: Metrics, hsts: bool, max_headers: int, max_header_bytes: int, max_body_bytes: int,
-        direct: Mapping[str, Route] | None = None,
+        direct: Mapping[str, Route] | None = None, chaos: Chaos | None = None,
     ) -> None:
         self.app = app
+        self.chaos = chaos
         # path -> (route, the endpoint function to call with a Request, or None for an ASGI endpoint)
         self.direct = {
             path: (route, route.endpoint if inspect.isfunction(route.endpoint) else None)
@@ -125,6 +130,11 @@ class EdgeMiddleware:
                 await PlainTextResponse("Request header fields too large.", status_code=431)(scope, receive, edge_send)
             elif length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
                 await PlainTextResponse("Request body too large.", status_code=413)(scope, receive, edge_send)
+            elif (
+                self.chaos is not None and self.chaos.experiments and not scope["path"].startswith(CHAOS_EXEMPT)
+                and (injected := self.chaos.edge_status())
+            ):
+                await PlainTextResponse("Service unavailable (injected fault).", status_code=injected)(scope, receive, edge_send)
             else:
                 try:
                     found = self.direct.get(scope["path"]) if not scope.get("root_path") else None
