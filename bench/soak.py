@@ -182,12 +182,14 @@ async def open_loop(
     await asyncio.gather(*in_flight)
 
 
-async def run_mix(base_url: str, state: State, rates: dict[str, float], *, seconds: float, progress: float) -> dict[str, Tally]:
+async def run_mix(base_url: str, state: State, rates: dict[str, float], *, seconds: float, progress: float,
+                  prime: bool = True) -> dict[str, Tally]:
     tallies = {kind: Tally() for kind in rates}
     one = workloads(state)
     limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
     async with httpx.AsyncClient(base_url=base_url, timeout=5, limits=limits, cookies=no_cookies()) as http:
-        await one["W1"](http)  # W4 needs a token from the first moment
+        if prime or not state.access_token:
+            await one["W1"](http)  # W4 needs a token from the first moment
         loops = [
             asyncio.create_task(open_loop(kind, rate, one[kind], http, tallies[kind], seconds=seconds,
                                           max_in_flight=max(8, int(rate * 5))))
