@@ -55,15 +55,21 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _server_options(args: argparse.Namespace, names: tuple[str, ...]) -> None:
+    """``--host``/``--port``/``--workers`` as the environment settings they stand for, so the issuer derived
+    from them (no ``server.issuer`` configured: http://host:port) is the same for ``serve`` and the other commands."""
+    if args.config:
+        os.environ["AUTHSERVER_CONFIG"] = os.path.abspath(args.config)
+    for name in names:
+        value = getattr(args, name, None)
+        if value is not None:
+            os.environ[f"AUTHSERVER_SERVER__{name.upper()}"] = str(value)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    if args.config:
-        os.environ["AUTHSERVER_CONFIG"] = os.path.abspath(args.config)
-    for name in ("host", "port", "workers"):
-        value = getattr(args, name)
-        if value is not None:
-            os.environ[f"AUTHSERVER_SERVER__{name.upper()}"] = str(value)
+    _server_options(args, ("host", "port", "workers"))
     settings = load_settings()
     from authserver.logging import configure_logging, uvicorn_log_config
 
@@ -281,9 +287,11 @@ def cmd_registration_token(args: argparse.Namespace) -> int:
         await services.keys.ensure_active_keys()
         return issue_initial_access_token(services, ttl=args.ttl)
 
-    token = asyncio.run(_with_services(_settings(args), action))
+    _server_options(args, ("host", "port"))
+    settings = load_settings()
+    token = asyncio.run(_with_services(settings, action))
     print(token)
-    print(f"Initial access token for POST /register, valid {args.ttl} s.", file=sys.stderr)
+    print(f"Initial access token for POST /register at {settings.server.issuer}, valid {args.ttl} s.", file=sys.stderr)
     return 0
 
 
@@ -722,6 +730,8 @@ def build_parser() -> argparse.ArgumentParser:
     reg = registration.add_subparsers(dest="registration_command", required=True)
     issue = reg.add_parser("issue-token", help="print an initial access token for POST /register")
     issue.add_argument("--ttl", type=int, default=24 * 3600, help="seconds the token is valid (default 24 h)")
+    issue.add_argument("--host", help="as given to `serve --host` (the issuer, when not configured, is http://host:port)")
+    issue.add_argument("--port", type=int, help="as given to `serve --port`")
     issue.set_defaults(func=cmd_registration_token)
     return parser
 
