@@ -25,9 +25,8 @@ from typing import Any
 
 import httpx
 
-from bench.load import collect_refresh_tokens, pin_load_generator
-from bench.servers import Credentials, Ours, make_workdir
-from bench.soak import State, Tally, parse_rates, run_mix
+from bench.servers import Credentials
+from bench.soak import Tally, parse_rates, run_mix, start_server
 
 DEFAULT_RATES = "W1=40,W4=40"
 
@@ -78,18 +77,24 @@ def experiment_body(args: argparse.Namespace) -> dict[str, Any]:
     return body
 
 
-def switch(base_url: str, credentials: Credentials, body: dict[str, Any] | None) -> dict[str, Any]:
-    """Start the experiment (``body``) or stop every experiment (None) through the admin API."""
+def admin_headers(base_url: str, credentials: Credentials) -> dict[str, str]:
+    """An admin access token, taken before the experiment starts (an edge_5xx would refuse /token too)."""
     admin_id, admin_secret = credentials.extra["admin"]
     with httpx.Client(base_url=base_url, timeout=10) as http:
         token = http.post("/token", data={"grant_type": "client_credentials", "scope": "admin"}, auth=(admin_id, admin_secret))
         token.raise_for_status()
-        headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+    return {"Authorization": f"Bearer {token.json()['access_token']}"}
+
+
+def switch(base_url: str, headers: dict[str, str], body: dict[str, Any] | None) -> dict[str, Any]:
+    """Start the experiment (``body``) or stop every experiment (None) through the admin API
+    (``/admin/api/chaos`` itself is never faulted)."""
+    with httpx.Client(base_url=base_url, timeout=10) as http:
         answer = http.post("/admin/api/chaos", json=body, headers=headers) if body else http.delete("/admin/api/chaos", headers=headers)
-        if answer.status_code != 200:
-            raise SystemExit(f"the admin API refused the experiment: {answer.status_code} {answer.text}")
-        result: dict[str, Any] = answer.json()
-        return result
+    if answer.status_code != 200:
+        raise SystemExit(f"the admin API refused the experiment: {answer.status_code} {answer.text}")
+    result: dict[str, Any] = answer.json()
+    return result
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -120,24 +125,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     body = experiment_body(args)
-    pin_load_generator()
-    server = Ours(make_workdir(), backend="postgres", staging=True, extra_env=dict(item.split("=", 1) for item in args.env))
-    print("starting authserver (staging) …", file=sys.stderr, flush=True)
-    server.start()
+    server, state = start_server(args, staging=True)
     try:
         assert server.credentials is not None
-        state = State(server.credentials)
-        if "W6" in args.rates:
-            state.chains.extend(asyncio.run(collect_refresh_tokens(server.base_url, server.credentials, args.chains)))
         print(f"baseline: {args.duration:g} s", file=sys.stderr, flush=True)
         baseline = asyncio.run(run_mix(server.base_url, state, args.rates, seconds=args.duration, progress=max(args.duration, 5)))
-        running = switch(server.base_url, server.credentials, body)
+        operator = admin_headers(server.base_url, server.credentials)
+        running = switch(server.base_url, operator, body)
         print(f"experiment {json.dumps(running['experiments'])}: {args.duration:g} s", file=sys.stderr, flush=True)
         try:
             experiment = asyncio.run(run_mix(server.base_url, state, args.rates, seconds=args.duration,
                                              progress=max(args.duration, 5), prime=False))
         finally:
-            switch(server.base_url, server.credentials, None)
+            switch(server.base_url, operator, None)
     finally:
         server.stop()
     phases = {

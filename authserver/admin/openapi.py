@@ -77,6 +77,12 @@ def _page_params(*extra: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def _strict_body(required: list[str], properties: dict[str, Any]) -> dict[str, Any]:
+    """A required JSON object body with exactly these properties."""
+    schema = {"type": "object", "additionalProperties": False, "required": required, "properties": properties}
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
 def _path_param(name: str) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1, "maxLength": 64}}
 
@@ -247,21 +253,14 @@ def openapi_document(issuer: str) -> dict[str, Any]:
                 },
                 "post": {
                     "summary": "Start (or replace) a chaos experiment for duration_seconds (default 300, at most 3600)",
-                    "requestBody": {
-                        "required": True,
-                        "content": {"application/json": {"schema": {
-                            "type": "object", "additionalProperties": False, "required": ["experiment"],
-                            "properties": {
-                                "experiment": {"type": "string", "enum": ["latency", "error_rate", "dependency_down", "edge_5xx"]},
-                                "target": {"type": "string", "enum": ["database", "cache"],
-                                           "description": "Required except for edge_5xx."},
-                                "min_ms": {"type": "integer", "minimum": 0, "maximum": 10000},
-                                "max_ms": {"type": "integer", "minimum": 1, "maximum": 10000},
-                                "rate": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
-                                "duration_seconds": {"type": "integer", "minimum": 1, "maximum": 3600},
-                            },
-                        }}},
-                    },
+                    "requestBody": _strict_body(["experiment"], {
+                        "experiment": {"type": "string", "enum": ["latency", "error_rate", "dependency_down", "edge_5xx"]},
+                        "target": {"type": "string", "enum": ["database", "cache"], "description": "Required except for edge_5xx."},
+                        "min_ms": {"type": "integer", "minimum": 0, "maximum": 10000},
+                        "max_ms": {"type": "integer", "minimum": 1, "maximum": 10000},
+                        "rate": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+                        "duration_seconds": {"type": "integer", "minimum": 1, "maximum": 3600},
+                    }),
                     "responses": {"200": _json(_ref("Chaos"), "The running experiments."), **_errors(400, 413, 415, *_COMMON)},
                 },
                 "delete": {
@@ -277,18 +276,11 @@ def openapi_document(issuer: str) -> dict[str, Any]:
                 },
                 "post": {
                     "summary": "Switch emergency mode on (for duration_seconds, default abuse.emergency_duration) or off",
-                    "requestBody": {
-                        "required": True,
-                        "content": {"application/json": {"schema": {
-                            "type": "object", "additionalProperties": False, "required": ["on"],
-                            "properties": {
-                                "on": {"type": "boolean"},
-                                "reason": {"type": "string", "minLength": 1, "maxLength": 300,
-                                           "description": "Required when switching on."},
-                                "duration_seconds": {"type": "integer", "minimum": 60, "maximum": 604800},
-                            },
-                        }}},
-                    },
+                    "requestBody": _strict_body(["on"], {
+                        "on": {"type": "boolean"},
+                        "reason": {"type": "string", "minLength": 1, "maxLength": 300, "description": "Required when switching on."},
+                        "duration_seconds": {"type": "integer", "minimum": 60, "maximum": 604800},
+                    }),
                     "responses": {"200": _json(_ref("Emergency"), "The state after the change."), **_errors(400, 413, 415, *_COMMON)},
                 },
             },

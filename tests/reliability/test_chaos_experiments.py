@@ -22,7 +22,7 @@ from authserver.services import Services
 from authserver.settings import load_settings
 from tests.conftest import environ_for
 from tests.support.admin import admin_headers
-from tests.support.apps import running_app
+from tests.support.apps import production_env, running_app
 from tests.support.factories import make_client
 
 URL = "/admin/api/chaos"
@@ -115,14 +115,7 @@ async def test_bad_input_is_a_4xx_and_no_token_is_refused(own_database: str, tmp
 
 
 async def test_refused_in_production(tmp_path: Path) -> None:
-    env = {
-        "AUTHSERVER_SERVER__PRODUCTION": "true",
-        "AUTHSERVER_SERVER__ISSUER": "https://id.cmipro.example",
-        "AUTHSERVER_DATABASE__URL": "postgresql+asyncpg://postgres@127.0.0.1:5432/none",
-        "AUTHSERVER_CACHE__URL": "redis://127.0.0.1:6379/0",
-        "AUTHSERVER_SECURITY__ENCRYPTION_KEYS": '{"k1": "' + "A" * 43 + '"}',
-        "AUTHSERVER_SECURITY__ACTIVE_ENCRYPTION_KEY": "k1",
-    }
+    env = production_env(AUTHSERVER_DATABASE__URL="postgresql+asyncpg://postgres@127.0.0.1:5432/none")
     services = build_services(load_settings(env))
     try:
         assert services.chaos is None  # no hook installed at all
