@@ -57,6 +57,9 @@ log = logging.getLogger("authserver")
 # Allocations (minus frees) of container objects between young-generation collections; CPython's default is 700.
 GC_THRESHOLD = 20_000
 
+# Longest wait at shutdown for a background job (the purge) to finish its batch before it is cancelled.
+BACKGROUND_STOP_SECONDS = 5.0
+
 GRANT_CLASSES = (AuthorizationCodeGrant, RefreshTokenGrant, ClientCredentialsGrant)
 
 
@@ -183,19 +186,22 @@ def create_app(
         await services.keys.load()
         if server_process:
             tune_garbage_collector()
-        jobs_task = asyncio.create_task(scheduler.run_forever()) if scheduler.jobs else None
-        chaos_task = asyncio.create_task(services.chaos.run_forever()) if services.chaos is not None else None
+        stop_background = asyncio.Event()
+        background = [asyncio.create_task(scheduler.run_forever(stop_background))] if scheduler.jobs else []
+        if services.chaos is not None:
+            background.append(asyncio.create_task(services.chaos.run_forever(stop_background)))
         restore_signals = install_drain_on_sigterm(app.state, settings.observability.shutdown_drain_seconds)
         try:
             # Every instance reruns the schedule and reloads its keys each keys.reload_interval.
             async with background_rotation(services.key_manager):
                 yield
         finally:
-            for task in (jobs_task, chaos_task):
-                if task is not None:
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+            stop_background.set()
+            _, unfinished = await asyncio.wait(background, timeout=BACKGROUND_STOP_SECONDS) if background else ((), ())
+            for task in unfinished:  # a job still running after the bound: cancelled
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             restore_signals()
             mark_worker_dead()
             await services.close()

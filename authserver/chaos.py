@@ -243,12 +243,14 @@ class Chaos:
         self.experiments = experiments
         return experiments
 
-    async def run_forever(self) -> None:
-        """Re-read the experiments every second until cancelled (the app's lifespan)."""
-        while True:
+    async def run_forever(self, stop: asyncio.Event) -> None:
+        """Re-read the experiments every second until ``stop`` is set (the app's lifespan). A read is never
+        cancelled half-way: a cancelled driver call can leave a connection (or a SQLite lock) behind."""
+        while not stop.is_set():
             with contextlib.suppress(Exception):
                 await self.refresh()
-            await asyncio.sleep(REFRESH_SECONDS)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), REFRESH_SECONDS)
 
     # -- hooks --------------------------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ another takes over. Job failures are logged and never stop the scheduler.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
@@ -88,11 +89,14 @@ class Scheduler:
                 await self._release(job)
         return ran
 
-    async def run_forever(self) -> None:
-        """Look at the schedule every ``tick`` seconds until cancelled (the app's lifespan)."""
-        while True:
-            await asyncio.sleep(self._tick * random.uniform(0.9, 1.1))
-            await self.run_due()
+    async def run_forever(self, stop: asyncio.Event) -> None:
+        """Look at the schedule every ``tick`` seconds until ``stop`` is set (the app's lifespan); a job that
+        is running when it is set finishes first (the lifespan waits a bounded time, then cancels)."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self._tick * random.uniform(0.9, 1.1))
+            if not stop.is_set():
+                await self.run_due()
 
     async def _claim(self, job: Job) -> bool:
         now = self._clock.now()
