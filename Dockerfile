@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # authserver image: a wheel built in one stage, installed into a slim runtime that runs as a non-root user.
-#   docker build -t authserver .
+#   docker build -t authserver:local .   (the tag docker-compose.yml and docs/getting-started.md use)
 #   docker compose up            (PostgreSQL + Redis + authserver; see docker-compose.yml)
 # Pinned base: bump the tag deliberately (and rebuild) for Python security releases.
 ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -17,6 +18,7 @@ from authserver.accounts.lockout import Lockout, Policy, account_key, ip_key
 from authserver.clock import Clock
 from authserver.errors import TooManyRequests
 from authserver.events import SecurityEvents
+from authserver.metrics import Metrics
 from authserver.ratelimit import Decision, ResilientLimiter, lease_for
 from authserver.settings import AbuseSettings
 from authserver.storage.sql.models import ServerFlag
@@ -24,6 +26,8 @@ from authserver.storage.sql.models import ServerFlag
 log = logging.getLogger("authserver.abuse")
 
 WINDOW = 60.0  # every rate limit is "per minute"
+# The shared counter of failed sign-ins and refused anonymous requests (the automatic emergency trigger).
+TRIGGER_KEY = "emergency:failures"
 
 
 @dataclass(frozen=True)
@@ -55,15 +59,26 @@ SCOPES = {
 
 
 class Emergency:
-    """The operator's emergency switch: a row in ``server_flags``, read by every instance (cached 5 s)."""
+    """Emergency mode: a row in ``server_flags``, read by every instance (cached 5 s), that protects itself.
+
+    It is switched on by an operator (CLI, admin API) or automatically by :meth:`RateLimits.note_failure`
+    (a flood of failed sign-ins across instances), and always for a bounded time: ``until`` is set when it
+    turns on (``abuse.emergency_duration``, 1 h, unless the operator gives a duration). Past ``until`` it
+    reads as off everywhere at once; the first instance to notice writes the change and the ``emergency
+    off`` event (reason ``expired``), so the log tells why it ended. The ``authserver_emergency_mode``
+    gauge follows each read.
+    """
 
     FLAG = "emergency"
     CACHE_SECONDS = 5.0
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock, events: SecurityEvents) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock, events: SecurityEvents, *,
+                 duration: int = 3600, metrics: Metrics | None = None) -> None:
         self._sessions = sessions
         self._clock = clock
         self._events = events
+        self._duration = duration
+        self._metrics = metrics
         self._cached: tuple[float, bool] | None = None
 
     async def is_on(self) -> bool:
@@ -73,32 +88,72 @@ class Emergency:
         try:
             state = await self.status()
             on = bool(state["on"])
+            if state["expired"]:
+                await self._expire()
         except Exception:  # noqa: BLE001 - the database being down must not flip the switch or fail the request
             log.warning("could not read the emergency flag; keeping the last known state")
             on = self._cached[1] if self._cached else False
-        self._cached = (now, on)
+        self._remember(on)
         return on
 
+    def _remember(self, on: bool) -> None:
+        self._cached = (self._clock.now().timestamp(), on)
+        if self._metrics is not None:
+            self._metrics.set_emergency(on)
+
     async def status(self) -> dict[str, object]:
+        """``on`` (in force now), ``since``, ``until``, ``by``, ``reason``, ``automatic``; ``expired``: on
+        in the table but past ``until`` (not yet written back)."""
         async with self._sessions() as session:
             row = await session.get(ServerFlag, self.FLAG)
         if row is None:
-            return {"on": False, "since": None, "by": None, "reason": None}
-        return {"on": bool(row.value.get("on")), "since": row.updated_at.isoformat(), "by": row.value.get("by"),
-                "reason": row.value.get("reason")}
+            return {"on": False, "since": None, "until": None, "by": None, "reason": None, "automatic": False, "expired": False}
+        stored = bool(row.value.get("on"))
+        until = row.value.get("until")
+        expired = stored and until is not None and datetime.fromisoformat(until) <= self._clock.now()
+        return {"on": stored and not expired, "since": row.updated_at.isoformat(), "until": until if stored else None,
+                "by": row.value.get("by"), "reason": row.value.get("reason"),
+                "automatic": bool(row.value.get("automatic")), "expired": expired}
 
-    async def set(self, on: bool, *, by: str, reason: str | None = None) -> None:
+    async def set(self, on: bool, *, by: str, reason: str | None = None, duration: int | None = None) -> None:
+        """Switch it on (for ``duration`` seconds, default ``abuse.emergency_duration``) or off."""
+        await self._write(on, by=by, reason=reason, duration=duration)
+
+    async def trip(self, reason: str) -> bool:
+        """The automatic trigger: on for the default duration unless already on; True if this call turned it on."""
+        return await self._write(True, by="automatic", reason=reason, only_if_off=True)
+
+    async def _expire(self) -> None:
+        await self._write(False, by="automatic", reason="expired", only_if_expired=True)
+
+    async def _write(self, on: bool, *, by: str, reason: str | None, duration: int | None = None,
+                     only_if_off: bool = False, only_if_expired: bool = False) -> bool:
+        """One locked transaction, so of several instances tripping or expiring it at once only one writes."""
         now = self._clock.now()
+        reason = (reason or "")[:300] or None
         async with self._sessions.begin() as session:
             row = await session.get(ServerFlag, self.FLAG, with_for_update=True)
-            value = {"on": on, "by": by[:100], "reason": (reason or "")[:300] or None}
+            current = dict(row.value) if row is not None else {}
+            until = current.get("until")
+            in_force = bool(current.get("on")) and (until is None or datetime.fromisoformat(until) > now)
+            if (only_if_off and in_force) or (only_if_expired and (in_force or not current.get("on"))):
+                return False
+            value: dict[str, object] = {"on": on, "by": by[:100], "reason": reason, "automatic": by == "automatic"}
+            if on:
+                value["until"] = (now + timedelta(seconds=duration or self._duration)).isoformat()
             if row is None:
                 session.add(ServerFlag(name=self.FLAG, value=value, updated_at=now))
             else:
                 row.value = value
                 row.updated_at = now
-        self._cached = (now.timestamp(), on)
-        await self._events.record("emergency", "on" if on else "off", actor=by[:100], reason=(reason or "")[:300] or None)
+        self._remember(on)
+        details: dict[str, object] = {"actor": by[:100], "reason": reason}
+        if on:
+            details["until"] = value["until"]
+        if only_if_expired:
+            details["was"] = {"by": current.get("by"), "reason": current.get("reason"), "until": until}
+        await self._events.record("emergency", "on" if on else "off", **details)
+        return True
 
 
 class RateLimits:
@@ -144,10 +199,33 @@ class RateLimits:
         decision = await self.limiter.hit(counted, limit=effective, window=WINDOW, now=now, strict=spec.strict, lease=lease)
         if decision.allowed:
             return decision
+        if spec.anonymous:
+            await self.note_failure()
         await self._report(scope, key, decision, ip=ip, client_id=client_id, account_id=account_id, user_agent=user_agent)
         error = TooManyRequests()
         error.headers.update(decision.headers())
         raise error
+
+    async def note_failure(self) -> None:
+        """Count one failed sign-in or refused anonymous request towards the automatic emergency trigger.
+
+        The count is shared by every instance (the limiter's Redis window, key ``emergency:failures``):
+        ``abuse.emergency_trigger_failures`` of them within ``abuse.emergency_trigger_window`` seconds
+        switch emergency mode on for ``abuse.emergency_duration``. Machine traffic is never counted.
+        """
+        threshold = self._settings.emergency_trigger_failures
+        if threshold <= 0:
+            return
+        window = float(self._settings.emergency_trigger_window)
+        try:
+            decision = await self.limiter.hit(TRIGGER_KEY, limit=threshold, window=window, now=self._clock.now().timestamp())
+            if (decision.allowed and decision.remaining > 0) or await self.emergency.is_on():
+                return
+            reason = f"automatic: {threshold} failed sign-ins or refused anonymous requests within {int(window)} s"
+            if await self.emergency.trip(reason):
+                log.warning("emergency mode switched on: %s", reason)
+        except Exception:  # noqa: BLE001 - the trigger must never turn a refused sign-in into an error
+            log.exception("could not evaluate the automatic emergency trigger")
 
     async def _report(self, scope: str, key: str, decision: Decision, *, ip: str | None, client_id: str | None,
                       account_id: str | None, user_agent: str | None) -> None:

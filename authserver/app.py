@@ -18,7 +18,7 @@ from authserver.abuse import Emergency, RateLimits
 from authserver.accounts.lockout import Lockout
 from authserver.accounts.passwords import Passwords
 from authserver.admin.service import AdminService
-from authserver.chaos import FaultyCache, inject_database_faults
+from authserver.chaos import Chaos, FaultyCache, FaultyLimiter
 from authserver.clock import Clock, SystemClock
 from authserver.cors import CorsPolicy
 from authserver.endpoints.discovery import build_metadata, metadata_endpoint
@@ -27,8 +27,8 @@ from authserver.grants.authorization_code import AuthorizationCodeGrant
 from authserver.grants.base import TokenGrant
 from authserver.grants.client_credentials import ClientCredentialsGrant
 from authserver.grants.refresh_token import RefreshTokenGrant
-from authserver.housekeeping import purge_periodically
 from authserver.interaction.policy import InteractionStore
+from authserver.jobs import Scheduler, standard_jobs
 from authserver.keys.encryption import Encryptor, load_or_create_key_file
 from authserver.keys.keystore import KeyStore
 from authserver.keys.rotation import KeyManager, background_rotation, configured_algorithms
@@ -61,6 +61,9 @@ log = logging.getLogger("authserver")
 # Allocations (minus frees) of container objects between young-generation collections; CPython's default is 700.
 GC_THRESHOLD = 20_000
 
+# Longest wait at shutdown for a background job (the purge) to finish its batch before it is cancelled.
+BACKGROUND_STOP_SECONDS = 5.0
+
 GRANT_CLASSES = (AuthorizationCodeGrant, RefreshTokenGrant, ClientCredentialsGrant)
 
 
@@ -72,13 +75,19 @@ def create_encryptor(settings: Settings) -> Encryptor:
     return Encryptor(keys, active)
 
 
-def build_limits(settings: Settings, clock: Clock, sessions: async_sessionmaker[AsyncSession], events: SecurityEvents) -> RateLimits:
+def build_limits(
+    settings: Settings, clock: Clock, sessions: async_sessionmaker[AsyncSession], events: SecurityEvents, metrics: Metrics,
+    chaos: Chaos | None = None,
+) -> RateLimits:
     """Rate limits in the shared cache's Redis (or in-process with memory://), with the per-instance floor."""
     cache = settings.cache
     primary: Limiter = (
         MemoryLimiter() if cache.url.startswith("memory://")
         else RedisLimiter(cache.url, key_prefix=cache.key_prefix, timeout=cache.timeout)
     )
+
+    if chaos is not None:
+        primary = FaultyLimiter(primary, chaos)
 
     async def degraded(reason: str) -> None:
         await events.record("ratelimit", "degraded", reason=reason)
@@ -87,7 +96,8 @@ def build_limits(settings: Settings, clock: Clock, sessions: async_sessionmaker[
         primary, fallback_divisor=settings.abuse.fallback_divisor, breaker_seconds=settings.abuse.breaker_seconds,
         on_degraded=degraded, monotonic=clock.monotonic,
     )
-    return RateLimits(limiter, settings.abuse, clock, events, Emergency(sessions, clock, events))
+    emergency = Emergency(sessions, clock, events, duration=settings.abuse.emergency_duration, metrics=metrics)
+    return RateLimits(limiter, settings.abuse, clock, events, emergency)
 
 
 def build_services(settings: Settings, *, clock: Clock | None = None, passwords: Passwords | None = None) -> Services:
@@ -98,13 +108,17 @@ def build_services(settings: Settings, *, clock: Clock | None = None, passwords:
     cache: Cache = create_cache(
         settings.cache.url, key_prefix=settings.cache.key_prefix, timeout=settings.cache.timeout, clock=clock,
     )
-    chaos = settings.chaos
+    # Fault injection (authserver/chaos.py): the fixed [chaos] faults and the run-time experiments, never in production.
+    chaos: Chaos | None = None
     fast_path = create_fast_path(settings.database)
-    if chaos.enabled:
-        log.warning("fault injection is ON: %s", chaos)
-        faults = inject_database_faults(engine, latency_ms=chaos.database_latency_ms, error_rate=chaos.database_error_rate)
-        fast_path = create_fast_path(settings.database, before_statement=faults)
-        cache = FaultyCache(cache, latency_ms=chaos.cache_latency_ms, error_rate=chaos.cache_error_rate)
+    if not settings.server.production:
+        if settings.chaos.enabled:
+            log.warning("fault injection is ON: %s", settings.chaos)
+        chaos = Chaos(sessions, clock)
+        fast_path = create_fast_path(settings.database, before_statement=chaos.install(engine, settings.chaos))
+        cache = FaultyCache(
+            cache, latency_ms=settings.chaos.cache_latency_ms, error_rate=settings.chaos.cache_error_rate, chaos=chaos
+        )
     tokens = SqlTokenStore(sessions, clock)
     lifecycle = SqlLifecycleStore(sessions, clock)
     accounts = SqlAccountStore(sessions, clock)
@@ -143,7 +157,8 @@ def build_services(settings: Settings, *, clock: Clock | None = None, passwords:
             events=events, clock=clock, settings=settings.mfa,
         ),
         key_manager=KeyManager(sessions, clock, encryptor, keys, settings, events=events),
-        limiter=build_limits(settings, clock, sessions, events),
+        limiter=build_limits(settings, clock, sessions, events, metrics, chaos),
+        chaos=chaos,
         lockout=Lockout(
             sessions, clock, reset_after=settings.abuse.lock_reset_seconds, view_seconds=settings.abuse.client_lock_view_seconds
         ),
@@ -173,6 +188,8 @@ def create_app(
     grants: dict[str, TokenGrant] = {cls.GRANT_TYPE: cls(services) for cls in GRANT_CLASSES}
     metadata = metadata_endpoint(build_metadata(settings, list(grants)))
     cors = CorsPolicy(settings.cors, services.clients)
+    # Periodic jobs (the purge), each run by one instance of the fleet at a time (authserver.jobs).
+    scheduler = Scheduler(services.sessions, services.clock, standard_jobs(services))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -183,18 +200,22 @@ def create_app(
         await cors.reload()
         if server_process:
             tune_garbage_collector()
-        interval = settings.lifecycle.purge_interval
-        purge_task = asyncio.create_task(purge_periodically(services, interval=interval)) if interval else None
+        stop_background = asyncio.Event()
+        background = [asyncio.create_task(scheduler.run_forever(stop_background))] if scheduler.jobs else []
+        if services.chaos is not None:
+            background.append(asyncio.create_task(services.chaos.run_forever(stop_background)))
         restore_signals = install_drain_on_sigterm(app.state, settings.observability.shutdown_drain_seconds)
         try:
             # Every instance reruns the schedule and reloads its keys each keys.reload_interval.
             async with background_rotation(services.key_manager):
                 yield
         finally:
-            if purge_task is not None:
-                purge_task.cancel()
+            stop_background.set()
+            _, unfinished = await asyncio.wait(background, timeout=BACKGROUND_STOP_SECONDS) if background else ((), ())
+            for task in unfinished:  # a job still running after the bound: cancelled
+                task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await purge_task
+                    await task
             if cors.pending is not None:
                 cors.pending.cancel()
             restore_signals()
@@ -220,6 +241,7 @@ def create_app(
                 EdgeMiddleware, metrics=services.metrics, hsts=settings.server.issuer.startswith("https://"),
                 max_headers=settings.abuse.max_headers, max_header_bytes=settings.abuse.max_header_bytes,
                 max_body_bytes=settings.server.max_body_bytes, direct=direct_routes(routes), cors=cors,
+                chaos=services.chaos,
             ),
         ],
         exception_handlers={404: not_found},
@@ -230,6 +252,7 @@ def create_app(
     app.state.grants = grants
     app.state.cors = cors
     app.state.admin = AdminService(services)
+    app.state.scheduler = scheduler
     app.state.interactions = InteractionStore(services.cache, ttl=settings.login.interaction_ttl)
     app.state.templates = create_environment()
     app.state.templates.globals["mail_enabled"] = services.mailer.enabled

@@ -55,15 +55,21 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _server_options(args: argparse.Namespace, names: tuple[str, ...]) -> None:
+    """``--host``/``--port``/``--workers`` as the environment settings they stand for, so the issuer derived
+    from them (no ``server.issuer`` configured: http://host:port) is the same for ``serve`` and the other commands."""
+    if args.config:
+        os.environ["AUTHSERVER_CONFIG"] = os.path.abspath(args.config)
+    for name in names:
+        value = getattr(args, name, None)
+        if value is not None:
+            os.environ[f"AUTHSERVER_SERVER__{name.upper()}"] = str(value)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    if args.config:
-        os.environ["AUTHSERVER_CONFIG"] = os.path.abspath(args.config)
-    for name in ("host", "port", "workers"):
-        value = getattr(args, name)
-        if value is not None:
-            os.environ[f"AUTHSERVER_SERVER__{name.upper()}"] = str(value)
+    _server_options(args, ("host", "port", "workers"))
     settings = load_settings()
     from authserver.logging import configure_logging, uvicorn_log_config
 
@@ -284,9 +290,11 @@ def cmd_registration_token(args: argparse.Namespace) -> int:
         await services.keys.ensure_active_keys()
         return issue_initial_access_token(services, ttl=args.ttl)
 
-    token = asyncio.run(_with_services(_settings(args), action))
+    _server_options(args, ("host", "port"))
+    settings = load_settings()
+    token = asyncio.run(_with_services(settings, action))
     print(token)
-    print(f"Initial access token for POST /register, valid {args.ttl} s.", file=sys.stderr)
+    print(f"Initial access token for POST /register at {settings.server.issuer}, valid {args.ttl} s.", file=sys.stderr)
     return 0
 
 
@@ -382,11 +390,43 @@ def cmd_emergency(args: argparse.Namespace) -> int:
     async def action(services: Any) -> dict[str, Any]:
         emergency = services.limiter.emergency
         if args.state in ("on", "off"):
-            await emergency.set(args.state == "on", by=f"cli:{getpass.getuser()}", reason=args.reason)
+            await emergency.set(args.state == "on", by=f"cli:{getpass.getuser()}", reason=args.reason, duration=args.duration)
         state: dict[str, Any] = await emergency.status()
+        state.pop("expired", None)
         return state
 
     _print(asyncio.run(_with_services(_settings(args), action)), args.json)
+    return 0
+
+
+def cmd_chaos(args: argparse.Namespace) -> int:
+    """Staging fault injection (authserver/chaos.py): the same switch as /admin/api/chaos; refused in production."""
+    from authserver.admin import operations
+    from authserver.admin.service import CLI
+    from authserver.admin.validation import AdminError
+
+    async def action(services: Any) -> dict[str, Any]:
+        if args.chaos_command == "start":
+            fields = {"experiment": args.experiment, "target": args.target, "min_ms": args.min_ms, "max_ms": args.max_ms,
+                      "rate": args.rate, "duration_seconds": args.duration}
+            body = {k: v for k, v in fields.items() if v is not None}
+            return await operations.start_chaos(services, body, actor=CLI)
+        if args.chaos_command == "stop":
+            return await operations.stop_chaos(services, {"experiment": args.experiment} if args.experiment else {}, actor=CLI)
+        return await operations.chaos_status(services)
+
+    try:
+        state = asyncio.run(_with_services(_settings(args), action))
+    except AdminError as error:
+        problems = "; ".join(f"{e['field']}: {e['message']}" for e in error.errors)
+        raise SystemExit(f"{error.message}{' ' + problems if problems else ''}") from None
+    if args.json:
+        _print(state, True)
+    else:
+        for e in state["experiments"]:
+            print(f"{e['experiment']:16} {e['target']:9} until {e['until']}  min_ms={e['min_ms']} max_ms={e['max_ms']} rate={e['rate']}")
+        if not state["experiments"]:
+            print("no experiment running")
     return 0
 
 
@@ -403,11 +443,7 @@ def cmd_purge(args: argparse.Namespace) -> int:
     from authserver.housekeeping import purge_once
 
     async def action(services: Any) -> dict[str, Any]:
-        report = await purge_once(services)
-        return {
-            "codes": report.codes, "refresh_tokens": report.refresh_tokens, "grants": report.grants,
-            "sessions": report.sessions, "deny_list": report.deny_list,
-        }
+        return (await purge_once(services)).as_dict()
 
     _print(asyncio.run(_with_services(_settings(args), action)), args.json)
     return 0
@@ -646,8 +682,25 @@ def build_parser() -> argparse.ArgumentParser:
     emergency = commands.add_parser("emergency", help="emergency mode: tighter limits for anonymous and sign-in traffic")
     emergency.add_argument("state", choices=["on", "off", "status"])
     emergency.add_argument("--reason")
+    emergency.add_argument("--duration", type=int, help="seconds it stays on (default abuse.emergency_duration, 1 h)")
     emergency.add_argument("--json", action="store_true")
     emergency.set_defaults(func=cmd_emergency)
+
+    chaos = commands.add_parser("chaos", help="staging fault injection experiments (refused in production)")
+    chaos_commands = chaos.add_subparsers(dest="chaos_command", required=True)
+    cstart = chaos_commands.add_parser("start", help="start (or replace) an experiment on every instance")
+    cstart.add_argument("experiment", choices=["latency", "error_rate", "dependency_down", "edge_5xx"])
+    cstart.add_argument("--target", choices=["database", "cache"], help="not for edge_5xx")
+    cstart.add_argument("--min-ms", type=int, help="latency: shortest delay")
+    cstart.add_argument("--max-ms", type=int, help="latency: longest delay")
+    cstart.add_argument("--rate", type=float, help="error_rate, edge_5xx: share of calls or requests (0-1]")
+    cstart.add_argument("--duration", type=int, help="seconds it runs (default 300, at most 3600)")
+    cstop = chaos_commands.add_parser("stop", help="stop one experiment (--experiment) or all")
+    cstop.add_argument("--experiment")
+    cstatus = chaos_commands.add_parser("status", help="the running experiments")
+    for sub in (cstart, cstop, cstatus):
+        sub.add_argument("--json", action="store_true")
+        sub.set_defaults(func=cmd_chaos)
 
     events = commands.add_parser("events", help="query the security event log (newest first)")
     events.add_argument("--user", help="username or account id")
@@ -680,6 +733,8 @@ def build_parser() -> argparse.ArgumentParser:
     reg = registration.add_subparsers(dest="registration_command", required=True)
     issue = reg.add_parser("issue-token", help="print an initial access token for POST /register")
     issue.add_argument("--ttl", type=int, default=24 * 3600, help="seconds the token is valid (default 24 h)")
+    issue.add_argument("--host", help="as given to `serve --host` (the issuer, when not configured, is http://host:port)")
+    issue.add_argument("--port", type=int, help="as given to `serve --port`")
     issue.set_defaults(func=cmd_registration_token)
     return parser
 

@@ -1,50 +1,44 @@
-"""Housekeeping: delete expired codes, refresh tokens, grants, browser sessions and deny-list entries.
+"""Housekeeping: delete expired codes, refresh tokens, grants, browser sessions, deny-list entries and
+sign-in throttles, delete security events older than ``lifecycle.event_retention`` and drop the IP address
+and user agent from events older than ``lifecycle.event_personal_data_retention``.
 
-Runs as ``authserver purge`` (cron) and as a periodic task in every server process
-(``lifecycle.purge_interval``). Several instances coordinate through the cache: an instance runs a round
-only if it wins ``purge:lock`` for the interval, so one round runs per interval across the fleet (if the
-cache is unavailable the instance purges anyway: the deletes are idempotent and skip locked rows).
+Runs as ``authserver purge`` (cron) and as the ``purge`` job of :mod:`authserver.jobs` every
+``lifecycle.purge_interval`` seconds, on one instance of the fleet at a time (a lease row in
+``job_leases``). Every delete is batched (``lifecycle.purge_batch_size`` rows per transaction,
+``lifecycle.purge_pause`` seconds between batches) and idempotent.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
+from datetime import timedelta
 
 from authserver.services import Services
 from authserver.storage.sql.lifecycle import PurgeReport
 
 log = logging.getLogger("authserver.housekeeping")
 
-LOCK_KEY = "purge:lock"
+
+def throttle_idle_seconds(services: Services) -> int:
+    """How long an untouched, unlocked throttle row still matters: its failure window and its lock escalation."""
+    abuse = services.settings.abuse
+    return max(abuse.lock_reset_seconds, abuse.account_failure_window, abuse.ip_failure_window, abuse.client_failure_window)
 
 
 async def purge_once(services: Services) -> PurgeReport:
     settings = services.settings.lifecycle
-    report = await services.lifecycle.purge(retention=settings.purge_retention, batch_size=settings.purge_batch_size)
+    report = await services.lifecycle.purge(
+        retention=settings.purge_retention, batch_size=settings.purge_batch_size, pause=settings.purge_pause,
+        event_retention=settings.event_retention, event_personal_data_retention=settings.event_personal_data_retention,
+    )
+    report.throttles = await services.lockout.purge(
+        older_than=timedelta(seconds=throttle_idle_seconds(services)), batch_size=settings.purge_batch_size,
+        pause=settings.purge_pause,
+    )
     log.info(
-        "purged %d rows (codes %d, refresh tokens %d, grants %d, sessions %d, deny list %d)",
+        "purged %d rows (codes %d, refresh tokens %d, grants %d, sessions %d, deny list %d, throttles %d, events %d);"
+        " personal data dropped from %d events",
         report.total(), report.codes, report.refresh_tokens, report.grants, report.sessions, report.deny_list,
+        report.throttles, report.events, report.events_scrubbed,
     )
     return report
-
-
-async def _won_round(services: Services, interval: int) -> bool:
-    try:
-        return await services.cache.add(LOCK_KEY, "1", max(interval * 0.9, 1))
-    except Exception:  # noqa: BLE001 - a cache outage must not stop housekeeping
-        return True
-
-
-async def purge_periodically(services: Services, *, interval: int) -> None:
-    """Forever: wait about ``interval`` seconds (±10 % jitter), then purge if this instance won the round."""
-    while True:
-        await asyncio.sleep(interval * random.uniform(0.9, 1.1))
-        try:
-            if await _won_round(services, interval):
-                await purge_once(services)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("purge failed; retrying in the next round")

@@ -85,6 +85,10 @@ class Metrics:
             "authserver_db_pool_capacity", "Most connections the pool may open (pool_size + max_overflow).",
             registry=r, multiprocess_mode="livesum",
         )
+        self.emergency_mode = Gauge(
+            "authserver_emergency_mode", "1 while emergency mode is on (as this process last read the shared switch).",
+            registry=r, multiprocess_mode="livemax",
+        )
 
     # -- observations -------------------------------------------------------------------------------
 
@@ -119,6 +123,9 @@ class Metrics:
         self.key_age.clear()
         for kid, alg, state, since in keys:
             self.key_age.labels(kid, alg, state).set(max((now - since).total_seconds(), 0.0))
+
+    def set_emergency(self, on: bool) -> None:
+        self.emergency_mode.set(1 if on else 0)
 
     def set_pool_capacity(self, capacity: int) -> None:
         self.db_pool_capacity.set(capacity)

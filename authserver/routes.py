@@ -93,4 +93,6 @@ def admin_routes() -> list[Route]:
         ),
         Route(f"{base}/roles", admin.roles, methods=["GET"], name="admin_roles"),
         Route(f"{base}/events", admin.events, methods=["GET"], name="admin_events"),
+        Route(f"{base}/emergency", admin.emergency, methods=["GET", "POST"], name="admin_emergency"),
+        Route(f"{base}/chaos", admin.chaos, methods=["GET", "POST", "DELETE"], name="admin_chaos"),
     ]

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from authserver.abuse import RateLimits
 from authserver.accounts.lockout import Lockout
 from authserver.accounts.passwords import Passwords
+from authserver.chaos import Chaos
 from authserver.clock import Clock
 from authserver.events import SecurityEvents
 from authserver.keys.encryption import Encryptor
@@ -64,6 +65,8 @@ class Services:
     mailer: Mailer
     # PostgreSQL only: refresh rotation in one statement (storage/sql/fastpath.py); None on SQLite.
     fast_path: PgFastPath | None = None
+    # Run-time fault injection (authserver/chaos.py); None in production.
+    chaos: Chaos | None = None
 
     async def close(self) -> None:
         """Deliver queued mail, write buffered security events, then close the cache, the limiter and the database pool."""

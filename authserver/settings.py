@@ -181,14 +181,22 @@ class ChaosSettings:
 
 @dataclass(frozen=True)
 class LifecycleSettings:
-    # Seconds between runs of the purge of expired codes, tokens, sessions and deny-list entries
-    # on each instance (0: never; run `authserver purge` from cron instead).
+    # Seconds between runs of the purge (expired codes, tokens, sessions, deny-list entries, sign-in
+    # throttles, old security events), on one instance at a time (the `purge` job of authserver.jobs;
+    # 0: never; run `authserver purge` from cron instead).
     purge_interval: int = 3600
     # Rows deleted per statement: small batches keep locks on hot tables short.
     purge_batch_size: int = 500
     # How long expired or consumed codes, refresh tokens and grants are kept before deletion, in seconds
     # (a reused code or refresh token is only detected, and its family revoked, while its row exists).
     purge_retention: int = 7 * 24 * 3600
+    # Seconds to pause between two purge batches, so the purge never holds the hot tables for long.
+    purge_pause: float = 0.05
+    # Security events older than this many seconds are deleted by the purge (400 days).
+    event_retention: int = 400 * 24 * 3600
+    # After this many seconds the purge drops the IP address and user agent from security events; the event
+    # itself (with its account id or the pseudonym of an erased account) stays until event_retention (30 days).
+    event_personal_data_retention: int = 30 * 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -256,6 +264,14 @@ class AbuseSettings:
     password_reset_per_address: int = 2
     # Emergency mode divides the per-IP limits and the per-IP sign-in failure threshold by this.
     emergency_divisor: int = 4
+    # Emergency mode turns itself on when this many failed sign-ins and refused anonymous requests (429 at
+    # /authorize, /login, the MFA step) are counted across every instance within emergency_trigger_window
+    # seconds (counted with the rate limits, in Redis). 0: only an operator switches it on.
+    emergency_trigger_failures: int = 600
+    # Seconds over which emergency_trigger_failures are counted.
+    emergency_trigger_window: int = 60
+    # How long emergency mode stays on, in seconds, once switched on automatically or without a duration.
+    emergency_duration: int = 3600
     # With Redis unreachable, per-instance limits guarding human-chosen secrets are divided by this.
     fallback_divisor: int = 4
     # After a Redis error, use the per-instance limiter for this many seconds before trying Redis again.
@@ -520,6 +536,12 @@ def validate(settings: Settings) -> None:
         raise SettingsError("setting lifecycle.purge_batch_size: must be between 1 and 10000")
     if lifecycle.purge_retention < 0:
         raise SettingsError("setting lifecycle.purge_retention: must not be negative")
+    if lifecycle.purge_pause < 0:
+        raise SettingsError("setting lifecycle.purge_pause: must not be negative")
+    if not 0 < lifecycle.event_personal_data_retention <= lifecycle.event_retention:
+        raise SettingsError(
+            "setting lifecycle.event_personal_data_retention: positive and at most lifecycle.event_retention"
+        )
     if settings.login.default_locale not in {"es", "en"}:
         raise SettingsError("setting login.default_locale: es or en")
     if not settings.cache.url.startswith(("memory://", "redis://", "rediss://", "unix://")):
@@ -537,8 +559,10 @@ def validate(settings: Settings) -> None:
     if not 1 <= mfa.backup_code_count <= 20:
         raise SettingsError("setting mfa.backup_code_count: between 1 and 20")
     for f in dataclasses.fields(AbuseSettings):
-        if getattr(settings.abuse, f.name) <= 0:
+        if getattr(settings.abuse, f.name) <= 0 and f.name != "emergency_trigger_failures":
             raise SettingsError(f"setting abuse.{f.name}: must be positive")
+    if settings.abuse.emergency_trigger_failures < 0:
+        raise SettingsError("setting abuse.emergency_trigger_failures: 0 (off) or positive")
     for proxy in security.trusted_proxies:
         try:
             ipaddress.ip_network(proxy, strict=False)

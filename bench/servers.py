@@ -163,9 +163,11 @@ class Ours(Server):
     name = "authserver"
     ready_path = "/readyz"
 
-    def __init__(self, workdir: Path, *, backend: str, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(self, workdir: Path, *, backend: str, extra_env: dict[str, str] | None = None, staging: bool = False) -> None:
         super().__init__(workdir)
         self.backend = backend
+        # Staging: PostgreSQL + Redis but production=false (chaos experiments are refused in production).
+        self.staging = staging
         self.extra_env = extra_env or {}
         self.run_id = secrets.token_hex(4)
         self.database = f"authserver_bench_{self.run_id}"
@@ -203,6 +205,9 @@ class Ours(Server):
                 "AUTHSERVER_CACHE__KEY_PREFIX": self.key_prefix,
             })
             self.settings_note = "production=true, https issuer (identifier only), PostgreSQL + Redis"
+            if self.staging:
+                env.update({"AUTHSERVER_SERVER__PRODUCTION": "false", "AUTHSERVER_SERVER__ISSUER": f"http://127.0.0.1:{port}"})
+                self.settings_note = "staging (production=false), PostgreSQL + Redis"
         else:
             env.update({
                 "AUTHSERVER_SERVER__ISSUER": f"http://127.0.0.1:{port}",
@@ -263,6 +268,10 @@ class Ours(Server):
                 client_id="bench-introspector", name="Bench API", client_type="confidential", redirect_uris=[],
                 grant_types=[], scopes=[], audience=[API], can_introspect=True,
             )
+            admin, admin_secret = await services.clients.create(
+                client_id="bench-admin", name="Bench operator", client_type="confidential", redirect_uris=[],
+                grant_types=["client_credentials"], scopes=["admin"], audience=[],
+            )
             await services.accounts.create(
                 username=USERNAME, password_hash=await services.passwords.hash(PASSWORD),
                 email="bench@example.org", email_verified=True, name="Bench User", roles=["free_user"],
@@ -271,7 +280,8 @@ class Ours(Server):
             await services.cache.close()
             await services.engine.dispose()
         assert service_secret and web_secret and introspector_secret
-        return Credentials(service.client_id, service_secret, web.client_id, web_secret, introspector.client_id, introspector_secret)
+        return Credentials(service.client_id, service_secret, web.client_id, web_secret, introspector.client_id, introspector_secret,
+                           extra={"admin": (admin.client_id, admin_secret)})
 
     def stop(self) -> None:
         super().stop()

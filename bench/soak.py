@@ -182,12 +182,14 @@ async def open_loop(
     await asyncio.gather(*in_flight)
 
 
-async def run_mix(base_url: str, state: State, rates: dict[str, float], *, seconds: float, progress: float) -> dict[str, Tally]:
+async def run_mix(base_url: str, state: State, rates: dict[str, float], *, seconds: float, progress: float,
+                  prime: bool = True) -> dict[str, Tally]:
     tallies = {kind: Tally() for kind in rates}
     one = workloads(state)
     limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
     async with httpx.AsyncClient(base_url=base_url, timeout=5, limits=limits, cookies=no_cookies()) as http:
-        await one["W1"](http)  # W4 needs a token from the first moment
+        if prime or not state.access_token:
+            await one["W1"](http)  # W4 needs a token from the first moment
         loops = [
             asyncio.create_task(open_loop(kind, rate, one[kind], http, tallies[kind], seconds=seconds,
                                           max_in_flight=max(8, int(rate * 5))))
@@ -259,17 +261,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def start_server(args: argparse.Namespace, *, staging: bool = False) -> tuple[Ours, State]:
+    """Pin the generator, start the server (``--env``), seed ``--chains`` refresh chains if W6 runs. Stop it after."""
+    pin_load_generator()
+    server = Ours(make_workdir(), backend="postgres", staging=staging, extra_env=dict(item.split("=", 1) for item in args.env))
+    print(f"starting authserver{' (staging)' if staging else ''} …", file=sys.stderr, flush=True)
+    server.start()
+    assert server.credentials is not None
+    state = State(server.credentials)
+    if "W6" in args.rates:
+        try:
+            state.chains.extend(asyncio.run(collect_refresh_tokens(server.base_url, server.credentials, args.chains)))
+        except BaseException:
+            server.stop()
+            raise
+    return server, state
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    pin_load_generator()
-    server = Ours(make_workdir(), backend="postgres", extra_env=dict(item.split("=", 1) for item in args.env))
-    print("starting authserver …", file=sys.stderr, flush=True)
-    server.start()
+    server, state = start_server(args)
     try:
-        assert server.credentials is not None
-        state = State(server.credentials)
-        if "W6" in args.rates:
-            state.chains.extend(asyncio.run(collect_refresh_tokens(server.base_url, server.credentials, args.chains)))
         cpu_before, rss_before, own_before = cpu_seconds(server.pid), memory_mb(server.pid), time.process_time()
         print(f"running {args.duration:g} s: " + ", ".join(f"{k} {v:g}/s" for k, v in args.rates.items()), file=sys.stderr, flush=True)
         tallies = asyncio.run(run_mix(server.base_url, state, args.rates, seconds=args.duration, progress=args.progress))

@@ -101,6 +101,8 @@ def environ_for(backend: str, database_url: str, tmp_root: Path, **extra: str) -
     # Every test signs in from 127.0.0.1: per-IP limits high enough that the suite never trips them.
     # Abuse-protection tests set their own numbers (tests/abuse/).
     env.update({f"AUTHSERVER_ABUSE__{name.upper()}": "1000000" for name in TEST_RELAXED_LIMITS})
+    # The suite's many failed sign-ins must not switch emergency mode on for everyone: its tests turn it on.
+    env["AUTHSERVER_ABUSE__EMERGENCY_TRIGGER_FAILURES"] = "0"
     env.update(extra)
     return env
 
@@ -152,3 +154,21 @@ async def http(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as client:
         yield client
 
+
+@pytest.fixture(params=BACKENDS)
+async def own_database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A freshly migrated database of the test's own, for tests that move the clock far (retention, expiry)
+    and must not leave rows dated in the future in the shared one."""
+    if request.param == "postgres":
+        await require_redis()
+        name = await create_pg_database()
+        url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+        try:
+            await asyncio.to_thread(upgrade, url)
+            yield url
+        finally:
+            await drop_pg_database(name)
+    else:
+        url = f"sqlite+aiosqlite:///{tmp_path / f'own-{secrets.token_hex(3)}.db'}"
+        await asyncio.to_thread(upgrade, url)
+        yield url

@@ -26,13 +26,14 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from authserver.clock import Clock
 from authserver.storage.sql.accounts import normalise_username
+from authserver.storage.sql.lifecycle import Batches
 from authserver.storage.sql.models import LoginThrottle
 
 log = logging.getLogger("authserver.lockout")
@@ -195,18 +196,14 @@ class Lockout:
         self.view.note(key, None)
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
-    async def purge(self, *, older_than: timedelta) -> int:
-        """Drop rows untouched for ``older_than`` whose lock has ended (housekeeping)."""
-        cutoff = self._clock.now() - older_than
+    async def purge(self, *, older_than: timedelta, batch_size: int = 500, pause: float = 0.0) -> int:
+        """Drop rows untouched for ``older_than`` whose lock has ended, in batches (the scheduled purge)."""
         now = self._clock.now()
-        async with self._sessions.begin() as session:
-            result = await session.execute(
-                delete(LoginThrottle).where(
-                    LoginThrottle.updated_at < cutoff,
-                    (LoginThrottle.locked_until.is_(None)) | (LoginThrottle.locked_until < now),
-                )
-            )
-            return int(result.rowcount)  # type: ignore[attr-defined]
+        condition = and_(
+            LoginThrottle.updated_at < now - older_than,
+            or_(LoginThrottle.locked_until.is_(None), LoginThrottle.locked_until < now),
+        )
+        return await Batches(self._sessions, batch_size=batch_size, pause=pause).delete(LoginThrottle.key, condition)
 
     @staticmethod
     def _insert_absent(session: AsyncSession, key: str, now: datetime):  # type: ignore[no-untyped-def]

@@ -77,6 +77,12 @@ def _page_params(*extra: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def _strict_body(required: list[str], properties: dict[str, Any]) -> dict[str, Any]:
+    """A required JSON object body with exactly these properties."""
+    schema = {"type": "object", "additionalProperties": False, "required": required, "properties": properties}
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
 def _path_param(name: str) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1, "maxLength": 64}}
 
@@ -240,6 +246,44 @@ def openapi_document(issuer: str) -> dict[str, Any]:
                     "responses": {"200": _json(_page_of("Event"), "A page of events."), **_errors(400, *_COMMON)},
                 }
             },
+            "/admin/api/chaos": {
+                "get": {
+                    "summary": "Running chaos experiments (staging; 403 in production)",
+                    "responses": {"200": _json(_ref("Chaos"), "The running experiments."), **_errors(*_COMMON)},
+                },
+                "post": {
+                    "summary": "Start (or replace) a chaos experiment for duration_seconds (default 300, at most 3600)",
+                    "requestBody": _strict_body(["experiment"], {
+                        "experiment": {"type": "string", "enum": ["latency", "error_rate", "dependency_down", "edge_5xx"]},
+                        "target": {"type": "string", "enum": ["database", "cache"], "description": "Required except for edge_5xx."},
+                        "min_ms": {"type": "integer", "minimum": 0, "maximum": 10000},
+                        "max_ms": {"type": "integer", "minimum": 1, "maximum": 10000},
+                        "rate": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+                        "duration_seconds": {"type": "integer", "minimum": 1, "maximum": 3600},
+                    }),
+                    "responses": {"200": _json(_ref("Chaos"), "The running experiments."), **_errors(400, 413, 415, *_COMMON)},
+                },
+                "delete": {
+                    "summary": "Stop one experiment (?experiment=) or all of them",
+                    "parameters": [{"name": "experiment", "in": "query", "schema": {"type": "string", "maxLength": 40}}],
+                    "responses": {"200": _json(_ref("Chaos"), "The experiments still running."), **_errors(400, *_COMMON)},
+                },
+            },
+            "/admin/api/emergency": {
+                "get": {
+                    "summary": "Emergency mode: on or off, since when, until when, by whom and why",
+                    "responses": {"200": _json(_ref("Emergency"), "The current state."), **_errors(*_COMMON)},
+                },
+                "post": {
+                    "summary": "Switch emergency mode on (for duration_seconds, default abuse.emergency_duration) or off",
+                    "requestBody": _strict_body(["on"], {
+                        "on": {"type": "boolean"},
+                        "reason": {"type": "string", "minLength": 1, "maxLength": 300, "description": "Required when switching on."},
+                        "duration_seconds": {"type": "integer", "minimum": 60, "maximum": 604800},
+                    }),
+                    "responses": {"200": _json(_ref("Emergency"), "The state after the change."), **_errors(400, 413, 415, *_COMMON)},
+                },
+            },
         },
         "components": {
             "securitySchemes": {
@@ -251,6 +295,26 @@ def openapi_document(issuer: str) -> dict[str, Any]:
                 }
             },
             "schemas": {
+                "Chaos": {
+                    "type": "object",
+                    "required": ["experiments", "available"],
+                    "properties": {
+                        "experiments": {"type": "array", "items": {"type": "object"}},
+                        "available": {"type": "array", "items": {"type": "string"}},
+                    },
+                },
+                "Emergency": {
+                    "type": "object",
+                    "required": ["on", "since", "until", "by", "reason", "automatic"],
+                    "properties": {
+                        "on": {"type": "boolean"},
+                        "since": {"type": ["string", "null"], "format": "date-time"},
+                        "until": {"type": ["string", "null"], "format": "date-time"},
+                        "by": {"type": ["string", "null"]},
+                        "reason": {"type": ["string", "null"]},
+                        "automatic": {"type": "boolean"},
+                    },
+                },
                 "Error": {
                     "type": "object",
                     "required": ["error"],

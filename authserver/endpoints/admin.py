@@ -19,6 +19,7 @@ from typing import Any
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
+from authserver.admin import operations
 from authserver.admin.openapi import openapi_document
 from authserver.admin.service import Actor, AdminService
 from authserver.admin.validation import AdminError, invalid
@@ -213,6 +214,24 @@ async def roles(request: Request, admin: AdminService, actor: Actor) -> Response
 @admin_endpoint
 async def events(request: Request, admin: AdminService, actor: Actor) -> Response:
     return json_response(await admin.list_events(_query(request)))
+
+
+@admin_endpoint
+async def emergency(request: Request, admin: AdminService, actor: Actor) -> Response:
+    services: Services = request.app.state.services
+    if request.method == "POST":
+        return json_response(await operations.set_emergency(services, await read_json(request), actor=actor))
+    return json_response(await operations.emergency_status(services))
+
+
+@admin_endpoint
+async def chaos(request: Request, admin: AdminService, actor: Actor) -> Response:
+    services: Services = request.app.state.services
+    if request.method == "POST":
+        return json_response(await operations.start_chaos(services, await read_json(request), actor=actor))
+    if request.method == "DELETE":
+        return json_response(await operations.stop_chaos(services, _query(request), actor=actor))
+    return json_response(await operations.chaos_status(services))
 
 
 async def openapi(request: Request) -> Response:

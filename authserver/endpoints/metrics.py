@@ -33,6 +33,7 @@ async def refresh_gauges(services: Services) -> None:
         )
     except Exception:  # noqa: BLE001 - a scrape must work while the database is down (that is when it matters)
         log.warning("signing-key ages not refreshed: database unavailable")
+    await services.limiter.emergency.is_on()  # sets authserver_emergency_mode (cached 5 s, never raises)
     pool = services.engine.pool
     checked_out = getattr(pool, "checkedout", None)
     checked_in = getattr(pool, "checkedin", None)

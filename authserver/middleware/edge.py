@@ -9,7 +9,8 @@ In order, for each request:
 3. security headers on every response, refusals included (RFC 9700 §4.16, ASVS 5 §3.4);
 4. too many or too large request headers: 431 (RFC 6585 §5) before anything reads them;
 5. a ``Content-Length`` over ``max_body_bytes``: 413 before anything parses the body; a body that
-   turns out larger while it streams: 413 if no response has started yet;
+   turns out larger while it streams: 413 if no response has started yet; in staging, an ``edge_5xx``
+   chaos experiment answers its share of requests 503 here (``authserver/chaos.py``);
 6. CORS at the paths a browser app calls (``/token``, ``/revoke``, ``/userinfo``; ``authserver/cors.py``):
    preflights answered here, ``Access-Control-Allow-Origin`` for allowed origins, ``Vary: Origin``;
 7. the machine endpoints (``direct``: exact paths such as ``/token`` and ``/jwks``) are called straight
@@ -33,6 +34,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from authserver.chaos import Chaos
 from authserver.cors import CorsPolicy
 from authserver.metrics import Metrics
 from authserver.middleware.body_limit import BodyTooLarge
@@ -44,6 +46,8 @@ from authserver.middleware.request_id import (
 )
 
 CSP = "default-src 'none'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+# The switch of the experiments themselves is never answered by an injected 5xx (they can always be stopped).
+CHAOS_EXEMPT = "/admin/api/chaos"
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
@@ -71,10 +75,11 @@ def security_headers(*, hsts: bool) -> dict[str, str]:
 class EdgeMiddleware:
     def __init__(
         self, app: ASGIApp, *, metrics: Metrics, hsts: bool, max_headers: int, max_header_bytes: int, max_body_bytes: int,
-        direct: Mapping[str, Route] | None = None, cors: CorsPolicy | None = None,
+        direct: Mapping[str, Route] | None = None, cors: CorsPolicy | None = None, chaos: Chaos | None = None,
     ) -> None:
         self.app = app
         self.cors = cors
+        self.chaos = chaos
         # path -> (route, the endpoint function to call with a Request, or None for an ASGI endpoint)
         self.direct = {
             path: (route, route.endpoint if inspect.isfunction(route.endpoint) else None)
@@ -141,6 +146,11 @@ class EdgeMiddleware:
                 cors_headers = []
                 answer = Response(status_code=code, headers={n.decode(): v.decode("latin-1") for n, v in preflight_headers})
                 await answer(scope, receive, edge_send)
+            elif (
+                self.chaos is not None and self.chaos.experiments and not scope["path"].startswith(CHAOS_EXEMPT)
+                and (injected := self.chaos.edge_status())
+            ):
+                await PlainTextResponse("Service unavailable (injected fault).", status_code=injected)(scope, receive, edge_send)
             else:
                 try:
                     found = self.direct.get(scope["path"]) if not scope.get("root_path") else None

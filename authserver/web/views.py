@@ -93,6 +93,7 @@ async def login(request: Request) -> Response:
             await services.events.record(
                 "login", "failure", client_id=client_id, ip=ip, user_agent=request.headers.get("user-agent"), reason="locked",
             )
+            await services.limiter.note_failure()
             response = render(
                 request, "login.html", locale=locale, status_code=429,
                 interaction_id=interaction.interaction_id, csrf=interaction.csrf,
@@ -128,6 +129,7 @@ async def login(request: Request) -> Response:
                 reason="unknown_user" if account is None else ("disabled" if ok else "bad_password"),
             )
             await _count_failure(services, lock_keys, ip=ip, account_id=account.account_id if account else None)
+            await services.limiter.note_failure()
             return render(
                 request, "login.html", locale=locale, status_code=401,
                 interaction_id=interaction.interaction_id, csrf=interaction.csrf,

@@ -78,6 +78,7 @@ def test_admin_api_fuzzed_from_its_openapi_description_has_no_server_errors(tmp_
                 "--max-examples", "8", "--seed", "7310", "--no-shrink",
                 "--phases", "examples,coverage,fuzzing",
                 "--exclude-path", "/admin/api/users/{account_id}/unlock",  # 501 until a lockout store is wired
+                "--exclude-path", "/admin/api/chaos",  # its experiments answer 503 on purpose (own tests)
                 "--request-timeout", "10",
             ],
             capture_output=True, text=True, timeout=420, check=False,

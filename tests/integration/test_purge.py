@@ -3,12 +3,11 @@ batches; rows still needed (live ones, and consumed ones within the retention, f
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from sqlalchemy import func, select
 
-from authserver.housekeeping import purge_once, purge_periodically
+from authserver.housekeeping import purge_once
 from authserver.services import Services
 from authserver.storage.sql.models import AuthorizationCode, DenyListEntry, Grant, RefreshToken
 from authserver.tokens.opaque import digest
@@ -62,19 +61,3 @@ async def test_purge_walks_large_backlogs_in_batches(backend: str, database_url:
         async with services.sessions() as session:
             left = await session.scalar(select(func.count()).select_from(DenyListEntry).where(DenyListEntry.entry.like(f"jti:{claims['jti']}-%")))
         assert left == 0
-
-
-async def test_periodic_purge_runs_and_stops_with_the_app(backend: str, database_url: str, tmp_root: Path) -> None:
-    async with frozen_app(backend, database_url, tmp_root) as (_http, services, _clock):
-        await services.cache.delete("purge:lock")
-        task = asyncio.create_task(purge_periodically(services, interval=0.01))  # type: ignore[arg-type]
-        try:
-            for _ in range(200):
-                await asyncio.sleep(0.01)
-                if await services.cache.get("purge:lock") is not None:
-                    break
-            assert await services.cache.get("purge:lock") is not None
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-            await services.cache.delete("purge:lock")

@@ -23,6 +23,7 @@ def exported_names() -> set[str]:
     metrics.security_event("mfa_totp", "failure")
     metrics.set_pool(1, 2)
     metrics.set_pool_capacity(20)
+    metrics.set_emergency(True)
     from datetime import datetime, timezone
 
     now = datetime.now(timezone.utc)
@@ -36,7 +37,8 @@ def test_alert_rules_parse_and_cover_the_service_objectives() -> None:
     all_rules = [rule for group in rules["groups"] for rule in group["rules"]]
     alerts = {rule["alert"]: rule for rule in all_rules if "alert" in rule}
     recorded = {rule["record"] for rule in all_rules if "record" in rule}
-    for name in ("AuthserverHighErrorRate", "AuthserverHighLatencyP95", "AuthserverErrorBudgetFastBurn", "AuthserverErrorBudgetSlowBurn"):
+    for name in ("AuthserverHighErrorRate", "AuthserverHighLatencyP95", "AuthserverErrorBudgetFastBurn", "AuthserverErrorBudgetSlowBurn",
+                 "AuthserverEmergencyMode"):
         assert name in alerts
     assert alerts["AuthserverHighErrorRate"]["for"] == "5m" and "0.01" in alerts["AuthserverHighErrorRate"]["expr"]
     assert "0.5" in alerts["AuthserverHighLatencyP95"]["expr"]

@@ -14,18 +14,12 @@ from authserver.chaos import FaultyCache, inject_database_faults
 from authserver.services import Services
 from authserver.settings import SettingsError, load_settings
 from tests.conftest import ISSUER, environ_for, fast_passwords
+from tests.support.apps import production_env
 from tests.support.factories import REDIRECT_URI, make_client, pkce_pair
 
 
 def test_fault_injection_is_refused_in_production() -> None:
-    env = {
-        "AUTHSERVER_SERVER__PRODUCTION": "true",
-        "AUTHSERVER_SERVER__ISSUER": "https://id.cmipro.example",
-        "AUTHSERVER_DATABASE__URL": "postgresql+asyncpg://db/authserver",
-        "AUTHSERVER_CACHE__URL": "redis://redis:6379/0",
-        "AUTHSERVER_SECURITY__ENCRYPTION_KEYS": '{"k1": "' + "A" * 43 + '"}',
-        "AUTHSERVER_SECURITY__ACTIVE_ENCRYPTION_KEY": "k1",
-    }
+    env = production_env()
     assert load_settings(env).chaos.enabled is False
     with pytest.raises(SettingsError, match="chaos"):
         load_settings(env | {"AUTHSERVER_CHAOS__DATABASE_ERROR_RATE": "0.05"})

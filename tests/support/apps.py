@@ -31,6 +31,19 @@ async def running_app(
             yield app, app.state.services, http
 
 
+def production_env(**extra: str) -> dict[str, str]:
+    """Settings that pass the production checks (nothing is connected to: build services, not a server)."""
+    return {
+        "AUTHSERVER_SERVER__PRODUCTION": "true",
+        "AUTHSERVER_SERVER__ISSUER": "https://id.cmipro.example",
+        "AUTHSERVER_DATABASE__URL": "postgresql+asyncpg://db/authserver",
+        "AUTHSERVER_CACHE__URL": "redis://redis:6379/0",
+        "AUTHSERVER_SECURITY__ENCRYPTION_KEYS": '{"k1": "' + "A" * 43 + '"}',
+        "AUTHSERVER_SECURITY__ACTIVE_ENCRYPTION_KEY": "k1",
+        **extra,
+    }
+
+
 def location(response: httpx.Response) -> str:
     assert response.status_code in (302, 303), (response.status_code, response.text[:300])
     return str(response.headers["location"])

@@ -3,17 +3,20 @@ erasure, and the batched purge of expired rows (RFC 7009 §2.1, RFC 6749 §10.4,
 
 Every multi-row write is one short transaction. The purge deletes at most ``batch_size`` rows per
 statement, choosing them in a subquery (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so it never waits on a
-row a token request holds), so locks on the hot tables stay short.
+row a token request holds), and pauses ``pause`` seconds between batches, so locks on the hot tables stay
+short and other writers get the database in between (SQLite has one writer at a time).
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -50,9 +53,20 @@ class PurgeReport:
     sessions: int = 0
     deny_list: int = 0
     account_tokens: int = 0
+    throttles: int = 0
+    events: int = 0
+    # Events whose IP address and user agent were dropped (the rows stay).
+    events_scrubbed: int = 0
 
     def total(self) -> int:
-        return self.codes + self.refresh_tokens + self.grants + self.sessions + self.deny_list + self.account_tokens
+        """Rows deleted (scrubbed events are not deleted)."""
+        return (
+            self.codes + self.refresh_tokens + self.grants + self.sessions + self.deny_list + self.account_tokens
+            + self.throttles + self.events
+        )
+
+    def as_dict(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
 
 
 class SqlLifecycleStore:
@@ -159,50 +173,93 @@ class SqlLifecycleStore:
 
     # --- purge -----------------------------------------------------------------------------------
 
-    async def purge(self, *, retention: int, batch_size: int, max_batches: int = 1000) -> PurgeReport:
-        """Delete what can no longer matter, ``batch_size`` rows per transaction.
+    async def purge(
+        self, *, retention: int, batch_size: int, max_batches: int = 1000, pause: float = 0.0,
+        event_retention: int | None = None, event_personal_data_retention: int | None = None,
+    ) -> PurgeReport:
+        """Delete what can no longer matter, ``batch_size`` rows per transaction, ``pause`` s between batches.
 
         Codes, refresh tokens and sessions ``retention`` seconds after they expire (consumed rows stay
         that long so reuse is still detected); grants ``retention`` after their absolute expiry or their
-        revocation; deny-list entries as soon as every token they can match has expired.
+        revocation; deny-list entries as soon as every token they can match has expired. Security events
+        ``event_retention`` seconds after they happened; their IP address and user agent already after
+        ``event_personal_data_retention`` (None: keep them).
         """
         now = self._clock.now()
         cutoff = now - timedelta(seconds=retention)
+        batches = Batches(self._sessions, batch_size=batch_size, max_batches=max_batches, pause=pause)
         report = PurgeReport()
-        report.deny_list = await self._purge(DenyListEntry.entry, DenyListEntry.expires_at <= now, batch_size, max_batches)
-        report.account_tokens = await self._purge(AccountToken.token_digest, AccountToken.expires_at <= cutoff, batch_size, max_batches)
-        report.codes = await self._purge(AuthorizationCode.code_digest, AuthorizationCode.expires_at <= cutoff, batch_size, max_batches)
-        report.refresh_tokens = await self._purge(RefreshToken.token_digest, RefreshToken.expires_at <= cutoff, batch_size, max_batches)
-        report.grants = await self._purge(
-            Grant.grant_id, or_(Grant.expires_at <= cutoff, Grant.revoked_at <= cutoff), batch_size, max_batches
+        report.deny_list = await batches.delete(DenyListEntry.entry, DenyListEntry.expires_at <= now)
+        report.account_tokens = await batches.delete(AccountToken.token_digest, AccountToken.expires_at <= cutoff)
+        report.codes = await batches.delete(AuthorizationCode.code_digest, AuthorizationCode.expires_at <= cutoff)
+        report.refresh_tokens = await batches.delete(RefreshToken.token_digest, RefreshToken.expires_at <= cutoff)
+        report.grants = await batches.delete(Grant.grant_id, or_(Grant.expires_at <= cutoff, Grant.revoked_at <= cutoff))
+        report.sessions = await batches.delete(
+            BrowserSession.session_digest, or_(BrowserSession.expires_at <= cutoff, BrowserSession.ended_at <= cutoff)
         )
-        report.sessions = await self._purge(
-            BrowserSession.session_digest,
-            or_(BrowserSession.expires_at <= cutoff, BrowserSession.ended_at <= cutoff),
-            batch_size,
-            max_batches,
-        )
+        if event_retention is not None:
+            report.events = await batches.delete(
+                SecurityEvent.id, SecurityEvent.occurred_at < now - timedelta(seconds=event_retention)
+            )
+        if event_personal_data_retention is not None:
+            report.events_scrubbed = await batches.update(
+                SecurityEvent.id,
+                and_(
+                    SecurityEvent.occurred_at < now - timedelta(seconds=event_personal_data_retention),
+                    or_(SecurityEvent.ip.is_not(None), SecurityEvent.user_agent.is_not(None)),
+                ),
+                {"ip": None, "user_agent": None},
+            )
         return report
 
-    async def _purge(self, key: Any, condition: Any, batch_size: int, max_batches: int) -> int:
+
+class Batches:
+    """Deletes and updates of every row matching a condition, at most ``batch_size`` rows per transaction.
+
+    Each batch picks its rows in a subquery by key (``FOR UPDATE SKIP LOCKED`` on PostgreSQL: a row a
+    request holds is left for the next run, never waited for), then commits; ``pause`` seconds pass
+    between two batches. At most ``max_batches`` per call, so one run is bounded however large the backlog.
+    """
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, batch_size: int, max_batches: int = 1000,
+                 pause: float = 0.0) -> None:
+        self._sessions = sessions
+        self._batch_size = batch_size
+        self._max_batches = max_batches
+        self._pause = pause
+
+    async def delete(self, key: Any, condition: Any) -> int:
+        return await self._run(key, condition, None)
+
+    async def update(self, key: Any, condition: Any, values: dict[str, Any]) -> int:
+        """``condition`` must stop matching a row once ``values`` are set, or the same rows come back."""
+        return await self._run(key, condition, values)
+
+    async def _run(self, key: Any, condition: Any, values: dict[str, Any] | None) -> int:
         table = key.class_
         total = 0
-        for _ in range(max_batches):
+        for batch in range(self._max_batches):
+            if batch and self._pause:
+                await asyncio.sleep(self._pause)
             async with self._sessions.begin() as session:
-                chosen = select(key).where(condition).limit(batch_size)
+                chosen = select(key).where(condition).limit(self._batch_size)
                 if session.get_bind().dialect.name == "postgresql":
                     chosen = chosen.with_for_update(skip_locked=True)
-                if table is Grant:
+                if values is not None:
+                    result = await session.execute(update(table).where(key.in_(chosen)).values(**values))
+                    done = int(result.rowcount)  # type: ignore[attr-defined]
+                elif table is Grant:
                     # Refresh tokens go with their grant (explicitly: see erase_account).
                     ids = list((await session.scalars(chosen)).all())
+                    done = 0
                     if ids:
                         await session.execute(delete(RefreshToken).where(RefreshToken.grant_id.in_(ids)))
                         result = await session.execute(delete(Grant).where(Grant.grant_id.in_(ids)))
-                    deleted = len(ids) and int(result.rowcount)  # type: ignore[attr-defined]
+                        done = int(result.rowcount)  # type: ignore[attr-defined]
                 else:
                     result = await session.execute(delete(table).where(key.in_(chosen)))
-                    deleted = int(result.rowcount)  # type: ignore[attr-defined]
-            total += deleted
-            if deleted < batch_size:
+                    done = int(result.rowcount)  # type: ignore[attr-defined]
+            total += done
+            if done < self._batch_size:
                 break
         return total

@@ -16,11 +16,13 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
     Text,
     TypeDecorator,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -283,6 +285,14 @@ class SecurityEvent(Base):
     request_id: Mapped[str | None] = mapped_column(String(64), default=None)
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
+    __table_args__ = (
+        # The retention purge finds the events that still carry an IP or user agent through this (small) index.
+        Index(
+            "ix_security_events_personal_data", "occurred_at",
+            postgresql_where=text("ip IS NOT NULL OR user_agent IS NOT NULL"),
+            sqlite_where=text("ip IS NOT NULL OR user_agent IS NOT NULL"),
+        ),
+    )
 
 
 class LoginThrottle(Base):
@@ -311,3 +321,17 @@ class ServerFlag(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[dict[str, Any]] = mapped_column(default=dict)
     updated_at: Mapped[datetime]
+
+
+class JobLease(Base):
+    """One row per background job (authserver.jobs): when it is next due and who holds it while it runs."""
+
+    __tablename__ = "job_leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # The instance running it now or last (host:pid:random).
+    holder: Mapped[str | None] = mapped_column(String(100), default=None)
+    # While set and in the future, nobody else may start the job (the holder crashed: it ends by itself).
+    lease_until: Mapped[datetime | None] = mapped_column(default=None)
+    next_run_at: Mapped[datetime]
+    last_run_at: Mapped[datetime | None] = mapped_column(default=None)
