@@ -26,7 +26,16 @@ from authserver.tokens.opaque import digest
 from authserver.tokens.refresh_grace import IN_FLIGHT_SECONDS, KEY_PREFIX
 from tests.support.apps import running_app
 from tests.support.factories import make_client
-from tests.support.lifecycle import STRICT_ROTATION, Issued, frozen_app, is_active, issue, live_refresh_tokens, refresh, resource_server
+from tests.support.lifecycle import (
+    STRICT_ROTATION,
+    Issued,
+    frozen_app,
+    is_active,
+    issue,
+    live_refresh_tokens,
+    refresh,
+    resource_server,
+)
 from tests.support.proxy import FaultProxy
 
 ROUNDS = int(os.environ.get("AUTHSERVER_RACE_ROUNDS", "6"))

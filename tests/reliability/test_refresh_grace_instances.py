@@ -23,7 +23,14 @@ from authserver.services import Services
 from authserver.tokens.opaque import digest
 from tests.support.apps import running_app
 from tests.support.factories import AppClient, make_client, make_user
-from tests.support.lifecycle import Issued, is_active, issue, live_refresh_tokens, refresh, resource_server
+from tests.support.lifecycle import (
+    Issued,
+    is_active,
+    issue,
+    live_refresh_tokens,
+    refresh,
+    resource_server,
+)
 
 pytestmark = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 ROUNDS = int(os.environ.get("AUTHSERVER_RACE_ROUNDS", "6"))
