@@ -35,6 +35,7 @@ from tests.support.lifecycle import (
     live_refresh_tokens,
     refresh,
     resource_server,
+    revoke,
 )
 from tests.support.proxy import FaultProxy
 
@@ -257,3 +258,24 @@ async def test_cache_down_a_retry_is_503_and_changes_nothing(database_url: str, 
         replay = await refresh(http, issued.client, lost["refresh_token"])
         assert replay.status_code == 400 and replay.json()["error"] == "invalid_grant"
         assert await live_refresh_tokens(services, grant_id) == 0
+
+
+async def test_a_retry_racing_a_revocation_leaves_nothing_alive(http: httpx.AsyncClient, services: Services) -> None:
+    """SPEC R-09 with the grace period: once /revoke answered 200, what a forgiven retry handed out is dead too."""
+    client = await make_client(services)
+    rs = await resource_server(services)
+    for round_number in range(ROUNDS * 2):
+        issued = await issue(http, services, client=client)
+        lost = (await refresh(http, client, issued.refresh)).json()
+        racers = [refresh(http, client, issued.refresh), revoke(http, client, issued.refresh)]
+        if round_number % 2:
+            racers.reverse()
+        results = await asyncio.gather(*racers)
+        retried, revoked = results if round_number % 2 == 0 else results[::-1]
+        assert revoked.status_code == 200
+        assert retried.status_code in (200, 400), retried.text
+        if retried.status_code == 200:
+            assert retried.json()["refresh_token"] == lost["refresh_token"]
+        assert await live_refresh_tokens(services, await _grant_of(services, issued.refresh)) == 0
+        assert not await is_active(http, rs, lost["access_token"])
+        assert (await refresh(http, client, lost["refresh_token"])).status_code == 400
