@@ -12,7 +12,7 @@ import logging
 from typing import Any, ClassVar
 
 from authserver.errors import InvalidGrant, InvalidRequest, InvalidScope
-from authserver.grants.base import issue_user_tokens, require_grant_type
+from authserver.grants.base import TokenBinding, issue_user_tokens, require_grant_type
 from authserver.protocol.scopes import parse_scope
 from authserver.services import Services
 from authserver.storage.errors import AlreadyConsumed, NotFound
@@ -31,7 +31,7 @@ class RefreshTokenGrant:
         self._services = services
 
     async def create_token_response(
-        self, client: ClientInfo, params: dict[str, str], *, ip: str | None = None
+        self, client: ClientInfo, params: dict[str, str], *, ip: str | None = None, binding: TokenBinding | None = None
     ) -> dict[str, Any]:
         require_grant_type(client, self.GRANT_TYPE)
         value = params.get("refresh_token")
@@ -41,7 +41,7 @@ class RefreshTokenGrant:
         if not value.startswith(REFRESH_PREFIX):
             raise InvalidGrant("The refresh token is invalid.")
         if services.fast_path is not None and params.get("scope") is None:
-            issued = await self._rotate_in_one_statement(client, value)
+            issued = await self._rotate_in_one_statement(client, value, binding)
             if issued is not None:
                 return issued
             # Nothing was changed: the general path below tells reuse from an unknown or dead token.
@@ -82,9 +82,13 @@ class RefreshTokenGrant:
         except NotFound:
             raise InvalidGrant("The refresh token is invalid.") from None
 
-        return issue_user_tokens(services, client, account, grant, scopes=scopes, nonce=None, refresh_token=new_value)
+        return issue_user_tokens(
+            services, client, account, grant, scopes=scopes, nonce=None, refresh_token=new_value, binding=binding
+        )
 
-    async def _rotate_in_one_statement(self, client: ClientInfo, value: str) -> dict[str, Any] | None:
+    async def _rotate_in_one_statement(
+        self, client: ClientInfo, value: str, binding: TokenBinding | None
+    ) -> dict[str, Any] | None:
         """PostgreSQL: claim, check and rotate in one round trip (storage/sql/fastpath.py); None if refused."""
         services = self._services
         assert services.fast_path is not None
@@ -96,4 +100,6 @@ class RefreshTokenGrant:
         if rotated is None:
             return None
         # The answer carries what the tokens need of both the person and the family.
-        return issue_user_tokens(services, client, rotated, rotated, scopes=rotated.scopes, nonce=None, refresh_token=new_value)
+        return issue_user_tokens(
+            services, client, rotated, rotated, scopes=rotated.scopes, nonce=None, refresh_token=new_value, binding=binding
+        )
