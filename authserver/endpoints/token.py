@@ -8,7 +8,7 @@ from starlette.responses import Response
 from authserver.endpoints._guard import authenticate_client_guarded, client_ip
 from authserver.endpoints._http import json_response, method_not_allowed, oauth_json, read_form
 from authserver.errors import InvalidRequest, TemporarilyUnavailable, UnsupportedGrantType
-from authserver.grants.base import TokenGrant
+from authserver.grants.base import TokenBinding, TokenGrant
 from authserver.protocol import client_auth
 
 
@@ -37,7 +37,9 @@ async def token(request: Request) -> Response:
         # Checked before the grant consumes anything: a key for a newly added algorithm is still being published.
         raise TemporarilyUnavailable("No signing key is active yet for this client's algorithm.")
     relevant = {name: value for name, value in params.items() if name in grant.PARAMETERS}
-    body = await grant.create_token_response(client, relevant, ip=ip)
+    # The key the tokens are bound to (DPoP proof, client certificate); None issues bearer tokens.
+    binding: TokenBinding | None = None
+    body = await grant.create_token_response(client, relevant, ip=ip, binding=binding)
     if grant_type != "client_credentials" or services.settings.observability.store_machine_token_events:
         await services.events.record(
             "token", "issued", client_id=client.client_id, ip=ip, user_agent=request.headers.get("user-agent"),

@@ -10,7 +10,7 @@ import logging
 from typing import Any, ClassVar
 
 from authserver.errors import InvalidGrant, InvalidRequest
-from authserver.grants.base import issue_user_tokens, require_grant_type
+from authserver.grants.base import TokenBinding, issue_user_tokens, require_grant_type
 from authserver.protocol.pkce import verify_s256
 from authserver.services import Services
 from authserver.storage.errors import AlreadyConsumed, Expired
@@ -31,7 +31,7 @@ class AuthorizationCodeGrant:
         self._services = services
 
     async def create_token_response(
-        self, client: ClientInfo, params: dict[str, str], *, ip: str | None = None
+        self, client: ClientInfo, params: dict[str, str], *, ip: str | None = None, binding: TokenBinding | None = None
     ) -> dict[str, Any]:
         require_grant_type(client, self.GRANT_TYPE)
         code_value = params.get("code")
@@ -80,7 +80,8 @@ class AuthorizationCodeGrant:
             raise InvalidGrant("The authorization code has expired.") from None
 
         return issue_user_tokens(
-            services, client, account, grant, scopes=list(code.scopes), nonce=code.nonce, refresh_token=refresh_value
+            services, client, account, grant, scopes=list(code.scopes), nonce=code.nonce, refresh_token=refresh_value,
+            binding=binding,
         )
 
     async def _revoke_reused(self, grant_id: str | None, client_id: str, account_id: str, ip: str | None) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, Protocol
 
@@ -16,14 +17,32 @@ from authserver.storage.sql.clients import ClientInfo
 USER_SCOPES = frozenset({"openid", "profile", "email", "offline_access", "mfa:manage"})
 
 
+@dataclass(frozen=True)
+class TokenBinding:
+    """The key an access token is bound to (its ``cnf`` claim): a DPoP key (RFC 9449 §6, ``jkt``) or the
+    client's TLS certificate (RFC 8705 §3.1, ``x5t#S256``). A token with a DPoP key is of type ``DPoP``."""
+
+    jkt: str | None = None
+    x5t_s256: str | None = None
+
+    def cnf(self) -> dict[str, str] | None:
+        cnf = {name: value for name, value in (("jkt", self.jkt), ("x5t#S256", self.x5t_s256)) if value is not None}
+        return cnf or None
+
+    @property
+    def token_type(self) -> str:
+        return "DPoP" if self.jkt is not None else "Bearer"
+
+
 class TokenGrant(Protocol):
     GRANT_TYPE: ClassVar[str]
     # Parameters the grant reads; anything else in the request is ignored (RFC 6749 §3.1).
     PARAMETERS: ClassVar[frozenset[str]]
 
-    # ``ip`` is the client's address (endpoints._guard.client_ip), for the security events a grant records.
+    # ``ip`` is the client's address (endpoints._guard.client_ip), for the security events a grant records;
+    # ``binding`` the key the access token is bound to, if any (decided by the token endpoint).
     async def create_token_response(
-        self, client: ClientInfo, params: dict[str, str], *, ip: str | None = None
+        self, client: ClientInfo, params: dict[str, str], *, ip: str | None = None, binding: TokenBinding | None = None
     ) -> dict[str, Any]: ...
 
 
@@ -128,10 +147,18 @@ def user_claims(account: Person, *, auth_time: datetime | None, amr: list[str], 
     return claims
 
 
-def token_response(access_token: str, expires_in: int, scopes: list[str], **extra: str | None) -> dict[str, Any]:
+def bound_claims(binding: TokenBinding | None) -> dict[str, Any]:
+    """The ``cnf`` claim of a bound access token; nothing for a bearer token."""
+    cnf = binding.cnf() if binding is not None else None
+    return {"cnf": cnf} if cnf else {}
+
+
+def token_response(
+    access_token: str, expires_in: int, scopes: list[str], *, token_type: str = "Bearer", **extra: str | None
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "access_token": access_token,
-        "token_type": "Bearer",
+        "token_type": token_type,
         "expires_in": expires_in,
         "scope": " ".join(scopes),
     }
@@ -148,6 +175,7 @@ def issue_user_tokens(
     scopes: list[str],
     nonce: str | None,
     refresh_token: str | None,
+    binding: TokenBinding | None = None,
 ) -> dict[str, Any]:
     """The token response for a person's grant: an access token carrying the grant id (``gid``) and, with
     ``openid``, an ID token (OIDC Core §3.1.3.3; on refresh without ``nonce``, §12.2)."""
@@ -159,7 +187,9 @@ def issue_user_tokens(
         audience=list(grant.audience),
         ttl=client.access_token_ttl or settings.access_token_ttl,
         alg=client.signing_alg,
-        extra=user_claims(account, auth_time=grant.auth_time, amr=list(grant.amr), acr=grant.acr) | {"gid": grant.grant_id},
+        extra=user_claims(account, auth_time=grant.auth_time, amr=list(grant.amr), acr=grant.acr)
+        | {"gid": grant.grant_id}
+        | bound_claims(binding),
     )
     id_token = None
     if "openid" in scopes:
@@ -174,4 +204,7 @@ def issue_user_tokens(
             access_token=issued.token,
             alg=client.signing_alg,
         )
-    return token_response(issued.token, issued.expires_in, scopes, refresh_token=refresh_token, id_token=id_token)
+    token_type = binding.token_type if binding is not None else "Bearer"
+    return token_response(
+        issued.token, issued.expires_in, scopes, token_type=token_type, refresh_token=refresh_token, id_token=id_token
+    )

@@ -14,7 +14,7 @@ import logging
 from typing import Any, ClassVar
 
 from authserver.errors import InvalidGrant, InvalidRequest, InvalidScope
-from authserver.grants.base import issue_user_tokens, require_grant_type
+from authserver.grants.base import TokenBinding, issue_user_tokens, require_grant_type
 from authserver.protocol.scopes import parse_scope
 from authserver.services import Services
 from authserver.storage.errors import AlreadyConsumed, NotFound
@@ -39,9 +39,9 @@ class RefreshTokenGrant:
         )
 
     async def create_token_response(
-        self, client: ClientInfo, params: dict[str, str], *, ip: str | None = None, dpop_jkt: str | None = None
+        self, client: ClientInfo, params: dict[str, str], *, ip: str | None = None, binding: TokenBinding | None = None
     ) -> dict[str, Any]:
-        """``dpop_jkt``: the thumbprint of the DPoP key that signed the request's proof (RFC 9449), if any;
+        """``binding``: the key the new tokens are bound to (DPoP proof's ``jkt``, client certificate), if any;
         a retry in the grace period must be made with the same key as the rotation it repeats."""
         require_grant_type(client, self.GRANT_TYPE)
         value = params.get("refresh_token")
@@ -53,9 +53,12 @@ class RefreshTokenGrant:
         # RFC 6749 §6: a requested scope narrows this access token only; the new refresh token keeps the
         # scope originally granted (the family's), so a later refresh without scope gets all of it back.
         requested = parse_scope(params.get("scope"))
-        presented = Presentation(digest(value), client.client_id, normalise_scope(requested), dpop_jkt)
+        presented = Presentation(
+            digest(value), client.client_id, normalise_scope(requested),
+            jkt=binding.jkt if binding is not None else None, x5t_s256=binding.x5t_s256 if binding is not None else None,
+        )
         if services.fast_path is not None and params.get("scope") is None:
-            issued = await self._rotate_in_one_statement(client, value, presented)
+            issued = await self._rotate_in_one_statement(client, value, presented, binding)
             if issued is not None:
                 return issued
             # Nothing was changed: the general path below tells reuse from an unknown or dead token.
@@ -91,7 +94,9 @@ class RefreshTokenGrant:
         except NotFound:
             raise InvalidGrant("The refresh token is invalid.") from None
 
-        body = issue_user_tokens(services, client, account, grant, scopes=scopes, nonce=None, refresh_token=new_value)
+        body = issue_user_tokens(
+            services, client, account, grant, scopes=scopes, nonce=None, refresh_token=new_value, binding=binding
+        )
         await self._grace.remember(presented, successor_digest=digest(new_value), body=body, rotated_at=rotated_at)
         return body
 
@@ -120,7 +125,9 @@ class RefreshTokenGrant:
             grant_id=grant.grant_id, **extra,
         )
 
-    async def _rotate_in_one_statement(self, client: ClientInfo, value: str, presented: Presentation) -> dict[str, Any] | None:
+    async def _rotate_in_one_statement(
+        self, client: ClientInfo, value: str, presented: Presentation, binding: TokenBinding | None
+    ) -> dict[str, Any] | None:
         """PostgreSQL: claim, check and rotate in one round trip (storage/sql/fastpath.py); None if refused."""
         services = self._services
         assert services.fast_path is not None
@@ -133,6 +140,8 @@ class RefreshTokenGrant:
         if rotated is None:
             return None
         # The answer carries what the tokens need of both the person and the family.
-        body = issue_user_tokens(services, client, rotated, rotated, scopes=rotated.scopes, nonce=None, refresh_token=new_value)
+        body = issue_user_tokens(
+            services, client, rotated, rotated, scopes=rotated.scopes, nonce=None, refresh_token=new_value, binding=binding
+        )
         await self._grace.remember(presented, successor_digest=digest(new_value), body=body, rotated_at=now)
         return body

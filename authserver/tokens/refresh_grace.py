@@ -14,8 +14,8 @@ family, signing the person out. With ``tokens.refresh_token_grace_period`` > 0 (
 
   1. it was consumed less than the grace period ago (the database's ``consumed_at`` against the clock,
      so the decision is the same on every instance and testable with a FrozenClock);
-  2. the presenting client is the one that rotated it, with the same requested ``scope`` and, for a
-     DPoP-bound family, the same key (``jkt``; the hook for DPoP, None until then);
+  2. the presenting client is the one that rotated it, with the same requested ``scope`` and the same
+     token binding (DPoP key ``jkt``, client certificate ``x5t#S256``; both None for bearer tokens);
   3. the answer is in the cache and decrypts;
   4. its successor refresh token is still unused and live, in a live family (the database again): only
      the immediate predecessor is ever forgiven, never an older generation (django-oauth-toolkit #1617);
@@ -68,8 +68,10 @@ class Presentation:
     client_id: str
     # The requested scope, normalised (sorted, space-separated; "" when none was requested).
     scope: str = ""
-    # DPoP (RFC 9449): the thumbprint of the key that proved possession; None without DPoP.
+    # The key the tokens are bound to: DPoP (RFC 9449) key thumbprint, client certificate thumbprint (RFC
+    # 8705); None for bearer tokens.
     jkt: str | None = None
+    x5t_s256: str | None = None
 
 
 def normalise_scope(scopes: list[str]) -> str:
@@ -111,7 +113,7 @@ class RefreshGrace:
         if not self.enabled:
             return
         entry = {
-            "c": presented.client_id, "q": presented.scope, "j": presented.jkt, "s": successor_digest,
+            "c": presented.client_id, "q": presented.scope, "j": presented.jkt, "x": presented.x5t_s256, "s": successor_digest,
             "t": rotated_at.timestamp(), "b": body,
         }
         sealed = self._encryptor.encrypt(json.dumps(entry, separators=(",", ":")).encode(), aad=self._aad(presented.token_digest))
@@ -139,7 +141,9 @@ class RefreshGrace:
         try:
             entry = json.loads(self._encryptor.decrypt(sealed, aad=self._aad(presented.token_digest)))
             body: dict[str, Any] = dict(entry["b"])
-            same = (entry["c"], entry["q"], entry["j"]) == (presented.client_id, presented.scope, presented.jkt)
+            same = (entry["c"], entry["q"], entry["j"], entry["x"]) == (
+                presented.client_id, presented.scope, presented.jkt, presented.x5t_s256
+            )
             successor: str = entry["s"]
             rotated_at = float(entry["t"])
         except (DecryptionError, ValueError, KeyError, TypeError):

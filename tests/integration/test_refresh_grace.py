@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from authserver.errors import InvalidGrant
+from authserver.grants.base import TokenBinding
 from authserver.grants.refresh_token import RefreshTokenGrant
 from authserver.services import Services
 from authserver.tokens.opaque import digest
@@ -183,19 +184,31 @@ async def test_parallel_duplicates_inside_the_grace_period_share_one_answer(http
         assert (await refresh(http, client, successor)).status_code == 200
 
 
-async def test_a_dpop_bound_retry_needs_the_same_key(http: httpx.AsyncClient, services: Services) -> None:
-    """The hook for DPoP (RFC 9449): a retry proves possession of the key the rotation was made with."""
+@pytest.mark.parametrize(
+    ("bound", "other"),
+    [
+        (TokenBinding(jkt="key-one"), TokenBinding(jkt="key-two")),
+        (TokenBinding(jkt="key-one"), None),
+        (TokenBinding(x5t_s256="cert-one"), TokenBinding(x5t_s256="cert-two")),
+        (None, TokenBinding(jkt="key-one")),
+    ],
+)
+async def test_a_bound_retry_needs_the_same_key(
+    http: httpx.AsyncClient, services: Services, bound: TokenBinding | None, other: TokenBinding | None
+) -> None:
+    """A sender-constrained family (DPoP RFC 9449, mTLS RFC 8705; the token endpoint passes the grant the
+    request's binding): a retry is forgiven only with the key the rotation was bound to; another key is reuse."""
     grant = RefreshTokenGrant(services)
     issued = await issue(http, services)
     client = await services.clients.get(issued.client.client_id)
     assert client is not None
     params = {"refresh_token": issued.refresh}
-    first = await grant.create_token_response(client, params, dpop_jkt="key-one")
-    retried = await grant.create_token_response(client, params, dpop_jkt="key-one")
+    first = await grant.create_token_response(client, params, binding=bound)
+    retried = await grant.create_token_response(client, params, binding=bound)
     assert {k: v for k, v in retried.items() if k != "expires_in"} == {k: v for k, v in first.items() if k != "expires_in"}
-    for other_key in ("key-two", None):
-        with pytest.raises(InvalidGrant):
-            await grant.create_token_response(client, params, dpop_jkt=other_key)
+    assert retried["token_type"] == ("DPoP" if bound is not None and bound.jkt else "Bearer")
+    with pytest.raises(InvalidGrant):
+        await grant.create_token_response(client, params, binding=other)
     assert await live_refresh_tokens(services, await _grant_of(services, issued.refresh)) == 0
 
 

@@ -30,6 +30,21 @@ GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
 CLIENT_ID = re.compile(r"[A-Za-z0-9._~-]{1,64}")
 # Algorithms the key store always holds a key for (authserver.keys.keystore.SUPPORTED_ALGS).
 SIGNING_ALGS = ("ES256", "RS256", "EdDSA")
+# Client metadata of sender-constrained and high-assurance clients (issue 13): same name on the row, the
+# ClientInfo, the admin API and RFC 7591 registration.
+SENDER_CONSTRAINT_FIELDS = (
+    "jwks",
+    "jwks_uri",
+    "token_endpoint_auth_signing_alg",
+    "tls_client_auth_subject_dn",
+    "tls_client_auth_san_dns",
+    "tls_client_auth_san_uri",
+    "tls_client_auth_san_ip",
+    "tls_client_auth_san_email",
+    "tls_client_certificate_bound_access_tokens",
+    "dpop_bound_access_tokens",
+    "require_pushed_authorization_requests",
+)
 
 
 @dataclass(frozen=True)
@@ -61,6 +76,18 @@ class ClientInfo:
     rate_limit_per_minute: int | None
     disabled: bool
     secrets: tuple[SecretInfo, ...] = field(repr=False, default=())
+    # Issue 13 metadata (models.Client documents each).
+    jwks: dict[str, Any] | None = field(default=None, repr=False)
+    jwks_uri: str | None = None
+    token_endpoint_auth_signing_alg: str | None = None
+    tls_client_auth_subject_dn: str | None = None
+    tls_client_auth_san_dns: str | None = None
+    tls_client_auth_san_uri: str | None = None
+    tls_client_auth_san_ip: str | None = None
+    tls_client_auth_san_email: str | None = None
+    tls_client_certificate_bound_access_tokens: bool = False
+    dpop_bound_access_tokens: bool = False
+    require_pushed_authorization_requests: bool = False
 
     @property
     def is_public(self) -> bool:
@@ -119,6 +146,7 @@ def _info(row: Client, secrets: list[ClientSecret]) -> ClientInfo:
         rate_limit_per_minute=row.rate_limit_per_minute,
         disabled=row.disabled_at is not None,
         secrets=tuple(SecretInfo(s.secret_digest, s.expires_at) for s in secrets),
+        **{name: getattr(row, name) for name in SENDER_CONSTRAINT_FIELDS},
     )
 
 
@@ -214,8 +242,15 @@ class SqlClientStore:
         access_token_ttl: int | None = None,
         refresh_token_idle_ttl: int | None = None,
         refresh_token_absolute_ttl: int | None = None,
+        **sender_constraints: Any,
     ) -> tuple[ClientInfo, str | None]:
-        """Create a client; returns it with its secret in clear (shown once), or None for public clients."""
+        """Create a client; returns it with its secret in clear (shown once), or None for public clients.
+
+        ``sender_constraints`` takes the SENDER_CONSTRAINT_FIELDS (validated by the caller, admin/validation.py).
+        """
+        unknown_fields = set(sender_constraints) - set(SENDER_CONSTRAINT_FIELDS)
+        if unknown_fields:
+            raise ValueError(f"unknown client field(s): {sorted(unknown_fields)}")
         if client_id is not None and not CLIENT_ID.fullmatch(client_id):
             raise ValueError("client_id: 1-64 characters of A-Z a-z 0-9 . _ ~ -")
         if client_type not in CLIENT_TYPES:
@@ -250,6 +285,7 @@ class SqlClientStore:
             access_token_ttl=access_token_ttl,
             refresh_token_idle_ttl=refresh_token_idle_ttl,
             refresh_token_absolute_ttl=refresh_token_absolute_ttl,
+            **{name: value for name, value in sender_constraints.items() if value is not None},
             created_at=now,
             updated_at=now,
         )

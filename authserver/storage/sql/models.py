@@ -21,6 +21,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    false,
     TypeDecorator,
     text,
 )
@@ -84,6 +85,23 @@ class Client(Base):
     refresh_token_idle_ttl: Mapped[int | None] = mapped_column(Integer, default=None)
     refresh_token_absolute_ttl: Mapped[int | None] = mapped_column(Integer, default=None)
     rate_limit_per_minute: Mapped[int | None] = mapped_column(Integer, default=None)
+    # Sender-constrained and high-assurance clients (issue 13). The client's public keys, given inline (a JWK
+    # Set, RFC 7591 `jwks`) or by URL (`jwks_uri`), for private_key_jwt (RFC 7523) and self_signed_tls_client_auth.
+    jwks: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    jwks_uri: Mapped[str | None] = mapped_column(String(2000), default=None)
+    # The JWS algorithm the client signs its assertions with (RFC 7591 token_endpoint_auth_signing_alg).
+    token_endpoint_auth_signing_alg: Mapped[str | None] = mapped_column(String(16), default=None)
+    # tls_client_auth (RFC 8705 §2.1.2): exactly one of these names the certificate the client presents.
+    tls_client_auth_subject_dn: Mapped[str | None] = mapped_column(String(1000), default=None)
+    tls_client_auth_san_dns: Mapped[str | None] = mapped_column(String(1000), default=None)
+    tls_client_auth_san_uri: Mapped[str | None] = mapped_column(String(1000), default=None)
+    tls_client_auth_san_ip: Mapped[str | None] = mapped_column(String(1000), default=None)
+    tls_client_auth_san_email: Mapped[str | None] = mapped_column(String(1000), default=None)
+    # Access tokens bound to the client's certificate (RFC 8705 §3, cnf.x5t#S256) or to a DPoP key (RFC 9449).
+    tls_client_certificate_bound_access_tokens: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    dpop_bound_access_tokens: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # RFC 9126 §6: this client must push its authorization requests to /par.
+    require_pushed_authorization_requests: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     disabled_at: Mapped[datetime | None] = mapped_column(default=None)
