@@ -115,6 +115,11 @@ class TokenSettings:
     # Refresh tokens expire after this much idle time, and at the latest after the absolute lifetime.
     refresh_token_idle_ttl: int = 14 * 24 * 3600
     refresh_token_absolute_ttl: int = 90 * 24 * 3600
+    # Grace period of refresh rotation, in seconds (0: strict, every reuse revokes the family): the same client
+    # presenting a just-rotated refresh token again within it, while its successor is unused, gets the same
+    # answer back (a response lost on a bad network) instead of revoking the family. At most 300 s; see
+    # docs/token-lifecycle.md. Needs the shared cache (Redis) when several instances run.
+    refresh_token_grace_period: int = 30
     # Default signing algorithm for access and ID tokens (ES256 or RS256).
     signing_alg: str = "ES256"
     # JWKS Cache-Control max-age in seconds: verifiers may cache the key set this long.
@@ -517,6 +522,8 @@ def validate(settings: Settings) -> None:
     for name in ("access_token_ttl", "id_token_ttl", "refresh_token_idle_ttl", "refresh_token_absolute_ttl", "jwks_max_age"):
         if getattr(tokens, name) <= 0:
             raise SettingsError(f"setting tokens.{name}: must be positive")
+    if not 0 <= tokens.refresh_token_grace_period <= 300:
+        raise SettingsError("setting tokens.refresh_token_grace_period: must be between 0 (strict rotation) and 300 seconds")
     if tokens.revocation_feed_lifetime < 120:
         raise SettingsError("setting tokens.revocation_feed_lifetime: must be at least 120 seconds (the feed is re-signed every 60 s)")
     if not 0 <= tokens.revocation_feed_max_age <= 60:

@@ -16,8 +16,9 @@ statement in autocommit, on a small asyncpg pool of its own:
    lifetime or the family's end, whichever is first.
 
 It answers the grant and account fields the token response needs, or no row. No row means nothing was
-changed, and the caller runs the general path, which tells reuse (revoke the family) from an unknown,
-foreign, revoked or expired token. Requests that narrow ``scope`` also take the general path.
+changed, and the caller runs the general path, which tells reuse (revoke the family) and a retry within
+the grace period (answered from the cache; authserver/tokens/refresh_grace.py) from an unknown, foreign,
+revoked or expired token. Requests that narrow ``scope`` also take the general path.
 
 SQLite (the embedded default) has no data-modifying CTEs and does not need this: there the ORM path is
 the only one. Every integration test runs on both engines.
