@@ -194,3 +194,39 @@ async def test_mfa_changes_send_notices_in_english(backend: str, database_url: s
         assert any("New backup codes were generated" in t for t in texts)
         assert any("Two-step verification was turned off" in t for t in texts)
         assert all(c not in t for t in texts for c in codes + fresh)
+
+
+async def test_the_json_api_sends_the_notices_too(backend: str, database_url: str, tmp_root: Path, inbox: Inbox) -> None:
+    from tests.support.factories import ALL_SCOPES
+
+    async with mfa_env(backend, database_url, tmp_root, **inbox.env()) as env:
+        app_client = await make_client(env.services, scopes=[*ALL_SCOPES, "mfa:manage"], audience=[env.services.settings.server.issuer])
+        mobile = await issue(env.http, env.services, client=app_client, scope="openid offline_access mfa:manage")
+        auth = {"Authorization": f"Bearer {mobile.access}"}
+        secret = (await env.http.post("/api/me/mfa/totp", headers=auth)).json()["secret"]
+        done = await env.http.post("/api/me/mfa/totp/confirm", headers=auth, json={"code": totp.code_at(secret, env.clock.now())})
+        codes = done.json()["backup_codes"]
+        regenerated = await env.http.post("/api/me/mfa/backup-codes/regenerate", headers=auth, json={"backup_code": codes[0]})
+        assert regenerated.status_code == 200, regenerated.text
+        removed = await env.http.request("DELETE", "/api/me/mfa/totp", headers=auth, json={
+            "password": mobile.user.password, "backup_code": regenerated.json()["backup_codes"][0]})
+        assert removed.status_code == 200, removed.text
+        await env.services.mailer.drain()
+        texts = [m.part("plain") for m in inbox.to(f"{mobile.user.username}@example.org")]
+        assert len(texts) == 3
+        assert any("Se activó" in t for t in texts) and any("Se generaron" in t for t in texts) and any("Se desactivó" in t for t in texts)
+
+
+async def test_a_password_reset_sends_a_notice(database_url: str, tmp_root: Path, inbox: Inbox) -> None:
+    from tests.selfservice.test_password_reset import ask, choose
+
+    async with running_app(database_url, tmp_root, **inbox.env()) as (_, services, http):
+        user = await make_user(services)
+        email = f"{user.username}@example.org"
+        await ask(http, email)
+        await services.mailer.drain()
+        link = inbox.to(email)[0].link("/password/reset")
+        assert (await choose(http, link)).status_code == 200
+        await services.mailer.drain()
+        notices = [m for m in inbox.to(email) if m.message["Subject"] == "Aviso de seguridad de tu cuenta de CMIPRO"]
+        assert len(notices) == 1 and "se restableció con un enlace" in notices[0].part("plain")
