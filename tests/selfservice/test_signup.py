@@ -234,3 +234,17 @@ def test_invitation_cli_creates_lists_and_revokes(backend: str, tmp_path: Path, 
     with pytest.raises(SystemExit, match="max_uses"):
         cli_main(["invitation", "create", "--uses", "0"])
 
+
+
+@pytest.mark.parametrize("env", [
+    {"AUTHSERVER_SELF_SERVICE__SIGNUP_ROLES": '["admin"]'},
+    {"AUTHSERVER_SELF_SERVICE__SIGNUP_ROLES": '["nobody"]'},
+    {"AUTHSERVER_SELF_SERVICE__INVITATION_TTL": "10"},
+    {"AUTHSERVER_SELF_SERVICE__MFA_RECOVERY_TTL": "5"},
+])
+def test_sign_up_settings_are_checked(env: dict[str, str]) -> None:
+    from authserver.settings import SettingsError, load_settings
+
+    with pytest.raises(SettingsError, match="self_service"):
+        load_settings(env)
+    load_settings({"AUTHSERVER_SELF_SERVICE__SIGNUP_ROLES": '["free_user", "premium_user"]', "AUTHSERVER_SELF_SERVICE__SIGNUP": "true"})
