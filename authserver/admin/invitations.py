@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from authserver.admin.service import Actor, listing
-from authserver.admin.validation import Body, not_found, page
+from authserver.admin.validation import Body, has_control_characters, not_found, page
 from authserver.services import Services
 from authserver.storage.sql.invitations import describe
 
@@ -45,6 +45,8 @@ async def list_invitations(services: Services, params: Mapping[str, str]) -> dic
 
 
 async def get_invitation(services: Services, invitation_id: str) -> dict[str, Any]:
+    if has_control_characters(invitation_id):  # never reaches PostgreSQL (NUL)
+        raise not_found("invitation")
     row = await services.invitations.get(invitation_id)
     if row is None:
         raise not_found("invitation")
@@ -52,6 +54,8 @@ async def get_invitation(services: Services, invitation_id: str) -> dict[str, An
 
 
 async def revoke_invitation(services: Services, invitation_id: str, *, actor: Actor) -> dict[str, Any]:
+    if has_control_characters(invitation_id):
+        raise not_found("invitation")
     row = await services.invitations.revoke(invitation_id)
     if row is None:
         raise not_found("invitation")

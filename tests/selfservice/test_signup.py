@@ -194,6 +194,8 @@ async def test_invitation_codes_are_single_use_digests_with_expiry(database_url:
         for bad in ({"max_uses": 0}, {"max_uses": "2"}, {"ttl_seconds": 10}, {"note": "a\x00b"}, {"extra": 1}):
             assert (await http.post("/admin/api/invitations", json=bad, headers=headers)).status_code == 400, bad
         assert (await http.get("/admin/api/invitations/nope", headers=headers)).status_code == 404
+        assert (await http.get("/admin/api/invitations/a%00b", headers=headers)).status_code == 404
+        assert (await http.delete("/admin/api/invitations/a%00b", headers=headers)).status_code == 404
         assert (await http.post("/admin/api/invitations", json={})).status_code == 401
 
 
