@@ -126,7 +126,7 @@ async def _signup(request: Request, services: Services) -> Response:
     # Only what the person typed goes back into the form, and only when it is printable.
     values.update({
         "username": username if USERNAME.fullmatch(username) else "", "email": email or "", "name": name or "",
-        "invitation": invitation if own.signup_requires_invitation and not CONTROL.search(invitation) else "",
+        "invitation": invitation[:128] if own.signup_requires_invitation and not CONTROL.search(invitation) else "",
     })
     if own.signup_requires_invitation and not await services.invitations.usable(invitation):
         values["invitation"] = ""
