@@ -43,6 +43,7 @@ from authserver.settings import Settings
 from authserver.shutdown import install_drain_on_sigterm
 from authserver.storage.cache import Cache, create_cache
 from authserver.storage.sql.account_tokens import SqlAccountTokenStore
+from authserver.storage.sql.invitations import SqlInvitationStore
 from authserver.storage.sql.accounts import SqlAccountStore
 from authserver.storage.sql.clients import SqlClientStore
 from authserver.storage.sql.engine import create_engine, create_sessionmaker
@@ -165,6 +166,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, passwords:
         metrics=metrics,
         account_tokens=SqlAccountTokenStore(sessions, clock),
         mailer=Mailer(settings.mail, create_environment()),
+        invitations=SqlInvitationStore(sessions, clock),
         fast_path=fast_path,
     )
 
@@ -256,4 +258,5 @@ def create_app(
     app.state.interactions = InteractionStore(services.cache, ttl=settings.login.interaction_ttl)
     app.state.templates = create_environment()
     app.state.templates.globals["mail_enabled"] = services.mailer.enabled
+    app.state.templates.globals["signup_enabled"] = settings.self_service.signup
     return app

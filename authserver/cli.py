@@ -386,6 +386,33 @@ def cmd_user_unlock(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_invitation(args: argparse.Namespace) -> int:
+    """Invitation codes for sign-up: create (the code is printed once), list, revoke."""
+    from authserver.admin import invitations
+    from authserver.admin.service import CLI
+    from authserver.admin.validation import AdminError
+
+    async def action(services: Any) -> Any:
+        if args.invitation_command == "create":
+            body: dict[str, Any] = {"max_uses": args.uses}
+            if args.ttl is not None:
+                body["ttl_seconds"] = args.ttl
+            if args.note:
+                body["note"] = args.note
+            return await invitations.create_invitation(services, body, actor=CLI)
+        if args.invitation_command == "revoke":
+            return await invitations.revoke_invitation(services, args.invitation_id, actor=CLI)
+        return (await invitations.list_invitations(services, {"limit": str(args.limit)}))["items"]
+
+    try:
+        result = asyncio.run(_with_services(_settings(args), action))
+    except AdminError as error:
+        problems = "; ".join(f"{e['field']}: {e['message']}" for e in error.errors)
+        raise SystemExit(f"{error.message}{' ' + problems if problems else ''}") from None
+    _print(result, args.json)
+    return 0
+
+
 def cmd_emergency(args: argparse.Namespace) -> int:
     async def action(services: Any) -> dict[str, Any]:
         emergency = services.limiter.emergency
@@ -678,6 +705,20 @@ def build_parser() -> argparse.ArgumentParser:
     unlock.add_argument("username")
     unlock.add_argument("--ip", help="also lift the sign-in block of this IP address")
     unlock.set_defaults(func=cmd_user_unlock)
+
+    invitation = commands.add_parser("invitation", help="invitation codes for sign-up (self_service.signup_requires_invitation)")
+    invitation_commands = invitation.add_subparsers(dest="invitation_command", required=True)
+    icreate = invitation_commands.add_parser("create", help="make an invitation code; prints it once")
+    icreate.add_argument("--uses", type=int, default=1, help="how many sign-ups it allows (default 1)")
+    icreate.add_argument("--ttl", type=int, help="seconds it is valid (default self_service.invitation_ttl, 7 days)")
+    icreate.add_argument("--note", help="who it is for (shown in listings)")
+    ilist = invitation_commands.add_parser("list", help="invitations, newest first (never the codes)")
+    ilist.add_argument("--limit", type=int, default=50)
+    irevoke = invitation_commands.add_parser("revoke", help="stop an invitation code from working")
+    irevoke.add_argument("invitation_id")
+    for sub in (icreate, ilist, irevoke):
+        sub.add_argument("--json", action="store_true")
+        sub.set_defaults(func=cmd_invitation)
 
     emergency = commands.add_parser("emergency", help="emergency mode: tighter limits for anonymous and sign-in traffic")
     emergency.add_argument("state", choices=["on", "off", "status"])

@@ -21,6 +21,7 @@ from authserver.mfa.service import MfaService
 from authserver.settings import Settings
 from authserver.storage.cache import Cache
 from authserver.storage.sql.account_tokens import SqlAccountTokenStore
+from authserver.storage.sql.invitations import SqlInvitationStore
 from authserver.storage.sql.accounts import SqlAccountStore
 from authserver.storage.sql.clients import SqlClientStore
 from authserver.storage.sql.fastpath import PgFastPath
@@ -63,6 +64,8 @@ class Services:
     # Self-service (docs/self-service.md): single-use mailed links and the SMTP sender (mail.host empty: off).
     account_tokens: SqlAccountTokenStore
     mailer: Mailer
+    # Invitation codes for sign-up (self_service.signup_requires_invitation), digests only.
+    invitations: SqlInvitationStore
     # PostgreSQL only: refresh rotation in one statement (storage/sql/fastpath.py); None on SQLite.
     fast_path: PgFastPath | None = None
     # Run-time fault injection (authserver/chaos.py); None in production.

@@ -267,6 +267,8 @@ class AbuseSettings:
     password_reset_per_ip: int = 10
     # Password-reset requests per minute per e-mail address (known or not): caps the mail one address gets.
     password_reset_per_address: int = 2
+    # Sign-up attempts (POST /signup) per minute per client IP.
+    signup_per_ip: int = 5
     # Emergency mode divides the per-IP limits and the per-IP sign-in failure threshold by this.
     emergency_divisor: int = 4
     # Emergency mode turns itself on when this many failed sign-ins and refused anonymous requests (429 at
@@ -360,6 +362,18 @@ class SelfServiceSettings:
     reset_token_ttl: int = 1800
     # Lifetime of an e-mail verification link in seconds (single use).
     verify_token_ttl: int = 24 * 3600
+    # The public sign-up page /signup. Off by default: accounts are made by operators (CLI, admin API)
+    # unless the deployment chooses to let people register themselves.
+    signup: bool = False
+    # With signup on: only people holding an invitation code (`authserver invitation create`) may register.
+    signup_requires_invitation: bool = False
+    # Roles a self-registered account gets (each must be in admin.roles).
+    signup_roles: list[str] = field(default_factory=lambda: ["free_user"])
+    # Lifetime in seconds of an invitation code made without an explicit expiry (default 7 days).
+    invitation_ttl: int = 7 * 24 * 3600
+    # Seconds after a sign-in with a backup code during which the person may set up a new authenticator
+    # in one step (MFA recovery, /account/mfa/recover).
+    mfa_recovery_ttl: int = 900
 
 
 @dataclass(frozen=True)
@@ -634,9 +648,14 @@ def _validate_self_service(settings: Settings) -> None:
         raise SettingsError("setting mail.sender: an e-mail address is required when mail.host is set")
     if bool(mail.username) != bool(mail.password):
         raise SettingsError("setting mail.username/mail.password: give both or neither")
-    for name in ("reset_token_ttl", "verify_token_ttl"):
+    for name in ("reset_token_ttl", "verify_token_ttl", "mfa_recovery_ttl"):
         if not 60 <= getattr(own, name) <= 7 * 24 * 3600:
             raise SettingsError(f"setting self_service.{name}: between 60 seconds and 7 days")
+    if not 60 <= own.invitation_ttl <= 365 * 24 * 3600:
+        raise SettingsError("setting self_service.invitation_ttl: between 60 seconds and 365 days")
+    unknown_roles = sorted(set(own.signup_roles) - set(settings.admin.roles))
+    if unknown_roles or "admin" in own.signup_roles:
+        raise SettingsError(f"setting self_service.signup_roles: roles of admin.roles other than admin (not {unknown_roles or ['admin']})")
     for origin in cors.allowed_origins:
         parts = urlsplit(origin)
         if parts.scheme not in {"http", "https"} or not parts.hostname or origin != f"{parts.scheme}://{parts.netloc}":

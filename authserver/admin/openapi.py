@@ -87,6 +87,23 @@ def _path_param(name: str) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1, "maxLength": 64}}
 
 
+def _invitation_schema(*, code: bool) -> dict[str, Any]:
+    properties: dict[str, Any] = {
+        "invitation_id": {"type": "string"},
+        "state": {"type": "string", "enum": ["active", "used", "expired", "revoked"]},
+        "max_uses": {"type": "integer"},
+        "uses": {"type": "integer"},
+        "note": {"type": ["string", "null"]},
+        "created_by": {"type": "string"},
+        "created_at": {"type": "string", "format": "date-time"},
+        "expires_at": {"type": "string", "format": "date-time"},
+        "revoked_at": {"type": ["string", "null"], "format": "date-time"},
+    }
+    if code:
+        properties["code"] = {"type": "string", "description": "The invitation code, shown only now."}
+    return {"type": "object", "required": sorted(set(properties) - {"note", "revoked_at"}), "properties": properties}
+
+
 def _page_of(item: str) -> dict[str, Any]:
     return {
         "type": "object",
@@ -226,6 +243,38 @@ def openapi_document(issuer: str) -> dict[str, Any]:
             "/admin/api/users/{account_id}/enable": user_action("Enable a user"),
             "/admin/api/users/{account_id}/unlock": user_action("Lift a brute-force lock", 501),
             "/admin/api/users/{account_id}/reset-mfa": user_action("Forget the user's TOTP and backup codes"),
+            "/admin/api/invitations": {
+                "get": {
+                    "summary": "Invitation codes for sign-up, newest first (never the codes)",
+                    "parameters": _page_params(),
+                    "responses": {"200": _json(_page_of("Invitation"), "A page of invitations."), **_errors(400, *_COMMON)},
+                },
+                "post": {
+                    "summary": "Make an invitation code for sign-up; the code is shown once",
+                    "requestBody": {"required": False, "content": {"application/json": {"schema": {
+                        "type": "object", "additionalProperties": False, "properties": {
+                            "max_uses": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 1},
+                            "ttl_seconds": {"type": "integer", "minimum": 60, "maximum": 31536000,
+                                            "description": "Default self_service.invitation_ttl (7 days)."},
+                            "note": {"type": ["string", "null"], "minLength": 1, "maxLength": 200},
+                        },
+                    }}}},
+                    "responses": {"201": _json(_ref("NewInvitation"), "The invitation and its code (shown once)."),
+                                  **_errors(400, 413, 415, *_COMMON)},
+                },
+            },
+            "/admin/api/invitations/{invitation_id}": {
+                "get": {
+                    "summary": "Read an invitation",
+                    "parameters": [_path_param("invitation_id")],
+                    "responses": {"200": _json(_ref("Invitation"), "The invitation."), **_errors(404, *_COMMON)},
+                },
+                "delete": {
+                    "summary": "Revoke an invitation code (it stops working at once)",
+                    "parameters": [_path_param("invitation_id")],
+                    "responses": {"200": _json(_ref("Invitation"), "The revoked invitation."), **_errors(404, *_COMMON)},
+                },
+            },
             "/admin/api/roles": {
                 "get": {
                     "summary": "Roles users may hold (the access token's roles claim)",
@@ -295,6 +344,8 @@ def openapi_document(issuer: str) -> dict[str, Any]:
                 }
             },
             "schemas": {
+                "Invitation": _invitation_schema(code=False),
+                "NewInvitation": _invitation_schema(code=True),
                 "Chaos": {
                     "type": "object",
                     "required": ["experiments", "available"],

@@ -197,6 +197,24 @@ class AccountToken(Base):
     used_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
+class Invitation(Base):
+    """An invitation code for sign-up (``self_service.signup_requires_invitation``), made by an operator.
+    Only the SHA-256 digest of the code is stored; ``invitation_id`` names it in listings and revocation.
+    Each use is claimed with one conditional ``UPDATE … SET uses = uses + 1 WHERE uses < max_uses``."""
+
+    __tablename__ = "invitations"
+
+    invitation_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    code_digest: Mapped[str] = mapped_column(String(64), unique=True)
+    max_uses: Mapped[int] = mapped_column(Integer, default=1)
+    uses: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    note: Mapped[str | None] = mapped_column(String(200), default=None)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
 class Grant(Base):
     """One authorization: the family of every token issued from one code (or one client-credentials call)."""
 
