@@ -74,8 +74,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from authserver.logging import configure_logging, uvicorn_log_config
 
     configure_logging(settings.observability.log_format, settings.observability.log_level)
-    from authserver.metrics import prepare_multiprocess_dir
+    from authserver.metrics import ensure_multiprocess_dir, prepare_multiprocess_dir
 
+    ensure_multiprocess_dir(settings.server.workers)
     prepare_multiprocess_dir()
     if settings.database.migrate_on_start:
         from authserver.storage.sql.migrate import upgrade
