@@ -421,7 +421,8 @@ class AdminService:
 
     @staticmethod
     def _secret_id(secret_id: str) -> int:
-        if not secret_id.isdigit() or len(secret_id) > 18:
+        # ASCII digits only, within the column's 32-bit range (a larger number is no row, not a driver error).
+        if not (secret_id.isascii() and secret_id.isdigit()) or len(secret_id) > 10 or int(secret_id) >= 2**31:
             raise not_found("secret")
         return int(secret_id)
 
