@@ -28,7 +28,12 @@ from authserver.admin.validation import (
 )
 from authserver.protocol.redirect_uri import REGISTRATION_RULE, is_acceptable_registration
 from authserver.protocol.scopes import is_scope_token
-from authserver.secret_rotation import SecretRotation, new_webhook_secret, webhook_aad, webhook_problem
+from authserver.secret_rotation import (
+    SecretRotation,
+    new_webhook_secret,
+    webhook_aad,
+    webhook_problem,
+)
 from authserver.services import Services
 from authserver.storage.errors import Conflict, NotFound
 from authserver.storage.sql.clients import AUTH_METHODS, CLIENT_TYPES, GRANT_TYPES, ClientInfo

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from authserver.services import Services
 from tests.cli.test_cli import cli, cli_env  # noqa: F401 - the fixture
 from tests.support.factories import unique
 
 
-async def test_cli_lists_adds_and_revokes_named_secrets(cli_env: None, services: Services) -> None:
+@pytest.mark.usefixtures("cli_env")
+async def test_cli_lists_adds_and_revokes_named_secrets(services: Services) -> None:
     client_id = unique("cli-sec")
     created = await cli("client", "create", "--name", "S", "--type", "confidential", "--client-id", client_id, "--json")
     assert created.code == 0, created.err

@@ -8,7 +8,7 @@ import contextlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from standardwebhooks import Webhook
@@ -27,7 +27,7 @@ class Delivery:
     def signed_by(self, webhook_secret: str) -> bool:
         """The signature checks out with the Standard Webhooks reference implementation (its ``sign``;
         ``verify`` would also compare the timestamp with the wall clock, which the tests move)."""
-        timestamp = datetime.fromtimestamp(int(self.headers["webhook-timestamp"]), tz=timezone.utc)
+        timestamp = datetime.fromtimestamp(int(self.headers["webhook-timestamp"]), tz=UTC)
         expected = Webhook(webhook_secret).sign(self.headers["webhook-id"], timestamp, self.body.decode())
         return expected in self.headers["webhook-signature"].split(" ")
 

@@ -11,9 +11,9 @@ import contextlib
 import hmac
 import logging
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import bindparam, case, delete, or_, select, update
@@ -436,14 +436,14 @@ class SqlClientStore:
         self.forget(client_id)
         return secret, created
 
-    async def secrets(self, client_id: str) -> list[ClientSecret]:
+    async def secrets(self, client_id: str) -> Sequence[ClientSecret]:
         """Every secret row of the client (revoked and expired ones too), oldest first; usage flushed first."""
         await self.usage.flush()
         async with self._sessions() as session:
             if await session.get(Client, client_id) is None:
                 raise NotFound(client_id)
             rows = await session.scalars(select(ClientSecret).where(ClientSecret.client_id == client_id).order_by(ClientSecret.id))
-            return list(rows.all())
+            return rows.all()
 
     async def revoke_secret(self, client_id: str, secret_id: int) -> ClientSecret:
         """End one secret now (and forget an undelivered copy of it)."""
@@ -475,7 +475,7 @@ class SqlClientStore:
                 return None
         return row
 
-    async def expiring(self, *, within: int) -> list[ClientSecret]:
+    async def expiring(self, *, within: int) -> Sequence[ClientSecret]:
         """Live secrets of enabled confidential clients that expire within ``within`` seconds and have no
         successor yet (the rotation job's work list)."""
         now = self._clock.now()
@@ -491,9 +491,9 @@ class SqlClientStore:
                 )
                 .order_by(ClientSecret.id)
             )
-            return list(rows.all())
+            return rows.all()
 
-    async def undelivered(self) -> list[ClientSecret]:
+    async def undelivered(self) -> Sequence[ClientSecret]:
         """Automatically issued secrets still waiting for their owner (valid, not revoked)."""
         now = self._clock.now()
         async with self._sessions() as session:
@@ -503,7 +503,7 @@ class SqlClientStore:
                     or_(ClientSecret.expires_at.is_(None), ClientSecret.expires_at > now),
                 ).order_by(ClientSecret.id)
             )
-            return list(rows.all())
+            return rows.all()
 
     async def auto_rotate(self, secret_id: int, *, seal: Callable[[str, int], str]) -> tuple[str, ClientSecret] | None:
         """Issue the successor of ``secret_id`` under the same label, kept encrypted (``seal(secret, new id)``)
