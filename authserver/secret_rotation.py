@@ -41,7 +41,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from authserver.services import Services
-from authserver.storage.sql.clients import ClientInfo
+from authserver.storage.sql.clients import ClientInfo, pending_aad, webhook_aad
 from authserver.storage.sql.models import ClientSecret
 
 log = logging.getLogger("authserver.secret_rotation")
@@ -50,14 +50,6 @@ WEBHOOK_SECRET_PREFIX = "whsec_"
 RETRY_BASE = 0.2
 RETRIED_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 LOOPBACK_NAMES = frozenset({"localhost"})
-
-
-def pending_aad(secret_id: int) -> bytes:
-    return f"client_secret:{secret_id}".encode()
-
-
-def webhook_aad(client_id: str) -> bytes:
-    return f"webhook_secret:{client_id}".encode()
 
 
 def new_webhook_secret() -> str:
@@ -157,43 +149,55 @@ class SecretRotation:
             return row.webhook_secret_encrypted if row is not None else None
 
     async def run(self) -> dict[str, int]:
-        """One pass: retry undelivered secrets, then rotate those nearing expiry. Counts for logs and tests."""
-        counts = {"rotated": 0, "delivered": 0, "undelivered": 0, "mailed": 0}
+        """One pass: retry undelivered secrets, then rotate those nearing expiry. Counts for logs and tests.
+        A failure with one secret (a key that no longer decrypts, say) is logged and skips only that one."""
+        counts = {"rotated": 0, "delivered": 0, "undelivered": 0, "mailed": 0, "failed": 0}
         for row in await self._s.clients.undelivered():
-            client = await self._s.clients.refresh(row.client_id)
-            if client is None or not client.notification_webhook or row.pending_secret_encrypted is None:
-                continue
-            secret = self._s.encryptor.decrypt(row.pending_secret_encrypted, aad=pending_aad(row.id)).decode()
-            if await self._deliver(client, row, secret):
-                counts["delivered"] += 1
-            else:
-                counts["undelivered"] += 1
+            try:
+                await self._retry(row, counts)
+            except Exception:
+                log.exception("client secret %s: delivery retry failed", row.id)
+                counts["failed"] += 1
         own = self._s.settings.client_secrets
         if own.lifetime:
             for old in await self._s.clients.expiring(within=own.rotate_before):
-                result = await self._s.clients.auto_rotate(
-                    old.id, seal=lambda value, new_id: self._s.encryptor.encrypt(value.encode(), aad=pending_aad(new_id))
-                )
-                if result is None:
-                    continue  # rotated meanwhile by an operator or another instance
-                secret, new = result
-                counts["rotated"] += 1
-                client = await self._s.clients.get(new.client_id)
-                await self._s.events.record(
-                    "client_secret.rotated", "success", client_id=new.client_id, by="schedule", label=new.label,
-                    secret_id=new.id, replaces=old.id, old_expires_at=_iso(old.expires_at),
-                )
-                if client is None:
-                    continue
-                delivered = False
-                if client.notification_webhook:
-                    delivered = await self._deliver(client, new, secret)
-                    counts["delivered" if delivered else "undelivered"] += 1
-                if client.owner_email and await self._mail(client, old, new, delivered):
-                    counts["mailed"] += 1
+                try:
+                    await self._rotate(old, counts)
+                except Exception:
+                    log.exception("client secret %s: rotation failed; tried again at the next run", old.id)
+                    counts["failed"] += 1
         if any(counts.values()):
             log.info("client secret rotation: %s", counts)
         return counts
+
+    async def _retry(self, row: ClientSecret, counts: dict[str, int]) -> None:
+        client = await self._s.clients.refresh(row.client_id)
+        if client is None or not client.notification_webhook or row.pending_secret_encrypted is None:
+            return
+        secret = self._s.encryptor.decrypt(row.pending_secret_encrypted, aad=pending_aad(row.id)).decode()
+        counts["delivered" if await self._deliver(client, row, secret) else "undelivered"] += 1
+
+    async def _rotate(self, old: ClientSecret, counts: dict[str, int]) -> None:
+        result = await self._s.clients.auto_rotate(
+            old.id, seal=lambda value, new_id: self._s.encryptor.encrypt(value.encode(), aad=pending_aad(new_id))
+        )
+        if result is None:
+            return  # rotated meanwhile by an operator or another instance
+        secret, new = result
+        counts["rotated"] += 1
+        await self._s.events.record(
+            "client_secret.rotated", "success", client_id=new.client_id, by="schedule", label=new.label,
+            secret_id=new.id, replaces=old.id, old_expires_at=_iso(old.expires_at),
+        )
+        client = await self._s.clients.get(new.client_id)
+        if client is None:
+            return
+        delivered = False
+        if client.notification_webhook:
+            delivered = await self._deliver(client, new, secret)
+            counts["delivered" if delivered else "undelivered"] += 1
+        if client.owner_email and await self._mail(client, old, new, delivered):
+            counts["mailed"] += 1
 
     async def _deliver(self, client: ClientInfo, new: ClientSecret, secret: str) -> bool:
         key = self._webhook_secret(client, await self._webhook_key(client.client_id))

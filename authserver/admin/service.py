@@ -31,12 +31,17 @@ from authserver.protocol.scopes import is_scope_token
 from authserver.secret_rotation import (
     SecretRotation,
     new_webhook_secret,
-    webhook_aad,
     webhook_problem,
 )
 from authserver.services import Services
 from authserver.storage.errors import Conflict, NotFound
-from authserver.storage.sql.clients import AUTH_METHODS, CLIENT_TYPES, GRANT_TYPES, ClientInfo
+from authserver.storage.sql.clients import (
+    AUTH_METHODS,
+    CLIENT_TYPES,
+    GRANT_TYPES,
+    ClientInfo,
+    webhook_aad,
+)
 from authserver.storage.sql.models import (
     Account,
     BackupCode,

@@ -246,3 +246,38 @@ async def test_secrets_of_disabled_or_public_clients_and_revoked_secrets_are_not
         for client in (disabled, revoked):
             assert len(await secrets_of(a[2], a[1], client["client_id"])) == 1
         assert inbox.to(OWNER) == []
+
+
+async def test_key_encryption_key_rotation_reencrypts_webhook_keys_and_undelivered_secrets(
+    own_database: str, tmp_root: Path, inbox: Inbox,
+) -> None:
+    from sqlalchemy import select
+
+    from authserver.keys.encryption import Encryptor, generate_key, load_or_create_key_file
+    from authserver.keys.rotation import KeyManager
+    from authserver.storage.sql.clients import pending_aad, webhook_aad
+    from authserver.storage.sql.models import Client, ClientSecret
+
+    clock = FrozenClock()
+    async with two_instances(own_database, tmp_root, clock, inbox) as (a, b):
+        created = await create_service_client(a[2], a[1], notification_webhook="https://hooks.example/never")
+        await run_jobs(a, b)
+        clock.advance(8 * HOUR + 1)
+        await run_jobs(a, b)  # the webhook cannot be reached: the new secret stays pending
+        services = a[1]
+        keys, active = load_or_create_key_file(services.settings.security.key_file)
+        rotated = Encryptor({**keys, "kek2": generate_key()}, "kek2")
+        manager = KeyManager(services.sessions, clock, rotated, services.keys, services.settings, events=services.events)
+        counts = await manager.reencrypt()
+        assert counts["failed"] == 0 and counts["reencrypted"] >= 2
+        async with services.sessions() as session:
+            key = await session.scalar(select(Client.webhook_secret_encrypted).where(Client.client_id == created["client_id"]))
+            pending = (await session.execute(
+                select(ClientSecret.id, ClientSecret.pending_secret_encrypted)
+                .where(ClientSecret.client_id == created["client_id"], ClientSecret.pending_secret_encrypted.is_not(None))
+            )).one()
+        assert key is not None and key.startswith("v1.kek2.")
+        assert rotated.decrypt(key, aad=webhook_aad(created["client_id"])).decode() == created["notification_webhook_secret"]
+        assert pending[1].startswith("v1.kek2.")
+        assert rotated.decrypt(pending[1], aad=pending_aad(pending[0])).decode().startswith("cs_")
+        assert active in keys

@@ -28,6 +28,17 @@ from authserver.tokens.opaque import CLIENT_SECRET_PREFIX, digest, new_id, new_s
 
 log = logging.getLogger("authserver.clients")
 
+
+def pending_aad(secret_id: int) -> bytes:
+    """Associated data of an undelivered secret's ciphertext: bound to its row."""
+    return f"client_secret:{secret_id}".encode()
+
+
+def webhook_aad(client_id: str) -> bytes:
+    """Associated data of a client's webhook signing key: bound to the client."""
+    return f"webhook_secret:{client_id}".encode()
+
+
 CLIENT_TYPES = ("confidential", "public")
 DEFAULT_LABEL = "default"
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
