@@ -25,6 +25,7 @@ async def test_cli_lists_adds_and_revokes_named_secrets(services: Services) -> N
     items = json.loads(listed.out)
     assert [i["label"] for i in items] == ["default", "backup"] and all(i["valid"] for i in items)
     assert all("client_secret" not in i for i in items)
+    assert all(i["use_count"] == 0 and i["last_used_at"] is None and i["expires_at"] for i in items)
     revoked = await cli("client", "secret", "revoke", client_id, str(items[1]["id"]), "--json")
     assert revoked.code == 0 and json.loads(revoked.out)["revoked_at"]
     services.clients.forget(client_id)
