@@ -228,6 +228,7 @@ class SecretUsage:
                     ),
                 )
             )
+            # In id order: two instances flushing overlapping sets lock the rows in the same order (no deadlock).
             rows = [{"b_id": secret_id, "b_n": n, "b_t": t} for secret_id, (n, t) in sorted(batch.items())]
             try:
                 async with self._sessions.begin() as session:
