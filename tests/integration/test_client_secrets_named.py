@@ -203,3 +203,23 @@ def test_settings_for_secret_lifetimes_are_checked(tmp_root: Path) -> None:
         with pytest.raises(SettingsError, match="client_secrets"):
             load_settings({**base, **extra})
     assert load_settings({**base, "AUTHSERVER_CLIENT_SECRETS__LIFETIME": "0"}).client_secrets.lifetime == 0
+
+
+async def test_a_failed_usage_flush_keeps_the_counts_for_the_next_one(own_database: str, tmp_root: Path) -> None:
+    from authserver.chaos import Experiment
+    from tests.support.apps import running_app
+
+    clock = FrozenClock()
+    async with running_app(own_database, tmp_root, clock=clock) as (_, services, http):
+        client = await make_client(services, grant_types=["client_credentials"], scopes=["read:levels"])
+        assert client.secret is not None and services.chaos is not None
+        for _ in range(3):
+            assert await token_status(http, client.client_id, client.secret) == 200
+        secret_id = client.info.secrets[0].id
+        await services.chaos.start(Experiment("dependency_down", "database", clock.now() + timedelta(minutes=5)))
+        assert not await services.clients.usage.flush()  # the database refused: nothing lost
+        assert services.clients.usage.pending == {secret_id: 3}
+        await services.chaos.stop()
+        assert await services.clients.usage.flush()
+        rows = await services.clients.secrets(client.client_id)
+        assert rows[0].use_count == 3 and services.clients.usage.pending == {}
