@@ -266,9 +266,11 @@ class SecretRotation:
 
     async def reveal(self, client_id: str, secret_id: int) -> tuple[ClientSecret, str, datetime | None] | None:
         """Take an undelivered secret once: its row, the value, and when the replaced secret now ends."""
-        row = await self._s.clients.claim_pending(client_id, secret_id)
-        if row is None or row.pending_secret_encrypted is None:
+        claimed = await self._s.clients.claim_pending(
+            client_id, secret_id, unseal=lambda sealed, row_id: self._s.encryptor.decrypt(sealed, aad=pending_aad(row_id)).decode()
+        )
+        if claimed is None:
             return None
-        secret = self._s.encryptor.decrypt(row.pending_secret_encrypted, aad=pending_aad(row.id)).decode()
+        row, secret = claimed
         ends = await self._s.clients.start_grace(row.id, grace_seconds=self._grace)
         return row, secret, ends

@@ -26,6 +26,7 @@ from authserver.admin.validation import (
     page,
     timestamp,
 )
+from authserver.keys.encryption import DecryptionError
 from authserver.protocol.redirect_uri import REGISTRATION_RULE, is_acceptable_registration
 from authserver.protocol.scopes import is_scope_token
 from authserver.secret_rotation import (
@@ -456,7 +457,10 @@ class AdminService:
         """Take, once, a secret the rotation job issued and could not deliver; the replaced secret's grace starts."""
         number = self._secret_id(secret_id)
         await self._fresh_client(client_id)
-        result = await SecretRotation(self._s).reveal(client_id, number)
+        try:
+            result = await SecretRotation(self._s).reveal(client_id, number)
+        except DecryptionError:
+            raise conflict("The secret cannot be decrypted with the configured encryption keys; rotate it instead.") from None
         if result is None:
             raise not_found("undelivered secret")
         row, secret, ends = result

@@ -223,3 +223,18 @@ async def test_a_failed_usage_flush_keeps_the_counts_for_the_next_one(own_databa
         assert await services.clients.usage.flush()
         rows = await services.clients.secrets(client.client_id)
         assert rows[0].use_count == 3 and services.clients.usage.pending == {}
+
+
+async def test_a_pending_secret_no_key_decrypts_is_refused_and_kept(two: Instances) -> None:
+    _clock, (a, _b), (services, _) = two
+    client = await make_client(services, grant_types=["client_credentials"], scopes=["read:levels"])
+    rotated = await services.clients.auto_rotate(client.info.secrets[0].id, seal=lambda value, row_id: "v1.gone.AAAA")
+    assert rotated is not None
+    _secret, new = rotated
+    headers = await admin_headers(a, services)
+    url = f"{secrets_url(client.client_id)}/{new.id}/reveal"
+    refused = await a.post(url, headers=headers)
+    assert refused.status_code == 409 and "decrypt" in refused.json()["error_description"]
+    items = (await a.get(secrets_url(client.client_id), headers=headers)).json()["items"]
+    assert items[-1]["id"] == new.id and items[-1]["pending_delivery"]  # not erased by the failed attempt
+    assert await services.clients.auto_rotate(client.info.secrets[0].id, seal=lambda value, row_id: "x") is None  # once

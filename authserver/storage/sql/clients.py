@@ -471,21 +471,26 @@ class SqlClientStore:
         self.forget(client_id)
         return row
 
-    async def claim_pending(self, client_id: str, secret_id: int) -> ClientSecret | None:
-        """Take the encrypted copy of an automatically rotated secret (it is erased: shown once)."""
+    async def claim_pending(
+        self, client_id: str, secret_id: int, *, unseal: Callable[[str, int], str]
+    ) -> tuple[ClientSecret, str] | None:
+        """Take the encrypted copy of an automatically rotated secret, erasing it (shown once). ``unseal``
+        decrypts it before the erasure commits: a copy no key decrypts stays (and ``unseal`` raises)."""
         async with self._sessions.begin() as session:
-            row = await session.get(ClientSecret, secret_id, with_for_update=True)
+            row = await session.get(ClientSecret, secret_id)
             if row is None or row.client_id != client_id or row.pending_secret_encrypted is None or row.revoked_at is not None:
                 return None
-            session.expunge(row)
+            sealed = row.pending_secret_encrypted
+            secret = unseal(sealed, row.id)
             taken = await session.execute(
                 update(ClientSecret)
-                .where(ClientSecret.id == secret_id, ClientSecret.pending_secret_encrypted.is_not(None))
+                .where(ClientSecret.id == secret_id, ClientSecret.pending_secret_encrypted == sealed)
                 .values(pending_secret_encrypted=None)
             )
             if taken.rowcount != 1:  # type: ignore[attr-defined]  # another call took it first
                 return None
-        return row
+            session.expunge(row)
+        return row, secret
 
     async def expiring(self, *, within: int) -> Sequence[ClientSecret]:
         """Live secrets of enabled confidential clients that expire within ``within`` seconds and have no
