@@ -135,7 +135,10 @@ def build_services(settings: Settings, *, clock: Clock | None = None, passwords:
         sessions=sessions,
         cache=cache,
         encryptor=encryptor,
-        clients=SqlClientStore(sessions, clock),
+        clients=SqlClientStore(
+            sessions, clock, secret_lifetime=settings.client_secrets.lifetime,
+            usage_flush_delay=settings.client_secrets.usage_flush_interval,
+        ),
         accounts=accounts,
         tokens=tokens,
         browser_sessions=SqlSessionStore(

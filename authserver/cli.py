@@ -74,8 +74,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from authserver.logging import configure_logging, uvicorn_log_config
 
     configure_logging(settings.observability.log_format, settings.observability.log_level)
-    from authserver.metrics import prepare_multiprocess_dir
+    from authserver.metrics import ensure_multiprocess_dir, prepare_multiprocess_dir
 
+    ensure_multiprocess_dir(settings.server.workers)
     prepare_multiprocess_dir()
     if settings.database.migrate_on_start:
         from authserver.storage.sql.migrate import upgrade
@@ -203,6 +204,30 @@ def cmd_client_rotate_secret(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_client_secret(args: argparse.Namespace) -> int:
+    """``client secret list|add|revoke|reveal``: named secrets, their expiry and usage."""
+    from authserver.admin.service import CLI
+
+    command = args.secret_command
+    if command == "list":
+        result = _admin_call(args, lambda admin: admin.list_secrets(args.client_id))
+        _print(result["items"], args.json)
+        return 0
+    if command == "add":
+        body: dict[str, Any] = {"label": args.label}
+        if args.grace is not None:
+            body["grace_seconds"] = args.grace
+        result = _admin_call(args, lambda admin: admin.rotate_secret(args.client_id, body, actor=CLI))
+    elif command == "revoke":
+        result = _admin_call(args, lambda admin: admin.revoke_secret(args.client_id, args.secret_id, actor=CLI))
+    else:
+        result = _admin_call(args, lambda admin: admin.reveal_secret(args.client_id, args.secret_id, actor=CLI))
+    _print(result, args.json)
+    if "client_secret" in result and not args.json:
+        print("The client secret is shown only now; store it safely.", file=sys.stderr)
+    return 0
+
+
 def _admin_call(args: argparse.Namespace, call: Any) -> Any:
     """Run ``call(admin_service)`` with CLI credentials; admin errors end the command with their message."""
     from authserver.admin.service import AdminService
@@ -232,8 +257,14 @@ def cmd_client_update(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None:
             changes[name] = value == "yes"
+    for name in ("owner_email", "notification_webhook"):
+        value = getattr(args, name)
+        if value is not None:
+            changes[name] = value or None  # "" clears it
     result = _admin_call(args, lambda admin: admin.update_client(args.client_id, changes, actor=CLI))
     _print(result, args.json)
+    if "notification_webhook_secret" in result and not args.json:
+        print("The webhook signing key is shown only now; give it to the webhook's receiver.", file=sys.stderr)
     return 0
 
 
@@ -639,6 +670,10 @@ def build_parser() -> argparse.ArgumentParser:
     cupdate.add_argument("--can-introspect", choices=["yes", "no"])
     cupdate.add_argument("--signing-alg", choices=["ES256", "RS256", "EdDSA"])
     cupdate.add_argument("--access-token-ttl", type=int)
+    cupdate.add_argument("--owner-email", help="told when a secret rotates by itself (never sent the secret); '' clears")
+    cupdate.add_argument(
+        "--notification-webhook", help="https URL that receives a rotated secret in a signed POST (prints its signing key once); '' clears",
+    )
     cupdate.add_argument("--json", action="store_true")
     cupdate.set_defaults(func=cmd_client_update)
     for name, text in (("disable", "refuse the client's token requests"), ("enable", "allow a disabled client again")):
@@ -646,6 +681,27 @@ def build_parser() -> argparse.ArgumentParser:
         toggle.add_argument("client_id")
         toggle.add_argument("--json", action="store_true")
         toggle.set_defaults(func=cmd_client_disable)
+    secret = client.add_parser("secret", help="a client's named secrets: expiry, usage, add, revoke").add_subparsers(
+        dest="secret_command", required=True
+    )
+    slist = secret.add_parser("list", help="every secret with its label, expiry, state and usage (never the values)")
+    slist.add_argument("client_id")
+    slist.add_argument("--json", action="store_true")
+    sadd = secret.add_parser("add", help="issue a secret under --label; that label's current secrets work for --grace seconds")
+    sadd.add_argument("client_id")
+    sadd.add_argument("--label", required=True, help="1-64 characters of A-Z a-z 0-9 . _ ~ -")
+    sadd.add_argument("--grace", type=int, help="seconds the label's previous secrets keep working (default admin.secret_rotation_grace)")
+    sadd.add_argument("--json", action="store_true")
+    srevoke = secret.add_parser("revoke", help="end one secret now")
+    srevoke.add_argument("client_id")
+    srevoke.add_argument("secret_id")
+    srevoke.add_argument("--json", action="store_true")
+    sreveal = secret.add_parser("reveal", help="print, once, a secret the rotation job issued and did not deliver")
+    sreveal.add_argument("client_id")
+    sreveal.add_argument("secret_id")
+    sreveal.add_argument("--json", action="store_true")
+    for sub in (slist, sadd, srevoke, sreveal):
+        sub.set_defaults(func=cmd_client_secret)
     cdelete = client.add_parser("delete", help="delete a client with its grants and tokens")
     cdelete.add_argument("client_id")
     cdelete.add_argument("--yes", action="store_true", help="confirm")

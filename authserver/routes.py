@@ -89,6 +89,13 @@ def admin_routes() -> list[Route]:
         Route(f"{base}/clients/{{client_id}}/disable", admin.client_disable, methods=["POST"], name="admin_client_disable"),
         Route(f"{base}/clients/{{client_id}}/enable", admin.client_enable, methods=["POST"], name="admin_client_enable"),
         Route(f"{base}/clients/{{client_id}}/secrets", admin.client_secrets, methods=["GET", "POST"], name="admin_client_secrets"),
+        Route(
+            f"{base}/clients/{{client_id}}/secrets/{{secret_id}}", admin.client_secret, methods=["DELETE"], name="admin_client_secret"
+        ),
+        Route(
+            f"{base}/clients/{{client_id}}/secrets/{{secret_id}}/reveal", admin.client_secret_reveal, methods=["POST"],
+            name="admin_client_secret_reveal",
+        ),
         Route(f"{base}/users", admin.users, methods=["GET", "POST"], name="admin_users"),
         Route(f"{base}/users/{{account_id}}", admin.user, methods=["GET", "PATCH", "DELETE"], name="admin_user"),
         *(

@@ -74,6 +74,7 @@ class Services:
     async def close(self) -> None:
         """Deliver queued mail, write buffered security events, then close the cache, the limiter and the database pool."""
         await self.mailer.close()
+        await self.clients.usage.close()
         await self.events.close()
         if self.fast_path is not None:
             await self.fast_path.close()

@@ -314,6 +314,22 @@ class AdminSettings:
 
 
 @dataclass(frozen=True)
+class ClientSecretSettings:
+    # Lifetime of a new client secret, in seconds (90 days; 0: secrets never expire). Registration answers
+    # it as client_secret_expires_at (RFC 7591 §3.2.1). The grace of a rotation is admin.secret_rotation_grace.
+    lifetime: int = 90 * 24 * 3600
+    # The rotation job issues a successor this long before a secret expires (7 days).
+    rotate_before: int = 7 * 24 * 3600
+    # Seconds between runs of the rotation job (one instance of the fleet runs it; 0: off).
+    rotation_interval: int = 3600
+    # Seconds an instance counts secret usage in memory before adding it to the database.
+    usage_flush_interval: float = 10.0
+    # Notification webhook: seconds per attempt, and attempts per run (then retried at the next run).
+    webhook_timeout: float = 5.0
+    webhook_attempts: int = 3
+
+
+@dataclass(frozen=True)
 class ObservabilitySettings:
     # Bearer token that /metrics requires. Empty: /metrics is open (keep it off the public load balancer).
     metrics_token: Secret = Secret("")
@@ -409,6 +425,7 @@ class Settings:
     mail: MailSettings = field(default_factory=MailSettings)
     self_service: SelfServiceSettings = field(default_factory=SelfServiceSettings)
     cors: CorsSettings = field(default_factory=CorsSettings)
+    client_secrets: ClientSecretSettings = field(default_factory=ClientSecretSettings)
 
     @property
     def cookie_secure(self) -> bool:
@@ -608,6 +625,7 @@ def validate(settings: Settings) -> None:
         raise SettingsError("setting admin.registration_scopes: a subset of tokens.scopes without the admin scope")
     if admin.secret_rotation_grace < 0:
         raise SettingsError("setting admin.secret_rotation_grace: must not be negative")
+    _validate_client_secrets(settings)
     if observability.log_format not in {"json", "text"}:
         raise SettingsError("setting observability.log_format: json or text")
     if observability.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
@@ -634,6 +652,18 @@ def validate(settings: Settings) -> None:
             raise SettingsError("setting cache.url: Redis is required in production")
         if server.cookie_secure is False:
             raise SettingsError("setting server.cookie_secure: cannot be false in production")
+
+
+def _validate_client_secrets(settings: Settings) -> None:
+    own = settings.client_secrets
+    if own.lifetime < 0 or own.rotation_interval < 0:
+        raise SettingsError("setting client_secrets.lifetime/rotation_interval: 0 (off) or positive")
+    if own.lifetime and not 0 < own.rotate_before < own.lifetime:
+        raise SettingsError("setting client_secrets.rotate_before: positive and shorter than client_secrets.lifetime")
+    if own.usage_flush_interval <= 0 or own.webhook_timeout <= 0:
+        raise SettingsError("setting client_secrets.usage_flush_interval/webhook_timeout: must be positive")
+    if not 1 <= own.webhook_attempts <= 10:
+        raise SettingsError("setting client_secrets.webhook_attempts: between 1 and 10")
 
 
 def _validate_self_service(settings: Settings) -> None:

@@ -32,6 +32,11 @@ CLIENT_WRITABLE: dict[str, Any] = {
     "refresh_token_idle_ttl": _nullable_long_ttl,
     "refresh_token_absolute_ttl": _nullable_long_ttl,
     "rate_limit_per_minute": {"type": ["integer", "null"], "minimum": 1, "maximum": 1000000},
+    "owner_email": {"type": ["string", "null"], "maxLength": 320, "description": "Told when a secret rotates by itself (never sent a secret)."},
+    "notification_webhook": {
+        "type": ["string", "null"], "maxLength": 2000,
+        "description": "https URL that receives a rotated secret in a signed POST; setting it answers a new notification_webhook_secret once.",
+    },
 }
 
 USER_WRITABLE: dict[str, Any] = {
@@ -206,6 +211,20 @@ def openapi_document(issuer: str) -> dict[str, Any]:
                         **_errors(400, 404, 409, 413, 415, *_COMMON),
                     },
                 },
+            },
+            "/admin/api/clients/{client_id}/secrets/{secret_id}": {
+                "delete": {
+                    "summary": "Revoke one secret now (not the calling client's own)",
+                    "parameters": [*client_path, _path_param("secret_id")],
+                    "responses": {"200": _json(_ref("Secret"), "The secret, revoked."), **_errors(404, 409, *_COMMON)},
+                }
+            },
+            "/admin/api/clients/{client_id}/secrets/{secret_id}/reveal": {
+                "post": {
+                    "summary": "Take, once, a secret the rotation job issued and did not deliver; the old secret's grace starts",
+                    "parameters": [*client_path, _path_param("secret_id")],
+                    "responses": {"200": _json(_ref("RevealedSecret"), "The secret (shown once)."), **_errors(404, *_COMMON)},
+                }
             },
             "/admin/api/users": {
                 "get": {
@@ -400,11 +419,17 @@ def openapi_document(issuer: str) -> dict[str, Any]:
                         "client_id": {"type": "string"},
                         "client_type": {"type": "string"},
                         "disabled": {"type": "boolean"},
+                        "client_secret_expires_at": {
+                            "type": ["integer", "null"],
+                            "description": "Confidential clients: when the last valid secret expires (seconds since the epoch; 0: never; RFC 7591 §3.2.1).",
+                        },
                         **CLIENT_WRITABLE,
                     },
                 },
                 "ClientWithSecret": {
-                    "allOf": [_ref("Client"), {"type": "object", "properties": {"client_secret": {"type": "string"}}}]
+                    "allOf": [_ref("Client"), {"type": "object", "properties": {
+                        "client_secret": {"type": "string"}, "notification_webhook_secret": {"type": "string"},
+                    }}]
                 },
                 "Rotation": {
                     "type": "object",
@@ -415,7 +440,38 @@ def openapi_document(issuer: str) -> dict[str, Any]:
                             "minimum": 0,
                             "maximum": 30 * 86400,
                             "description": "How long the previous secrets keep working (default admin.secret_rotation_grace, 24 h; 0 ends them now).",
-                        }
+                        },
+                        "label": {
+                            "type": "string", "pattern": "^[A-Za-z0-9._~-]{1,64}$",
+                            "description": "Replace only this label's secrets (a new label adds a secret). Without it every secret is replaced.",
+                        },
+                    },
+                },
+                "RevealedSecret": {
+                    "type": "object",
+                    "required": ["client_id", "id", "label", "client_secret"],
+                    "properties": {
+                        "client_id": {"type": "string"}, "id": {"type": "integer"}, "label": {"type": "string"},
+                        "client_secret": {"type": "string"},
+                        "expires_at": {"type": ["string", "null"], "format": "date-time"},
+                        "previous_secret_expires_at": {"type": ["string", "null"], "format": "date-time"},
+                    },
+                },
+                "Secret": {
+                    "type": "object",
+                    "required": ["id", "label", "created_at", "expires_at", "valid"],
+                    "properties": {
+                        "id": {"type": "integer"},
+                        "label": {"type": "string"},
+                        "created_at": {"type": "string", "format": "date-time"},
+                        "expires_at": {"type": ["string", "null"], "format": "date-time"},
+                        "valid": {"type": "boolean"},
+                        "revoked_at": {"type": ["string", "null"], "format": "date-time"},
+                        "rotated_at": {"type": ["string", "null"], "format": "date-time"},
+                        "replaces": {"type": ["integer", "null"]},
+                        "pending_delivery": {"type": "boolean"},
+                        "last_used_at": {"type": ["string", "null"], "format": "date-time"},
+                        "use_count": {"type": "integer"},
                     },
                 },
                 "RotatedSecret": {
@@ -426,26 +482,15 @@ def openapi_document(issuer: str) -> dict[str, Any]:
                         "client_secret": {"type": "string"},
                         "previous_secrets_expire_at": {"type": "string", "format": "date-time"},
                         "grace_seconds": {"type": "integer"},
+                        "id": {"type": "integer"},
+                        "label": {"type": "string"},
+                        "expires_at": {"type": ["string", "null"], "format": "date-time"},
                     },
                 },
                 "SecretList": {
                     "type": "object",
                     "required": ["items"],
-                    "properties": {
-                        "items": {
-                            "type": "array",
-                            "items": {
-                                "type": "object",
-                                "required": ["id", "created_at", "expires_at", "valid"],
-                                "properties": {
-                                    "id": {"type": "integer"},
-                                    "created_at": {"type": "string", "format": "date-time"},
-                                    "expires_at": {"type": ["string", "null"], "format": "date-time"},
-                                    "valid": {"type": "boolean"},
-                                },
-                            },
-                        }
-                    },
+                    "properties": {"items": {"type": "array", "items": _ref("Secret")}},
                 },
                 "UserCreate": {
                     "type": "object",

@@ -143,5 +143,7 @@ async def register_client(services: Services, data: Any, *, token_kind: str, ip:
     }
     if secret is not None:
         body["client_secret"] = secret
-        body["client_secret_expires_at"] = 0
+        # RFC 7591 §3.2.1: when the secret expires, seconds since the epoch; 0 if it never does
+        # (client_secrets.lifetime = 0). The rotation job replaces it before then (docs/operations.md).
+        body["client_secret_expires_at"] = info.secret_expires_at(services.clock.now()) or 0
     return body

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
@@ -26,11 +26,23 @@ from authserver.admin.validation import (
     page,
     timestamp,
 )
+from authserver.keys.encryption import DecryptionError
 from authserver.protocol.redirect_uri import REGISTRATION_RULE, is_acceptable_registration
 from authserver.protocol.scopes import is_scope_token
+from authserver.secret_rotation import (
+    SecretRotation,
+    new_webhook_secret,
+    webhook_problem,
+)
 from authserver.services import Services
 from authserver.storage.errors import Conflict, NotFound
-from authserver.storage.sql.clients import AUTH_METHODS, CLIENT_TYPES, GRANT_TYPES, ClientInfo
+from authserver.storage.sql.clients import (
+    AUTH_METHODS,
+    CLIENT_TYPES,
+    GRANT_TYPES,
+    ClientInfo,
+    webhook_aad,
+)
 from authserver.storage.sql.models import (
     Account,
     BackupCode,
@@ -51,7 +63,12 @@ CLIENT_FIELDS = {
     "client_id", "name", "client_type", "token_endpoint_auth_method", "redirect_uris", "post_logout_redirect_uris",
     "grant_types", "scopes", "audience", "first_party", "require_mfa", "can_introspect", "signing_alg",
     "access_token_ttl", "refresh_token_idle_ttl", "refresh_token_absolute_ttl", "rate_limit_per_minute",
+    "owner_email", "notification_webhook",
 }
+# Set on the row after creation (the store's create does not take them).
+CLIENT_CONTACT_FIELDS = ("owner_email", "notification_webhook")
+EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]+\.[^@\s]+")
+LABEL = re.compile(r"[A-Za-z0-9._~-]{1,64}")
 CLIENT_MUTABLE = CLIENT_FIELDS - {"client_id", "client_type"}
 USER_FIELDS = {"username", "password", "email", "email_verified", "name", "locale", "roles"}
 USER_MUTABLE = {"email", "email_verified", "name", "locale", "roles", "disabled"}
@@ -93,10 +110,30 @@ def _audience_problem(uri: str) -> str | None:
     return None if re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*:[^\s]+", uri) else "must be an absolute URI"
 
 
-def client_view(info: ClientInfo) -> dict[str, Any]:
+def client_view(info: ClientInfo, now: datetime | None = None) -> dict[str, Any]:
     body = info.public_dict()
     body["rate_limit_per_minute"] = info.rate_limit_per_minute
+    if now is not None and not info.is_public:
+        # RFC 7591 §3.2.1: seconds since the epoch, 0 when a secret never expires; here the last one to end.
+        body["client_secret_expires_at"] = info.secret_expires_at(now)
     return body
+
+
+def secret_view(row: ClientSecret, now: datetime) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "label": row.label,
+        "created_at": iso(row.created_at),
+        "expires_at": iso(row.expires_at),
+        "valid": row.revoked_at is None and (row.expires_at is None or row.expires_at > now),
+        "revoked_at": iso(row.revoked_at),
+        "rotated_at": iso(row.rotated_at),
+        "replaces": row.replaces_id,
+        # Automatic rotation: issued, not yet delivered to the webhook nor revealed.
+        "pending_delivery": row.pending_secret_encrypted is not None,
+        "last_used_at": iso(row.last_used_at),
+        "use_count": row.use_count,
+    }
 
 
 def account_view(row: Account) -> dict[str, Any]:
@@ -173,7 +210,14 @@ class AdminService:
                 "refresh_token_absolute_ttl", minimum=60, maximum=400 * 24 * 3600, nullable=True
             ),
             "rate_limit_per_minute": body.integer("rate_limit_per_minute", minimum=1, maximum=1_000_000, nullable=True),
+            "owner_email": body.string("owner_email", max_length=320, pattern=EMAIL, nullable=True),
+            "notification_webhook": body.string("notification_webhook", max_length=2000, nullable=True),
         }
+        webhook = values["notification_webhook"]
+        if webhook is not None:
+            problem = webhook_problem(webhook, production=self._s.settings.server.production)
+            if problem:
+                body.error("notification_webhook", problem)
         if creating:
             values["client_id"] = body.string("client_id", max_length=64, pattern=CLIENT_ID)
             values["client_type"] = body.string("client_type", required=True, choices=CLIENT_TYPES)
@@ -205,6 +249,9 @@ class AdminService:
         values.setdefault("redirect_uris", [])
         values.setdefault("scopes", [])
         rate_limit = values.pop("rate_limit_per_minute", None)
+        contacts = {name: values.pop(name) for name in CLIENT_CONTACT_FIELDS if values.get(name) is not None}
+        if contacts.get("notification_webhook") and values.get("client_type") == "public":
+            raise invalid("The request has invalid fields.", [{"field": "notification_webhook", "message": "public clients have no secret to rotate"}])
         args = {k: v for k, v in values.items() if v is not None}
         try:
             info, secret = await self._s.clients.create(**args)
@@ -212,17 +259,38 @@ class AdminService:
             raise conflict("A client with this client_id exists.") from None
         except ValueError as error:
             raise invalid(str(error)) from None
+        extra: dict[str, Any] = dict(contacts)
+        webhook_secret = self._webhook_secret(info.client_id, extra)
         if rate_limit is not None:
-            await self._update_client_row(info.client_id, {"rate_limit_per_minute": rate_limit})
+            extra["rate_limit_per_minute"] = rate_limit
+        if extra:
+            await self._update_client_row(info.client_id, extra)
             info = await self._fresh_client(info.client_id)
         await self._s.events.record(
             "admin.client_created", "success", client_id=info.client_id, actor=actor.describe(),
             client_type=info.client_type, grant_types=list(info.grant_types), scopes=list(info.scopes),
         )
-        body = client_view(info)
+        body = self._view(info)
         if secret is not None:
             body["client_secret"] = secret
+        if webhook_secret is not None:
+            body["notification_webhook_secret"] = webhook_secret
         return body
+
+    def _view(self, info: ClientInfo) -> dict[str, Any]:
+        return client_view(info, self._s.clock.now())
+
+    def _webhook_secret(self, client_id: str, values: dict[str, Any]) -> str | None:
+        """A new webhook signing key when ``values`` sets a webhook (added to ``values`` encrypted; returned in
+        clear to be shown once); clearing the webhook clears its key."""
+        if "notification_webhook" not in values:
+            return None
+        if values["notification_webhook"] is None:
+            values["webhook_secret_encrypted"] = None
+            return None
+        key = new_webhook_secret()
+        values["webhook_secret_encrypted"] = self._s.encryptor.encrypt(key.encode(), aad=webhook_aad(client_id))
+        return key
 
     async def _fresh_client(self, client_id: str) -> ClientInfo:
         self._s.clients.forget(client_id)
@@ -232,7 +300,7 @@ class AdminService:
         return info
 
     async def get_client(self, client_id: str) -> dict[str, Any]:
-        return client_view(await self._fresh_client(client_id))
+        return self._view(await self._fresh_client(client_id))
 
     async def list_clients(self, params: Mapping[str, str]) -> dict[str, Any]:
         limit, offset = page(params, allowed=set())
@@ -244,7 +312,7 @@ class AdminService:
         for client_id in ids[:limit]:
             info = await self._s.clients.get(client_id)
             if info is not None:
-                items.append(client_view(info))
+                items.append(self._view(info))
         return listing(items, limit, offset, len(ids) > limit)
 
     async def _update_client_row(self, client_id: str, values: Mapping[str, Any]) -> None:
@@ -278,12 +346,19 @@ class AdminService:
                 or (audience and issuer not in audience)
             ):
                 self._not_self(client_id, actor)
+        if changes.get("notification_webhook") and current.is_public:
+            raise invalid("The request has invalid fields.", [{"field": "notification_webhook", "message": "public clients have no secret to rotate"}])
+        fields = sorted(changes)
+        webhook_secret = self._webhook_secret(client_id, changes)
         if changes:
             await self._update_client_row(client_id, changes)
             await self._s.events.record(
-                "admin.client_updated", "success", client_id=client_id, actor=actor.describe(), fields=sorted(changes),
+                "admin.client_updated", "success", client_id=client_id, actor=actor.describe(), fields=fields,
             )
-        return client_view(await self._fresh_client(client_id))
+        body = self._view(await self._fresh_client(client_id))
+        if webhook_secret is not None:
+            body["notification_webhook_secret"] = webhook_secret
+        return body
 
     @staticmethod
     def _not_self(client_id: str, actor: Actor) -> None:
@@ -307,7 +382,7 @@ class AdminService:
         await self._s.events.record(
             "admin.client_disabled" if disabled else "admin.client_enabled", "success", client_id=client_id, actor=actor.describe()
         )
-        return client_view(await self._fresh_client(client_id))
+        return self._view(await self._fresh_client(client_id))
 
     async def delete_client(self, client_id: str, *, actor: Actor) -> None:
         self._not_self(client_id, actor)
@@ -321,28 +396,20 @@ class AdminService:
         await self._s.events.record("admin.client_deleted", "success", client_id=client_id, actor=actor.describe())
 
     async def list_secrets(self, client_id: str) -> dict[str, Any]:
-        info = await self._fresh_client(client_id)
+        """Every secret of the client with its label, expiry, state and usage (never a value)."""
+        try:
+            rows = await self._s.clients.secrets(client_id)
+        except NotFound:
+            raise not_found("client") from None
         now = self._s.clock.now()
-        async with self._s.sessions() as session:
-            rows = (
-                await session.scalars(select(ClientSecret).where(ClientSecret.client_id == info.client_id).order_by(ClientSecret.id))
-            ).all()
-        return {
-            "items": [
-                {
-                    "id": row.id,
-                    "created_at": iso(row.created_at),
-                    "expires_at": iso(row.expires_at),
-                    "valid": row.expires_at is None or row.expires_at > now,
-                }
-                for row in rows
-            ]
-        }
+        return {"items": [secret_view(row, now) for row in rows]}
 
     async def rotate_secret(self, client_id: str, data: Any, *, actor: Actor) -> dict[str, Any]:
-        """A new secret, valid at once; the previous ones stay valid for ``grace_seconds`` (0: end now)."""
-        body = Body({} if data is None else data, allowed={"grace_seconds"})
+        """A new secret, valid at once; the previous ones stay valid for ``grace_seconds`` (0: end now).
+        With ``label``: only that label's secrets are replaced (a new label adds a secret beside the others)."""
+        body = Body({} if data is None else data, allowed={"grace_seconds", "label"})
         grace = body.integer("grace_seconds", minimum=0, maximum=MAX_GRACE)
+        label = body.string("label", max_length=64, pattern=LABEL)
         body.done()
         if grace is None:
             grace = self._s.settings.admin.secret_rotation_grace
@@ -350,14 +417,60 @@ class AdminService:
         if info.is_public:
             raise AdminError(409, "conflict", "Public clients have no secret.")
         try:
-            secret = await self._s.clients.rotate_secret(client_id, grace_seconds=grace)
+            secret, row = await self._s.clients.add_secret(client_id, label=label, grace_seconds=grace)
         except NotFound:
             raise not_found("client") from None
         expires = self._s.clock.now() + timedelta(seconds=grace)
         await self._s.events.record(
             "admin.client_secret_rotated", "success", client_id=client_id, actor=actor.describe(), grace_seconds=grace,
+            label=row.label, secret_id=row.id,
         )
-        return {"client_id": client_id, "client_secret": secret, "previous_secrets_expire_at": iso(expires), "grace_seconds": grace}
+        return {
+            "client_id": client_id, "client_secret": secret, "previous_secrets_expire_at": iso(expires), "grace_seconds": grace,
+            "id": row.id, "label": row.label, "expires_at": iso(row.expires_at),
+        }
+
+    @staticmethod
+    def _secret_id(secret_id: str) -> int:
+        # ASCII digits only, within the column's 32-bit range (a larger number is no row, not a driver error).
+        if not (secret_id.isascii() and secret_id.isdigit()) or len(secret_id) > 10 or int(secret_id) >= 2**31:
+            raise not_found("secret")
+        return int(secret_id)
+
+    async def revoke_secret(self, client_id: str, secret_id: str, *, actor: Actor) -> dict[str, Any]:
+        """End one secret now (a leaked one). An admin client cannot revoke its own secrets (lock-out)."""
+        number = self._secret_id(secret_id)
+        await self._fresh_client(client_id)
+        if actor.client_id is not None and actor.client_id == client_id:
+            raise conflict("A client cannot revoke its own secret; use another admin client or the CLI.")
+        try:
+            row = await self._s.clients.revoke_secret(client_id, number)
+        except NotFound:
+            raise not_found("secret") from None
+        await self._s.events.record(
+            "admin.client_secret_revoked", "success", client_id=client_id, actor=actor.describe(), secret_id=number,
+            label=row.label,
+        )
+        return secret_view(row, self._s.clock.now())
+
+    async def reveal_secret(self, client_id: str, secret_id: str, *, actor: Actor) -> dict[str, Any]:
+        """Take, once, a secret the rotation job issued and could not deliver; the replaced secret's grace starts."""
+        number = self._secret_id(secret_id)
+        await self._fresh_client(client_id)
+        try:
+            result = await SecretRotation(self._s).reveal(client_id, number)
+        except DecryptionError:
+            raise conflict("The secret cannot be decrypted with the configured encryption keys; rotate it instead.") from None
+        if result is None:
+            raise not_found("undelivered secret")
+        row, secret, ends = result
+        await self._s.events.record(
+            "admin.client_secret_revealed", "success", client_id=client_id, actor=actor.describe(), secret_id=number,
+        )
+        return {
+            "client_id": client_id, "id": row.id, "label": row.label, "client_secret": secret,
+            "expires_at": iso(row.expires_at), "previous_secret_expires_at": iso(ends),
+        }
 
     # -- users ----------------------------------------------------------------------------------------
 

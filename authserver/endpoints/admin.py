@@ -175,6 +175,18 @@ async def client_secrets(request: Request, admin: AdminService, actor: Actor) ->
 
 
 @admin_endpoint
+async def client_secret(request: Request, admin: AdminService, actor: Actor) -> Response:
+    """DELETE: revoke one secret now."""
+    return json_response(await admin.revoke_secret(_path(request, "client_id"), _path(request, "secret_id"), actor=actor))
+
+
+@admin_endpoint
+async def client_secret_reveal(request: Request, admin: AdminService, actor: Actor) -> Response:
+    """POST: take, once, a secret the rotation job could not deliver."""
+    return json_response(await admin.reveal_secret(_path(request, "client_id"), _path(request, "secret_id"), actor=actor))
+
+
+@admin_endpoint
 async def users(request: Request, admin: AdminService, actor: Actor) -> Response:
     if request.method == "POST":
         return json_response(await admin.create_user(await read_json(request), actor=actor), 201)

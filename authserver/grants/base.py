@@ -58,13 +58,21 @@ async def authenticate_client(services: Services, presented: PresentedCredential
             error = InvalidClient("Public clients do not authenticate with a secret.")
     elif presented.method == "none":
         error = InvalidClient("Client authentication is required.")
-    elif presented.secret is None or not client.check_secret(presented.secret, now):
-        # The secret may have been rotated on another instance moments ago: look past the cache once.
-        fresh = await services.clients.refresh(client.client_id) if presented.secret is not None else None
-        if fresh is None or fresh.disabled or presented.secret is None or not fresh.check_secret(presented.secret, now):
-            error = InvalidClient()
-        else:
-            client = fresh
+    elif presented.secret is None:
+        error = InvalidClient()
+    else:
+        used = client.match_secret(presented.secret, now)
+        if used is None:
+            # The secret may have been rotated on another instance moments ago: look past the cache once.
+            fresh = await services.clients.refresh(client.client_id)
+            used = fresh.match_secret(presented.secret, now) if fresh is not None and not fresh.disabled else None
+            if used is None:
+                error = InvalidClient()
+            else:
+                client = fresh
+        if used is not None:
+            # Counted in memory, written in batches (storage/sql/clients.SecretUsage): no write per request.
+            services.clients.usage.record(used.id)
     if error is not None:
         if presented.method == "client_secret_basic":
             error.headers["WWW-Authenticate"] = 'Basic realm="authserver", error="invalid_client"'

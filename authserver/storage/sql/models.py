@@ -105,6 +105,12 @@ class Client(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     disabled_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Who is told when the secret rotates by itself (authserver/secret_rotation.py): an address (never sent
+    # the secret) and an https webhook that receives the new secret in a signed POST. The webhook's HMAC key
+    # is encrypted with the Encryptor (the server signs with it, so it must read it back).
+    owner_email: Mapped[str | None] = mapped_column(String(320), default=None)
+    notification_webhook: Mapped[str | None] = mapped_column(String(2000), default=None)
+    webhook_secret_encrypted: Mapped[str | None] = mapped_column(Text, default=None)
 
 
 class ClientSecret(Base):
@@ -116,6 +122,18 @@ class ClientSecret(Base):
     created_at: Mapped[datetime]
     # None: valid until rotated. Set on rotation to the end of the grace period.
     expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    # A client may hold several named secrets (one per deployment, say); rotation replaces a label's secrets.
+    label: Mapped[str] = mapped_column(String(64), default="default", server_default="default")
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Set when a successor was issued (by hand or by the rotation job): the job does not rotate it again.
+    rotated_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The secret this one replaces (automatic rotation: its grace starts when this one reaches the owner).
+    replaces_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    # Automatic rotation only: the new secret, encrypted, until it is delivered (webhook) or revealed once.
+    pending_secret_encrypted: Mapped[str | None] = mapped_column(Text, default=None)
+    # Usage, counted in memory per instance and added here in batches (storage/sql/clients.SecretUsage).
+    last_used_at: Mapped[datetime | None] = mapped_column(default=None)
+    use_count: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class Account(Base):
