@@ -4,10 +4,17 @@ Policy (strict): a refresh token works once. Presenting a consumed one — by an
 racing itself — revokes the whole family (every refresh token of the grant and the access tokens that
 carry its ``gid``). Two parallel refreshes therefore never fork a family: exactly one wins, the other
 gets ``invalid_grant`` and the family is revoked.
+
+DPoP (RFC 9449 §5): a public client's family issued with a DPoP proof is bound to that key
+(``grants.dpop_jkt``); every refresh needs a proof of the same key. Another key or no proof is
+``invalid_grant`` and changes nothing: the family is *not* revoked, because whoever presents a stolen
+bound token without the key must not be able to end the owner's sign-in (the token is useless to them
+anyway). Confidential clients' refresh tokens are not bound (§5); their access tokens are.
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
 from typing import Any, ClassVar
 
@@ -52,6 +59,7 @@ class RefreshTokenGrant:
         if row.client_id != client.client_id:
             # RFC 6749 §10.4: the token is bound to the client it was issued to.
             raise InvalidGrant("The refresh token is invalid.")
+        await self._check_family_key(client, grant.dpop_jkt, binding, ip=ip, grant_id=grant.grant_id)
         # RFC 6749 §6: a requested scope narrows this access token only; the new refresh token keeps the
         # scope originally granted (the family's), so a later refresh without scope gets all of it back.
         requested = parse_scope(params.get("scope"))
@@ -86,6 +94,21 @@ class RefreshTokenGrant:
             services, client, account, grant, scopes=scopes, nonce=None, refresh_token=new_value, binding=binding
         )
 
+    async def _check_family_key(
+        self, client: ClientInfo, family_jkt: str | None, binding: TokenBinding | None, *, ip: str | None, grant_id: str
+    ) -> None:
+        """RFC 9449 §5: a DPoP-bound family refreshes only with a proof of its key (module docstring)."""
+        if family_jkt is None:
+            return
+        presented = binding.jkt if binding is not None else None
+        if presented is not None and hmac.compare_digest(presented.encode(), family_jkt.encode()):
+            return
+        await self._services.events.record(
+            "dpop_key_mismatch", "failure", client_id=client.client_id, ip=ip, grant_id=grant_id,
+            proof=presented is not None,
+        )
+        raise InvalidGrant("The refresh token is bound to another DPoP key.")
+
     async def _rotate_in_one_statement(
         self, client: ClientInfo, value: str, binding: TokenBinding | None
     ) -> dict[str, Any] | None:
@@ -96,6 +119,7 @@ class RefreshTokenGrant:
         rotated = await services.fast_path.rotate_refresh_token(
             digest(value), client_id=client.client_id, new_digest=digest(new_value),
             idle_ttl=client.refresh_token_idle_ttl or services.settings.tokens.refresh_token_idle_ttl, now=services.clock.now(),
+            dpop_jkt=binding.jkt if binding is not None else None,
         )
         if rotated is None:
             return None
