@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 from joserfc import jws
 from joserfc.errors import JoseError, SecurityWarning
 from joserfc.jwk import JWKRegistry
+from joserfc.jws import JWSRegistry
 
 PROOF_TYPE = "dpop+jwt"
 # The asymmetric algorithms a proof may use (the ``dpop_signing_alg_values_supported`` choices).
@@ -40,6 +41,12 @@ _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 MAX_JTI_CHARS = 256
 MAX_NONCE_CHARS = 256
 DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+class _ProofRegistry(JWSRegistry):
+    # joserfc's default limit (512 bytes) is too small for a header carrying an RSA key; the whole proof is
+    # bounded by ``max_bytes`` before this runs.
+    max_header_length = 8192
 
 
 class ProofError(Exception):
@@ -144,7 +151,7 @@ def check_proof(
         if key.is_private:
             raise ProofError("The DPoP proof's jwk must be a public key for its algorithm.")
         with _eddsa_allowed():
-            payload = jws.deserialize_compact(proof, key, algorithms=[alg]).payload
+            payload = jws.deserialize_compact(proof, key, registry=_ProofRegistry(algorithms=[alg])).payload
         thumbprint = key.thumbprint()
     except ProofError:
         raise
