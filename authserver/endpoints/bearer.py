@@ -38,7 +38,14 @@ from starlette.responses import Response
 
 from authserver.endpoints._guard import client_ip
 from authserver.endpoints._http import FORM_TYPE, read_form
-from authserver.errors import InsufficientScope, InvalidDpopProof, InvalidRequest, InvalidToken, OAuthError, UseDpopNonce
+from authserver.errors import (
+    InsufficientScope,
+    InvalidDpopProof,
+    InvalidRequest,
+    InvalidToken,
+    OAuthError,
+    UseDpopNonce,
+)
 from authserver.services import Services
 from authserver.storage.sql.clients import ClientInfo
 from authserver.storage.sql.models import Account

@@ -7,7 +7,12 @@ from starlette.responses import Response
 
 from authserver.endpoints._guard import authenticate_client_guarded, client_ip
 from authserver.endpoints._http import json_response, method_not_allowed, oauth_json, read_form
-from authserver.errors import InvalidDpopProof, InvalidRequest, TemporarilyUnavailable, UnsupportedGrantType
+from authserver.errors import (
+    InvalidDpopProof,
+    InvalidRequest,
+    TemporarilyUnavailable,
+    UnsupportedGrantType,
+)
 from authserver.grants.base import TokenBinding, TokenGrant
 from authserver.protocol import client_auth
 from authserver.services import Services

@@ -82,9 +82,9 @@ class DpopGuard:
             raise InvalidDpopProof(error.reason) from None
         if settings.require_nonce and not self.nonce_valid(proof.nonce):
             # A missing, stale or foreign nonce alike: here is the one to use (§8.1).
-            error = UseDpopNonce()
-            error.headers[NONCE_HEADER] = self.nonce()
-            raise error
+            retry = UseDpopNonce()
+            retry.headers[NONCE_HEADER] = self.nonce()
+            raise retry
         seen = hashlib.sha256(f"{proof.jkt}:{proof.jti}".encode()).hexdigest()
         if not await self._cache.add(f"dpop:jti:{seen}", "1", settings.max_age + settings.leeway + 1):
             raise InvalidDpopProof("The DPoP proof was already used.")

@@ -22,7 +22,7 @@ from authserver.app import create_app
 from authserver.services import Services
 from authserver.settings import Settings
 from authserver.tokens.opaque import digest
-from tests.conftest import ISSUER, environ_for, fast_passwords
+from tests.conftest import ISSUER, fast_passwords
 from tests.support.dpop import Prover, ath_of, rsa_prover
 from tests.support.factories import REDIRECT_URI, AppClient, authorize, make_client, make_user
 from tests.support.lifecycle import frozen_app, introspect, resource_server
