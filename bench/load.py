@@ -23,9 +23,9 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx
 from authlib.common.security import generate_token
+from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from joserfc import jws
 from joserfc.jwk import ECKey
-from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
 from bench.servers import REDIRECT_URI, Credentials
 
