@@ -9,7 +9,9 @@ DPoP (RFC 9449 §5): a public client's family issued with a DPoP proof is bound 
 (``grants.dpop_jkt``); every refresh needs a proof of the same key. Another key or no proof is
 ``invalid_grant`` and changes nothing: the family is *not* revoked, because whoever presents a stolen
 bound token without the key must not be able to end the owner's sign-in (the token is useless to them
-anyway). Confidential clients' refresh tokens are not bound (§5); their access tokens are.
+anyway). For the same reason the key is checked before reuse detection: only a request that proves the
+key can revoke a bound family by presenting a consumed token. Confidential clients' refresh tokens are not
+bound (§5); their access tokens are.
 """
 
 from __future__ import annotations
