@@ -110,6 +110,14 @@ async def test_public_client_gets_dpop_bound_tokens_and_a_bound_refresh_family(h
     # The successor is bound too.
     stolen = await refresh_with(http, client, again.json()["refresh_token"], Prover())
     assert stolen.status_code == 400 and stolen.json()["error"] == "invalid_grant"
+    # A consumed bound token replayed without the key is refused and revokes nothing (no griefing) ...
+    replayed = await refresh_with(http, client, body["refresh_token"], Prover())
+    assert replayed.status_code == 400 and replayed.json()["error"] == "invalid_grant"
+    assert found[1].grant_id and (await services.tokens.get_grant(found[1].grant_id)).revoked_at is None  # type: ignore[union-attr]
+    # ... while the owner's own replay (with the key) is reuse: the family is revoked.
+    reuse = await refresh_with(http, client, body["refresh_token"], prover)
+    assert reuse.status_code == 400 and reuse.json()["error"] == "invalid_grant"
+    assert (await services.tokens.get_grant(found[1].grant_id)).revoked_at is not None  # type: ignore[union-attr]
 
 
 async def test_confidential_client_access_tokens_are_bound_but_its_refresh_tokens_are_not(http: httpx.AsyncClient, services: Services) -> None:
