@@ -52,6 +52,7 @@ from authserver.storage.sql.lifecycle import SqlLifecycleStore
 from authserver.storage.sql.mfa import SqlMfaStore
 from authserver.storage.sql.sessions import SqlConsentStore, SqlSessionStore
 from authserver.storage.sql.tokens import SqlTokenStore
+from authserver.tokens.dpop import DpopGuard
 from authserver.tokens.feed import RevocationFeed
 from authserver.tokens.jwt import TokenSigner
 from authserver.tokens.revocation import Revocations
@@ -170,6 +171,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, passwords:
         account_tokens=SqlAccountTokenStore(sessions, clock),
         mailer=Mailer(settings.mail, create_environment()),
         invitations=SqlInvitationStore(sessions, clock),
+        dpop=DpopGuard(settings.dpop, cache=cache, clock=clock, nonce_key=encryptor.derive_key(b"dpop-nonce")),
         fast_path=fast_path,
     )
 

@@ -157,7 +157,7 @@ def cmd_client_create(args: argparse.Namespace) -> int:
             post_logout_redirect_uris=args.post_logout_redirect_uri or [],
             token_endpoint_auth_method=args.auth_method, first_party=args.first_party,
             require_mfa=args.require_mfa, can_introspect=args.can_introspect, signing_alg=args.signing_alg,
-            access_token_ttl=args.access_token_ttl,
+            access_token_ttl=args.access_token_ttl, dpop_bound_access_tokens=args.dpop_bound_access_tokens,
         )
         result = info.public_dict()
         if secret:
@@ -253,7 +253,7 @@ def cmd_client_update(args: argparse.Namespace) -> int:
             key = {"redirect_uri": "redirect_uris", "post_logout_redirect_uri": "post_logout_redirect_uris",
                    "grant": "grant_types", "scope": "scopes"}.get(name, name)
             changes[key] = value
-    for name in ("first_party", "require_mfa", "can_introspect"):
+    for name in ("first_party", "require_mfa", "can_introspect", "dpop_bound_access_tokens"):
         value = getattr(args, name)
         if value is not None:
             changes[name] = value == "yes"
@@ -645,6 +645,7 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--first-party", action="store_true", help="skip the consent page")
     create.add_argument("--require-mfa", action="store_true")
     create.add_argument("--can-introspect", action="store_true")
+    create.add_argument("--dpop-bound-access-tokens", action="store_true", help="require a DPoP proof at every token request (RFC 9449)")
     create.add_argument("--signing-alg", choices=["ES256", "RS256", "EdDSA"])
     create.add_argument("--access-token-ttl", type=int)
     create.add_argument("--json", action="store_true")
@@ -668,6 +669,7 @@ def build_parser() -> argparse.ArgumentParser:
     cupdate.add_argument("--first-party", choices=["yes", "no"])
     cupdate.add_argument("--require-mfa", choices=["yes", "no"])
     cupdate.add_argument("--can-introspect", choices=["yes", "no"])
+    cupdate.add_argument("--dpop-bound-access-tokens", choices=["yes", "no"])
     cupdate.add_argument("--signing-alg", choices=["ES256", "RS256", "EdDSA"])
     cupdate.add_argument("--access-token-ttl", type=int)
     cupdate.add_argument("--owner-email", help="told when a secret rotates by itself (never sent the secret); '' clears")

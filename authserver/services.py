@@ -28,6 +28,7 @@ from authserver.storage.sql.fastpath import PgFastPath
 from authserver.storage.sql.lifecycle import SqlLifecycleStore
 from authserver.storage.sql.sessions import SqlConsentStore, SqlSessionStore
 from authserver.storage.sql.tokens import SqlTokenStore
+from authserver.tokens.dpop import DpopGuard
 from authserver.tokens.feed import RevocationFeed
 from authserver.tokens.jwt import TokenSigner
 from authserver.tokens.revocation import Revocations
@@ -66,6 +67,8 @@ class Services:
     mailer: Mailer
     # Invitation codes for sign-up (self_service.signup_requires_invitation), digests only.
     invitations: SqlInvitationStore
+    # DPoP proofs (RFC 9449): jti replay across instances and the stateless server nonce (tokens/dpop.py).
+    dpop: DpopGuard
     # PostgreSQL only: refresh rotation in one statement (storage/sql/fastpath.py); None on SQLite.
     fast_path: PgFastPath | None = None
     # Run-time fault injection (authserver/chaos.py); None in production.

@@ -408,6 +408,22 @@ class CorsSettings:
 
 
 @dataclass(frozen=True)
+class DpopSettings:
+    # DPoP (RFC 9449, docs/sender-constrained-tokens.md). Algorithms a proof may be signed with (asymmetric
+    # only; advertised as dpop_signing_alg_values_supported).
+    signing_algs: list[str] = field(default_factory=lambda: ["ES256", "ES384", "RS256", "PS256", "EdDSA"])
+    # A proof's iat may be this many seconds old, and this many seconds ahead of our clock.
+    max_age: int = 60
+    leeway: int = 5
+    # Proofs longer than this many bytes are refused before parsing.
+    max_proof_bytes: int = 8192
+    # Require a server nonce (RFC 9449 §8-9) in every proof, at /token and at our protected endpoints.
+    require_nonce: bool = False
+    # A nonce is valid for this many seconds to twice as long (stateless: derived from the encryption key).
+    nonce_lifetime: int = 300
+
+
+@dataclass(frozen=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
@@ -426,6 +442,7 @@ class Settings:
     self_service: SelfServiceSettings = field(default_factory=SelfServiceSettings)
     cors: CorsSettings = field(default_factory=CorsSettings)
     client_secrets: ClientSecretSettings = field(default_factory=ClientSecretSettings)
+    dpop: DpopSettings = field(default_factory=DpopSettings)
 
     @property
     def cookie_secure(self) -> bool:
@@ -534,6 +551,18 @@ def load_settings(environ: Mapping[str, str] | None = None, path: str | os.PathL
     return settings
 
 
+def _validate_dpop(dpop: DpopSettings) -> None:
+    known = {"ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "EdDSA"}
+    if not dpop.signing_algs or not set(dpop.signing_algs) <= known:
+        raise SettingsError(f"setting dpop.signing_algs: one or more of {', '.join(sorted(known))}")
+    if not 1 <= dpop.max_age <= 3600 or not 0 <= dpop.leeway <= 300:
+        raise SettingsError("setting dpop.max_age / dpop.leeway: 1-3600 and 0-300 seconds")
+    if not 1024 <= dpop.max_proof_bytes <= 65536:
+        raise SettingsError("setting dpop.max_proof_bytes: between 1024 and 65536")
+    if dpop.nonce_lifetime < 10:
+        raise SettingsError("setting dpop.nonce_lifetime: at least 10 seconds")
+
+
 def validate(settings: Settings) -> None:
     """Fail fast, naming the setting, on anything the server cannot run with safely."""
     server, tokens, security = settings.server, settings.tokens, settings.security
@@ -560,6 +589,7 @@ def validate(settings: Settings) -> None:
     if not 0 <= tokens.revocation_feed_max_age <= 60:
         raise SettingsError("setting tokens.revocation_feed_max_age: must be between 0 and 60 seconds")
     _validate_keys(settings)
+    _validate_dpop(settings.dpop)
     for scope in tokens.scopes:
         if not is_scope_token(scope):
             raise SettingsError(

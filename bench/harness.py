@@ -29,7 +29,9 @@ import httpx
 from bench.load import (
     Measurement,
     Request,
+    collect_dpop_chains,
     collect_refresh_tokens,
+    dpop_refresh_workload,
     fixed_request,
     flow_workload,
     pin_load_generator,
@@ -59,6 +61,7 @@ WORKLOADS = {
     "W4": "introspection (valid token)",
     "W5": "code + PKCE flow with sign-in (flows)",
     "W6": "refresh with rotation (refreshes)",
+    "W8": "DPoP-bound refresh, public client (refreshes)",
 }
 # Per server CPU-second, one worker. Peer targets are ratios ours/peer.
 TARGETS: dict[str, dict[str, float]] = {
@@ -154,6 +157,17 @@ class Bench:
             before = cpu_seconds(server.pid)
             with self._profiling(server, workload, round_no):
                 result = self._run(server, Request("POST", "/token", auth=request.auth, tokens=measured), args.duration, args.connections)
+        elif workload == "W8":
+            # A public SPA's DPoP-bound chains (RFC 9449): a fresh proof per request, made on the load core.
+            assert creds is not None
+            chains = asyncio.run(collect_dpop_chains(server.base_url, creds, 2 * args.chains))
+            concurrency = max(1, min(args.connections, args.chains))
+            warm = dpop_refresh_workload(chains[: args.chains], creds, server.base_url, concurrency=concurrency)
+            asyncio.run(run_python(server.base_url, warm, seconds=args.warmup, concurrency=concurrency))
+            measured = dpop_refresh_workload(chains[args.chains :], creds, server.base_url, concurrency=concurrency)
+            before = cpu_seconds(server.pid)
+            with self._profiling(server, workload, round_no):
+                result = asyncio.run(run_python(server.base_url, measured, seconds=args.duration, concurrency=concurrency))
         elif workload == "W5":
             assert creds is not None
             one = flow_workload(creds)
@@ -367,7 +381,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=32, help="concurrent connections for wrk workloads")
     parser.add_argument("--flow-concurrency", type=int, default=8, help="concurrent sign-in flows in W5")
     parser.add_argument("--chains", type=int, help="independent refresh chains in W6 (default 64)")
-    parser.add_argument("--workloads", default="W1,W2,W3,W4,W5,W6", help="comma-separated subset")
+    parser.add_argument("--workloads", default="W1,W2,W3,W4,W5,W6,W8", help="comma-separated subset")
     parser.add_argument("--no-peer", action="store_true", help="skip node-oidc-provider")
     parser.add_argument("--python-load", action="store_true", help="use the Python load generator even if wrk is installed")
     parser.add_argument("--quick", action="store_true", help="smoke run: SQLite, 1 s per workload, one round, no peer")

@@ -92,6 +92,8 @@ class Credentials:
     introspector_secret: str
     username: str = USERNAME
     password: str = PASSWORD
+    # The public SPA client of W8 (DPoP-bound refresh, RFC 9449).
+    spa_id: str = "bench-spa"
     # Token the introspection workload presents (set after start-up).
     introspect_token: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -264,6 +266,11 @@ class Ours(Server):
                 client_id="bench-web", name="Bench web", client_type="confidential", redirect_uris=[REDIRECT_URI],
                 grant_types=["authorization_code", "refresh_token"], scopes=ALL_SCOPES, audience=[API], first_party=True,
             )
+            await services.clients.create(
+                client_id="bench-spa", name="Bench SPA (DPoP)", client_type="public", redirect_uris=[REDIRECT_URI],
+                grant_types=["authorization_code", "refresh_token"], scopes=ALL_SCOPES, audience=[API], first_party=True,
+                dpop_bound_access_tokens=True,
+            )
             introspector, introspector_secret = await services.clients.create(
                 client_id="bench-introspector", name="Bench API", client_type="confidential", redirect_uris=[],
                 grant_types=[], scopes=[], audience=[API], can_introspect=True,
@@ -330,6 +337,9 @@ class Peer(Server):
              "redirect_uris": [], "response_types": [], "scope": " ".join(API_SCOPES), **common},
             {"client_id": "bench-web", "client_secret": secrets_["web"], "grant_types": ["authorization_code", "refresh_token"],
              "redirect_uris": [REDIRECT_URI], "response_types": ["code"], "scope": " ".join(ALL_SCOPES), **common},
+            {"client_id": "bench-spa", "grant_types": ["authorization_code", "refresh_token"], "redirect_uris": [REDIRECT_URI],
+             "response_types": ["code"], "scope": " ".join(ALL_SCOPES), "token_endpoint_auth_method": "none",
+             "id_token_signed_response_alg": "ES256", "dpop_bound_access_tokens": True},
             {"client_id": "bench-introspector", "client_secret": secrets_["introspector"], "grant_types": [],
              "redirect_uris": [], "response_types": [], **common},
             {"client_id": "bench-opaque", "client_secret": secrets_["opaque"], "grant_types": ["client_credentials"],

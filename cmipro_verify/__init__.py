@@ -8,10 +8,14 @@ Depends on joserfc and httpx only (never on the authorization server)::
     claims = verifier.verify(token)             # or: await verifier.verify_async(token)
     claims.require_scopes("read:levels")
 
+    # DPoP-bound tokens (RFC 9449): the Authorization and DPoP headers, the method and the URL called.
+    claims = verifier.verify_request(authorization, dpop=dpop_header, method="GET", url="https://api.example/levels")
+
 Exceptions (all carry the RFC 6750 ``error`` code and the HTTP status to answer with)::
 
     TokenError
      ├── InvalidToken        401 invalid_token       (bad signature, expired, wrong audience, unknown kid …)
+     │    └── InvalidDpopProof  401 invalid_dpop_proof (missing, bad, replayed proof; another key)
      ├── InsufficientScope   403 insufficient_scope  (valid token, missing scope or role)
      └── Unavailable         503 temporarily_unavailable (not the caller's fault)
           ├── JWKSUnavailable        no key set could ever be fetched
@@ -22,8 +26,10 @@ Revoked tokens (revoked token, family, disabled person or client) are refused as
 """
 
 from cmipro_verify._claims import Claims
+from cmipro_verify._dpop import DEFAULT_DPOP_ALGORITHMS, MemoryReplayCache, ReplayCache
 from cmipro_verify._errors import (
     InsufficientScope,
+    InvalidDpopProof,
     InvalidToken,
     JWKSUnavailable,
     RevocationUnavailable,
@@ -36,11 +42,15 @@ from cmipro_verify._verifier import DEFAULT_ALGORITHMS, Verifier, bearer_token
 
 __all__ = [
     "DEFAULT_ALGORITHMS",
+    "DEFAULT_DPOP_ALGORITHMS",
     "Claims",
     "InsufficientScope",
+    "InvalidDpopProof",
     "InvalidToken",
     "JWKSCache",
     "JWKSUnavailable",
+    "MemoryReplayCache",
+    "ReplayCache",
     "RevocationFeed",
     "RevocationList",
     "RevocationUnavailable",

@@ -12,6 +12,12 @@
     app = Starlette(routes=[Route("/levels", levels)],
                     middleware=[Middleware(BearerAuthMiddleware, verifier=verifier, exempt_paths={"/health"})])
 
+DPoP-bound tokens (RFC 9449) come as ``Authorization: DPoP <token>`` with a ``DPoP`` proof; the middleware
+checks the proof against the URL the client called: give ``base_url`` (this API's public scheme://host[:port],
+e.g. ``"https://api.cmipro.example"``) when it runs behind a proxy; without it the URL is built from the
+ASGI server's own scheme and address, never from the Host header. A bound token sent as ``Bearer`` is
+refused.
+
 Errors are answered as RFC 6750 §3 says: 401 ``invalid_token`` / 403 ``insufficient_scope`` with a
 ``WWW-Authenticate: Bearer …`` header (a revoked token is a 401 too), 503 when the key set could never be
 fetched or no recent enough revocation feed is available (``on_revocation_unavailable="closed"``).
@@ -30,7 +36,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cmipro_verify._claims import Claims
 from cmipro_verify._errors import InvalidToken, TokenError
-from cmipro_verify._verifier import Verifier, bearer_token
+from cmipro_verify._verifier import Verifier
 
 STATE_KEY = "token_claims"
 
@@ -59,28 +65,46 @@ class BearerAuthMiddleware:
         exempt_paths: Collection[str] = (),
         required: bool = True,
         realm: str | None = None,
+        base_url: str | None = None,
     ) -> None:
         self.app = app
         self.verifier = verifier
         self.exempt_paths = frozenset(exempt_paths)
         self.required = required
         self.realm = realm
+        self.base_url = base_url
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self.exempt_paths:
             await self.app(scope, receive, send)
             return
-        authorization = Headers(scope=scope).get("authorization")
+        headers = Headers(scope=scope)
+        authorization = headers.get("authorization")
         if authorization is None and not self.required:
             await self.app(scope, receive, send)
             return
         try:
-            claims = await self.verifier.verify_async(bearer_token(authorization))
+            claims = await self.verifier.verify_request_async(
+                authorization, dpop=headers.getlist("dpop"), method=scope["method"], url=request_url(scope, self.base_url)
+            )
         except TokenError as error:
             await error_response(error, realm=self.realm)(scope, receive, send)
             return
         scope.setdefault("state", {})[STATE_KEY] = claims
         await self.app(scope, receive, send)
+
+
+def request_url(scope: Scope, base_url: str | None = None) -> str:
+    """The URL a DPoP proof's ``htu`` must name: ``base_url`` (or the server's own scheme and address,
+    never the Host header) plus the path."""
+    path = str(scope.get("root_path", "")) + str(scope["path"])
+    if base_url is not None:
+        return base_url.rstrip("/") + path
+    host, port = scope.get("server") or ("localhost", None)
+    scheme = str(scope.get("scheme", "http"))
+    default = {"http": 80, "https": 443}.get(scheme)
+    netloc = host if port in (None, default) else f"{host}:{port}"
+    return f"{scheme}://{netloc}{path}"
 
 
 def claims_of(request: Request) -> Claims:
@@ -111,13 +135,17 @@ def requires(*scopes: str, any_role: Collection[str] = ()) -> Callable[[Endpoint
     return decorate
 
 
-async def authenticate(request: Request, verifier: Verifier, *scopes: str) -> Claims:
-    """Without the middleware (e.g. a FastAPI dependency): verify the request's token and scopes.
+async def authenticate(request: Request, verifier: Verifier, *scopes: str, base_url: str | None = None) -> Claims:
+    """Without the middleware (e.g. a FastAPI dependency): verify the request's token (Bearer or DPoP)
+    and scopes.
 
     Raises :class:`TokenError`; answer it with :func:`error_response`.
     """
-    claims = await verifier.verify_async(bearer_token(request.headers.get("authorization")))
+    claims = await verifier.verify_request_async(
+        request.headers.get("authorization"), dpop=request.headers.getlist("dpop"), method=request.method,
+        url=request_url(request.scope, base_url),
+    )
     return claims.require_scopes(*scopes)
 
 
-__all__ = ["BearerAuthMiddleware", "authenticate", "claims_of", "error_response", "requires"]
+__all__ = ["BearerAuthMiddleware", "authenticate", "claims_of", "error_response", "request_url", "requires"]

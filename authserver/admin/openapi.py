@@ -27,6 +27,7 @@ CLIENT_WRITABLE: dict[str, Any] = {
     "first_party": {"type": "boolean", "description": "Skip the consent page."},
     "require_mfa": {"type": "boolean"},
     "can_introspect": {"type": "boolean"},
+    "dpop_bound_access_tokens": {"type": "boolean", "description": "Require a DPoP proof (RFC 9449) at every token request."},
     "signing_alg": {"type": ["string", "null"], "enum": [*SIGNING_ALGS, None]},
     "access_token_ttl": _nullable_ttl,
     "refresh_token_idle_ttl": _nullable_long_ttl,

@@ -120,10 +120,14 @@ async def register_client(services: Services, data: Any, *, token_kind: str, ip:
     name = data.get("client_name", "Registered client")
     if not isinstance(name, str) or not name.strip() or len(name) > 200 or has_control_characters(name):
         raise RegistrationError("invalid_client_metadata", "client_name must have 1-200 printable characters.")
+    dpop_bound = data.get("dpop_bound_access_tokens", False)
+    if not isinstance(dpop_bound, bool):
+        raise RegistrationError("invalid_client_metadata", "dpop_bound_access_tokens must be a boolean (RFC 9449 §5.2).")
     try:
         info, secret = await services.clients.create(
             name=name, client_type="public" if public else "confidential", token_endpoint_auth_method=method,
             redirect_uris=redirect_uris, grant_types=grant_types, scopes=scopes, first_party=False,
+            dpop_bound_access_tokens=dpop_bound,
         )
     except (ValueError, Conflict) as error:
         raise RegistrationError("invalid_client_metadata", "The client metadata is inconsistent.") from error
@@ -140,6 +144,7 @@ async def register_client(services: Services, data: Any, *, token_kind: str, ip:
         "response_types": response_types,
         "token_endpoint_auth_method": info.token_endpoint_auth_method,
         "scope": " ".join(info.scopes),
+        "dpop_bound_access_tokens": info.dpop_bound_access_tokens,
     }
     if secret is not None:
         body["client_secret"] = secret

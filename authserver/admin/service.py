@@ -64,6 +64,7 @@ CLIENT_FIELDS = {
     "grant_types", "scopes", "audience", "first_party", "require_mfa", "can_introspect", "signing_alg",
     "access_token_ttl", "refresh_token_idle_ttl", "refresh_token_absolute_ttl", "rate_limit_per_minute",
     "owner_email", "notification_webhook",
+    "dpop_bound_access_tokens",
 }
 # Set on the row after creation (the store's create does not take them).
 CLIENT_CONTACT_FIELDS = ("owner_email", "notification_webhook")
@@ -203,6 +204,8 @@ class AdminService:
             "first_party": body.boolean("first_party"),
             "require_mfa": body.boolean("require_mfa"),
             "can_introspect": body.boolean("can_introspect"),
+            # RFC 9449 §5.2: every token request of this client must carry a DPoP proof.
+            "dpop_bound_access_tokens": body.boolean("dpop_bound_access_tokens"),
             "signing_alg": body.string("signing_alg", choices=SIGNING_ALGS, nullable=True),
             "access_token_ttl": body.integer("access_token_ttl", minimum=60, maximum=24 * 3600, nullable=True),
             "refresh_token_idle_ttl": body.integer("refresh_token_idle_ttl", minimum=60, maximum=400 * 24 * 3600, nullable=True),
@@ -334,7 +337,7 @@ class AdminService:
         for name in ("grant_types", "redirect_uris", "post_logout_redirect_uris", "scopes", "audience"):
             if name in changes and changes[name] is None:
                 changes[name] = []
-        for name in ("first_party", "require_mfa", "can_introspect", "token_endpoint_auth_method"):
+        for name in ("first_party", "require_mfa", "can_introspect", "token_endpoint_auth_method", "dpop_bound_access_tokens"):
             if name in changes and changes[name] is None:
                 raise invalid("The request has invalid fields.", [{"field": name, "message": "must not be null"}])
         if actor.client_id == client_id:

@@ -7,6 +7,7 @@ After that, errors go back to the client's redirect URI with ``error``, ``state`
 from __future__ import annotations
 
 import logging
+import re
 from datetime import timedelta
 from typing import NoReturn
 
@@ -53,6 +54,8 @@ from authserver.web.pages import (
 log = logging.getLogger("authserver.authorize")
 
 PROMPT_VALUES = frozenset({"none", "login", "consent", "select_account"})
+# RFC 9449 §10 dpop_jkt: a base64url SHA-256 JWK thumbprint (43 characters).
+JKT = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
 class PageError(Exception):
@@ -157,6 +160,10 @@ async def validate_request(services: Services, params: dict[str, str]) -> tuple[
     nonce = params.get("nonce")
     if nonce is not None and len(nonce) > 512:
         fail(InvalidRequest("nonce is too long."))
+    dpop_jkt = params.get("dpop_jkt")
+    if dpop_jkt is not None and not JKT.fullmatch(dpop_jkt):
+        # RFC 9449 §10: the base64url SHA-256 JWK thumbprint (RFC 7638) of the client's DPoP key.
+        fail(InvalidRequest("Invalid parameter: dpop_jkt."))
     hint_sub = None
     if "id_token_hint" in params:
         # OIDC Core §3.1.2.1: an ID token we issued to this client (expired ones too: it names, it grants nothing).
@@ -185,6 +192,7 @@ async def validate_request(services: Services, params: dict[str, str]) -> tuple[
         ui_locales=params.get("ui_locales"),
         acr_values=params.get("acr_values", "").split(),
         id_token_hint_sub=hint_sub,
+        dpop_jkt=dpop_jkt,
     )
 
 
@@ -232,6 +240,7 @@ async def continue_flow(
             audience=auth_request.audience,
             code_challenge=auth_request.code_challenge,
             nonce=auth_request.nonce,
+            dpop_jkt=auth_request.dpop_jkt,
             auth_time=session.auth_time,
             amr=list(session.amr),
             acr=session.acr,

@@ -33,6 +33,7 @@ def build_metadata(settings: Settings, grant_types: list[str]) -> dict[str, Any]
         "id_token_signing_alg_values_supported": list(configured_algorithms(settings)),
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "code_challenge_methods_supported": ["S256"],
+        "dpop_signing_alg_values_supported": list(settings.dpop.signing_algs),
         "authorization_response_iss_parameter_supported": True,
         "claims_supported": [
             "sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "azp", "at_hash",

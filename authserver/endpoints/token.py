@@ -7,9 +7,16 @@ from starlette.responses import Response
 
 from authserver.endpoints._guard import authenticate_client_guarded, client_ip
 from authserver.endpoints._http import json_response, method_not_allowed, oauth_json, read_form
-from authserver.errors import InvalidRequest, TemporarilyUnavailable, UnsupportedGrantType
+from authserver.errors import (
+    InvalidDpopProof,
+    InvalidRequest,
+    TemporarilyUnavailable,
+    UnsupportedGrantType,
+)
 from authserver.grants.base import TokenBinding, TokenGrant
 from authserver.protocol import client_auth
+from authserver.services import Services
+from authserver.storage.sql.clients import ClientInfo
 
 
 @oauth_json
@@ -38,7 +45,7 @@ async def token(request: Request) -> Response:
         raise TemporarilyUnavailable("No signing key is active yet for this client's algorithm.")
     relevant = {name: value for name, value in params.items() if name in grant.PARAMETERS}
     # The key the tokens are bound to (DPoP proof, client certificate); None issues bearer tokens.
-    binding: TokenBinding | None = None
+    binding: TokenBinding | None = await dpop_binding(request, services, client)
     body = await grant.create_token_response(client, relevant, ip=ip, binding=binding)
     if grant_type != "client_credentials" or services.settings.observability.store_machine_token_events:
         await services.events.record(
@@ -46,4 +53,16 @@ async def token(request: Request) -> Response:
             grant_type=grant_type, scope=body.get("scope"), refresh="refresh_token" in body,
         )
     services.metrics.token_issued(grant_type, client.client_id)
-    return json_response(body)
+    return json_response(body, headers=services.dpop.nonce_headers() if binding is not None and binding.jkt else None)
+
+
+async def dpop_binding(request: Request, services: Services, client: ClientInfo) -> TokenBinding | None:
+    """RFC 9449 §5: a valid DPoP proof binds the tokens to its key; a client registered with
+    ``dpop_bound_access_tokens`` must send one. Errors are ``invalid_dpop_proof`` / ``use_dpop_nonce`` (400)."""
+    url = services.settings.server.issuer + request.url.path
+    proof = await services.dpop.check(request.headers.getlist("dpop"), method=request.method, url=url)
+    if proof is None:
+        if client.dpop_bound_access_tokens:
+            raise InvalidDpopProof("This client must send a DPoP proof.")
+        return None
+    return TokenBinding(jkt=proof.jkt)

@@ -55,6 +55,9 @@ class AuthorizationCodeGrant:
             raise InvalidGrant("redirect_uri does not match the authorization request.")
         if not verify_s256(verifier, code.code_challenge):
             raise InvalidGrant("The code_verifier does not match the code_challenge.")
+        if code.dpop_jkt is not None and (binding is None or binding.jkt != code.dpop_jkt):
+            # RFC 9449 §10: the code was bound to a DPoP key at /authorize (dpop_jkt).
+            raise InvalidGrant("The authorization code is bound to another DPoP key.")
         account = await services.accounts.get(code.account_id)
         if account is None or account.disabled_at is not None:
             raise InvalidGrant("The account is not active.")
@@ -72,6 +75,8 @@ class AuthorizationCodeGrant:
                 code,
                 absolute_ttl=absolute_ttl,
                 refresh=refresh,
+                # RFC 9449 §5: a public client's refresh tokens are bound to its DPoP key, a confidential one's are not.
+                dpop_jkt=binding.jkt if binding is not None and client.is_public and refresh is not None else None,
             )
         except AlreadyConsumed as reused:
             await self._revoke_reused(reused.grant_id, client.client_id, code.account_id, ip)

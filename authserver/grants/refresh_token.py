@@ -6,10 +6,19 @@ that carry its ``gid``), with one exception, the grace period (``tokens.refresh_
 30 s; 0 is strict rotation): the same client presenting the token again shortly after its rotation, while
 the successor is unused, gets the same answer back (tokens/refresh_grace.py). A family never forks: at
 most one refresh token of it is ever live.
+
+DPoP (RFC 9449 §5): a public client's family issued with a DPoP proof is bound to that key
+(``grants.dpop_jkt``); every refresh needs a proof of the same key. Another key or no proof is
+``invalid_grant`` and changes nothing: the family is *not* revoked, because whoever presents a stolen
+bound token without the key must not be able to end the owner's sign-in (the token is useless to them
+anyway). For the same reason the key is checked before reuse detection: only a request that proves the
+key can revoke a bound family by presenting a consumed token. Confidential clients' refresh tokens are not
+bound (§5); their access tokens are.
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
 from typing import Any, ClassVar
 
@@ -72,6 +81,7 @@ class RefreshTokenGrant:
             if row.consumed_at is not None and grant.revoked_at is None:
                 await self._reuse(client, grant, ip, token_client_id=row.client_id)
             raise InvalidGrant("The refresh token is invalid.")
+        await self._check_family_key(client, grant.dpop_jkt, binding, ip=ip, grant_id=grant.grant_id)
         if requested and not set(requested) <= set(grant.scopes):
             raise InvalidScope("The requested scope exceeds the scope originally granted.")
         scopes = requested or list(grant.scopes)
@@ -125,6 +135,21 @@ class RefreshTokenGrant:
             grant_id=grant.grant_id, **extra,
         )
 
+    async def _check_family_key(
+        self, client: ClientInfo, family_jkt: str | None, binding: TokenBinding | None, *, ip: str | None, grant_id: str
+    ) -> None:
+        """RFC 9449 §5: a DPoP-bound family refreshes only with a proof of its key (module docstring)."""
+        if family_jkt is None:
+            return
+        presented = binding.jkt if binding is not None else None
+        if presented is not None and hmac.compare_digest(presented.encode(), family_jkt.encode()):
+            return
+        await self._services.events.record(
+            "dpop_key_mismatch", "failure", client_id=client.client_id, ip=ip, grant_id=grant_id,
+            proof=presented is not None,
+        )
+        raise InvalidGrant("The refresh token is bound to another DPoP key.")
+
     async def _rotate_in_one_statement(
         self, client: ClientInfo, value: str, presented: Presentation, binding: TokenBinding | None
     ) -> dict[str, Any] | None:
@@ -136,6 +161,7 @@ class RefreshTokenGrant:
         rotated = await services.fast_path.rotate_refresh_token(
             presented.token_digest, client_id=client.client_id, new_digest=digest(new_value),
             idle_ttl=client.refresh_token_idle_ttl or services.settings.tokens.refresh_token_idle_ttl, now=now,
+            dpop_jkt=binding.jkt if binding is not None else None,
         )
         if rotated is None:
             return None

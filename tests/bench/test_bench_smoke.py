@@ -24,7 +24,7 @@ def test_quick_bench_runs_every_workload(tmp_path: Path) -> None:
     assert "| W1 client credentials" in completed.stdout
     results = json.loads(output.read_text())
     samples = {s["workload"]: s for s in results["samples"] if s["server"] == "authserver"}
-    for workload in ("W1", "W2", "W3", "W5", "W6"):
+    for workload in ("W1", "W2", "W3", "W5", "W6", "W8"):
         assert samples[workload]["ok"] > 0, samples[workload]
         assert samples[workload]["errors"] == 0, samples[workload]
         assert samples[workload]["cpu_seconds"] > 0

@@ -154,6 +154,7 @@ class ClientInfo:
             "first_party": self.first_party,
             "require_mfa": self.require_mfa,
             "can_introspect": self.can_introspect,
+            "dpop_bound_access_tokens": self.dpop_bound_access_tokens,
             "signing_alg": self.signing_alg,
             "access_token_ttl": self.access_token_ttl,
             "refresh_token_idle_ttl": self.refresh_token_idle_ttl,

@@ -253,6 +253,8 @@ class Grant(Base):
     expires_at: Mapped[datetime] = mapped_column(index=True)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
     revoked_reason: Mapped[str | None] = mapped_column(String(64), default=None)
+    # RFC 9449 §5: the DPoP key (RFC 7638 thumbprint) a public client's refresh tokens are bound to.
+    dpop_jkt: Mapped[str | None] = mapped_column(String(64), default=None)
 
 
 class AuthorizationCode(Base):
@@ -273,6 +275,8 @@ class AuthorizationCode(Base):
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime] = mapped_column(index=True)
     consumed_at: Mapped[datetime | None] = mapped_column(default=None)
+    # RFC 9449 §10: the DPoP key the code was bound to at /authorize (dpop_jkt); the token request's proof must match.
+    dpop_jkt: Mapped[str | None] = mapped_column(String(64), default=None)
     # The grant created when the code was redeemed: revoked if the code is presented again.
     grant_id: Mapped[str | None] = mapped_column(String(64), default=None)
 

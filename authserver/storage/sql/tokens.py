@@ -45,11 +45,13 @@ class SqlTokenStore:
         *,
         absolute_ttl: int,
         refresh: NewRefreshToken | None,
+        dpop_jkt: str | None = None,
     ) -> Grant:
         """Claim the code and create its grant (and first refresh token) in one transaction.
 
         Raises AlreadyConsumed (with the grant of the first redemption) if the code was used before, and
         Expired if it ran out before the claim (checked in the same statement: never reported as reuse).
+        ``dpop_jkt`` binds the family's refresh tokens to a DPoP key (RFC 9449 §5, public clients).
         """
         now = self._clock.now()
         grant = Grant(
@@ -63,6 +65,7 @@ class SqlTokenStore:
             amr=list(code.amr),
             acr=code.acr,
             nonce=code.nonce,
+            dpop_jkt=dpop_jkt,
             created_at=now,
             expires_at=now + timedelta(seconds=absolute_ttl),
         )
