@@ -11,6 +11,7 @@ challenge. In order, cheapest first:
 1. the token: ``Authorization: Bearer`` (or, where allowed, the ``access_token`` form field, §2.2; never both);
 2. signature with our keys, ``typ`` = ``at+jwt``, ``iss``, ``exp`` (``TokenSigner.verify_access_token``);
 3. ``aud`` names one of the endpoint's own audiences (a token for a data API is not a token for us);
+   a token bound to a TLS certificate (``cnf.x5t#S256``, RFC 8705 §3) comes with that certificate;
 4. the per-token rate limit, if the endpoint has one (before any SQL, so a leaked token cannot hammer it);
 5. the scope;
 6. the deny list (the token's ``jti``, its grant ``gid``, its person, its client; shared by every instance);
@@ -24,6 +25,7 @@ nothing about which check failed.
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +35,7 @@ from starlette.responses import Response
 
 from authserver.endpoints._guard import client_ip
 from authserver.endpoints._http import FORM_TYPE, read_form
+from authserver.endpoints._mtls import client_certificate
 from authserver.errors import InsufficientScope, InvalidRequest, InvalidToken, OAuthError
 from authserver.services import Services
 from authserver.storage.sql.clients import ClientInfo
@@ -146,6 +149,7 @@ async def gate(request: Request, services: Services, protection: Protection) -> 
     issuer = services.settings.server.issuer
     if protection.audience_values(issuer).isdisjoint(audiences_of(claims)):
         raise challenge(InvalidToken(REFUSED, debug="audience"), protection)
+    _check_certificate_binding(request, claims, protection)
     client_id = claims.get("client_id")
     if not isinstance(client_id, str) or not client_id:
         raise refused
@@ -167,6 +171,18 @@ async def gate(request: Request, services: Services, protection: Protection) -> 
             raise refused
     account = await _person(services, claims, protection, refused)
     return Bearer(token, claims, scopes, client, account)
+
+
+def _check_certificate_binding(request: Request, claims: dict[str, Any], protection: Protection) -> None:
+    """RFC 8705 §3: a token bound to a certificate (``cnf.x5t#S256``) is honoured only on a request that
+    presents that certificate (mutual TLS); a stolen bound token is refused like any invalid one."""
+    cnf = claims.get("cnf")
+    bound = cnf.get("x5t#S256") if isinstance(cnf, dict) else None
+    if bound is None:
+        return
+    certificate = client_certificate(request)
+    if certificate is None or not isinstance(bound, str) or not hmac.compare_digest(bound, certificate.thumbprint):
+        raise challenge(InvalidToken(REFUSED, debug="certificate binding"), protection)
 
 
 async def _person(services: Services, claims: dict[str, Any], protection: Protection, refused: OAuthError) -> Account | None:

@@ -7,7 +7,9 @@ from starlette.responses import Response
 
 from authserver.endpoints._guard import authenticate_client_guarded, client_ip
 from authserver.endpoints._http import json_response, method_not_allowed, oauth_json, read_form
+from authserver.endpoints._mtls import client_certificate
 from authserver.errors import InvalidRequest, TemporarilyUnavailable, UnsupportedGrantType
+from authserver.grants import mtls
 from authserver.grants.base import TokenBinding, TokenGrant
 from authserver.protocol import client_auth
 
@@ -38,7 +40,8 @@ async def token(request: Request) -> Response:
         raise TemporarilyUnavailable("No signing key is active yet for this client's algorithm.")
     relevant = {name: value for name, value in params.items() if name in grant.PARAMETERS}
     # The key the tokens are bound to (DPoP proof, client certificate); None issues bearer tokens.
-    binding: TokenBinding | None = None
+    x5t_s256 = mtls.binding(client, client_certificate(request))
+    binding: TokenBinding | None = TokenBinding(x5t_s256=x5t_s256) if x5t_s256 else None
     body = await grant.create_token_response(client, relevant, ip=ip, binding=binding)
     if grant_type != "client_credentials" or services.settings.observability.store_machine_token_events:
         await services.events.record(
