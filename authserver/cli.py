@@ -72,6 +72,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _server_options(args, ("host", "port", "workers"))
     settings = load_settings()
     from authserver.logging import configure_logging, uvicorn_log_config
+    from authserver.tls import uvicorn_tls_options
 
     configure_logging(settings.observability.log_format, settings.observability.log_level)
     from authserver.metrics import prepare_multiprocess_dir
@@ -95,6 +96,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=settings.observability.graceful_timeout,
         log_level=settings.observability.log_level.lower(),
         log_config=uvicorn_log_config(),
+        **uvicorn_tls_options(settings.server),
     )
     return 0
 

@@ -32,6 +32,7 @@ from authserver.errors import InvalidRequest
 MAX_CERTIFICATE_BYTES = 8 * 1024
 PEM = re.compile(r"-----BEGIN CERTIFICATE-----(.+?)-----END CERTIFICATE-----", re.DOTALL)
 XFCC_CERT = re.compile(r'(?:^|;)\s*Cert="([^"]*)"', re.IGNORECASE)
+_SEPARATOR_SPACES = re.compile(r"(?<!\\)\s*(?<!\\)([,+])\s*")
 MTLS_METHODS = ("tls_client_auth", "self_signed_tls_client_auth")
 SAN_FIELDS = ("tls_client_auth_san_dns", "tls_client_auth_san_uri", "tls_client_auth_san_ip", "tls_client_auth_san_email")
 NAME_FIELDS = ("tls_client_auth_subject_dn", *SAN_FIELDS)
@@ -112,8 +113,12 @@ def _rdns(name: x509.Name) -> list[frozenset[tuple[str, str]]]:
 
 
 def parse_dn(dn: str) -> x509.Name:
-    """An RFC 4514 string as a Name, or ValueError (also for an empty one)."""
-    name = x509.Name.from_rfc4514_string(dn)
+    """An RFC 4514 string as a Name, or ValueError (also for an empty one).
+
+    Unescaped spaces around an RDN separator ("CN=a, O=b", as people and OpenSSL's old format write DNs) are
+    tolerated; everything else is cryptography's strict RFC 4514 parser.
+    """
+    name = x509.Name.from_rfc4514_string(_SEPARATOR_SPACES.sub(r"\1", dn.strip()))
     if not name.rdns:
         raise ValueError("empty distinguished name")
     return name
