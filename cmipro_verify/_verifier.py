@@ -19,6 +19,7 @@ from cmipro_verify._claims import Claims
 from cmipro_verify._errors import InvalidToken
 from cmipro_verify._jwks import ALGORITHM_KEYS, JWKSCache, VerificationKey
 from cmipro_verify._jws import MAX_TOKEN_BYTES, is_time, unverified_header, verified_claims
+from cmipro_verify._mtls import Certificate, check_certificate_binding
 from cmipro_verify._revocations import OnUnavailable, RevocationFeed
 
 DEFAULT_ALGORITHMS = ("ES256", "RS256", "EdDSA")
@@ -120,27 +121,35 @@ class Verifier:
 
     # -- public API --------------------------------------------------------------------------------
 
-    def verify(self, token: str) -> Claims:
-        """The claims of a valid, unrevoked token, else :class:`InvalidToken` (or a 503 :class:`Unavailable`)."""
+    def verify(self, token: str, *, client_certificate: Certificate | None = None) -> Claims:
+        """The claims of a valid, unrevoked token, else :class:`InvalidToken` (or a 503 :class:`Unavailable`).
+
+        ``client_certificate``: the TLS client certificate of the request (DER bytes or PEM), if any; a
+        token bound to a certificate (``cnf.x5t#S256``, RFC 8705) is refused unless it is this one.
+        """
         header = self._header(token)
         claims = self._check(token, header, self.jwks.get_key(header["kid"]))
+        check_certificate_binding(claims, client_certificate)
         if self.revocations is not None:
             self.revocations.check(claims)
         return claims
 
-    async def verify_async(self, token: str) -> Claims:
+    async def verify_async(self, token: str, *, client_certificate: Certificate | None = None) -> Claims:
         header = self._header(token)
         claims = self._check(token, header, await self.jwks.get_key_async(header["kid"]))
+        check_certificate_binding(claims, client_certificate)
         if self.revocations is not None:
             await self.revocations.check_async(claims)
         return claims
 
-    def verify_authorization(self, authorization: str | None) -> Claims:
+    def verify_authorization(self, authorization: str | None, *, client_certificate: Certificate | None = None) -> Claims:
         """Verify the token of an ``Authorization`` header value."""
-        return self.verify(bearer_token(authorization))
+        return self.verify(bearer_token(authorization), client_certificate=client_certificate)
 
-    async def verify_authorization_async(self, authorization: str | None) -> Claims:
-        return await self.verify_async(bearer_token(authorization))
+    async def verify_authorization_async(
+        self, authorization: str | None, *, client_certificate: Certificate | None = None
+    ) -> Claims:
+        return await self.verify_async(bearer_token(authorization), client_certificate=client_certificate)
 
     def close(self) -> None:
         self.jwks.close()

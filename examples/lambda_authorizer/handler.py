@@ -20,6 +20,12 @@ Configuration (environment variables of the function):
 - ``CMIPRO_REVOCATION_CHECK``: ``false`` to turn the revocation check off
 - ``CMIPRO_REVOCATION_URL``: default ``{CMIPRO_ISSUER}/revocations``
 
+Mutual TLS (RFC 8705): with a custom domain that has mutual TLS on, API Gateway passes the client certificate
+in ``requestContext.identity.clientCert.clientCertPem`` (REST API REQUEST authorizer) or
+``requestContext.authentication.clientCert.clientCertPem`` (HTTP API); it is handed to the verifier, so a
+token bound to a certificate (``cnf.x5t#S256``) passes only with that certificate. A TOKEN authorizer sees
+no certificate: it refuses bound tokens. Tokens without ``cnf`` are not affected.
+
 The verifier is built once per execution environment, so warm invocations reuse the cached JWKS and
 revocation feed: the JWKS is fetched when its max-age runs out (or once every 30 seconds for an unknown
 kid), the feed at most once per freshness period.
@@ -64,6 +70,16 @@ def _header(event: dict[str, Any]) -> str | None:
     return None
 
 
+def _client_certificate(event: dict[str, Any]) -> str | None:
+    """The mutual-TLS client certificate (PEM) API Gateway verified, if the domain has mTLS on."""
+    context = event.get("requestContext") or {}
+    for holder in ("identity", "authentication"):
+        cert = ((context.get(holder) or {}).get("clientCert") or {}).get("clientCertPem")
+        if isinstance(cert, str) and cert:
+            return cert
+    return None
+
+
 def _context(claims: Any) -> dict[str, str]:
     # Authorizer context values must be strings, numbers or booleans.
     return {
@@ -76,7 +92,9 @@ def _context(claims: Any) -> dict[str, str]:
 
 def _http_api(event: dict[str, Any]) -> dict[str, Any]:
     try:
-        claims = VERIFIER.verify_authorization(_header(event)).require_scopes(*REQUIRED_SCOPES)
+        claims = VERIFIER.verify_authorization(
+            _header(event), client_certificate=_client_certificate(event)
+        ).require_scopes(*REQUIRED_SCOPES)
     except (InvalidToken, InsufficientScope) as error:
         print(f"authorizer: denied ({error.error}: {error.description})")
         return {"isAuthorized": False}
@@ -89,7 +107,7 @@ def _http_api(event: dict[str, Any]) -> dict[str, Any]:
 def _rest_api(event: dict[str, Any]) -> dict[str, Any]:
     authorization = event.get("authorizationToken") if event["type"] == "TOKEN" else _header(event)
     try:
-        claims = VERIFIER.verify(bearer_token(authorization))
+        claims = VERIFIER.verify(bearer_token(authorization), client_certificate=_client_certificate(event))
     except InvalidToken as error:
         print(f"authorizer: unauthorized ({error.description})")
         raise Exception("Unauthorized") from None  # noqa: TRY002 - the exact message API Gateway expects
