@@ -78,7 +78,7 @@ def parse_forwarded(value: str) -> x509.Certificate:
         raise MalformedCertificate("size")
     xfcc = XFCC_CERT.findall(value)
     if xfcc:
-        if len(xfcc) != 1 or "," in value.replace(xfcc[0], ""):
+        if len(xfcc) != 1 or "," in re.sub(r'"[^"]*"', "", value):
             raise MalformedCertificate("several x-forwarded-client-cert elements")
         value = xfcc[0]
     try:

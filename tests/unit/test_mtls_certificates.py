@@ -31,7 +31,7 @@ def test_reads_every_form_proxies_send() -> None:
         CLIENT.pem,
         CLIENT.pem.replace("\n", " "),
         der_b64,  # Traefik, HAProxy ssl_c_der,base64
-        f'By=spiffe://cmipro/api;Hash=abc;Cert="{CLIENT.escaped}";Subject="CN=gauge-reader"',  # Envoy XFCC
+        f'By=spiffe://cmipro/api;Hash=abc;Cert="{CLIENT.escaped}";Subject="CN=gauge-reader,O=CMIPRO,C=HN"',  # Envoy XFCC
     ]
     for value in forms:
         assert certificates.parse_forwarded(value) == CLIENT.certificate, value[:40]
