@@ -176,6 +176,9 @@ async def test_stolen_bound_token_is_refused_at_userinfo(mtls_app: Starlette, se
             response = await http.get("/userinfo", headers=auth)
         assert response.status_code == 401
         assert 'error="invalid_token"' in response.headers["www-authenticate"]
+    async with via(mtls_app) as http:  # the proxy forwarding garbage: a 400, never a 500
+        response = await http.get("/userinfo", headers={**auth, "X-SSL-Client-Cert": "garbage"})
+        assert response.status_code == 400 and response.json()["error"] == "invalid_request"
 
 
 async def test_stolen_bound_admin_token_is_refused(mtls_app: Starlette, services: Services) -> None:
