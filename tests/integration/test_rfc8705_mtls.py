@@ -222,3 +222,19 @@ async def test_discovery_without_mtls_advertises_none_of_it(http: httpx.AsyncCli
     metadata = (await http.get("/.well-known/openid-configuration")).json()
     assert "mtls_endpoint_aliases" not in metadata and "tls_client_certificate_bound_access_tokens" not in metadata
     assert "tls_client_auth" not in metadata["token_endpoint_auth_methods_supported"]
+
+
+async def test_without_a_verify_header_the_proxy_vouches_for_every_certificate(
+    backend: str, database_url: str, tmp_root: Path
+) -> None:
+    settings = load_settings(environ_for(
+        backend, database_url, tmp_root, AUTHSERVER_SECURITY__TRUSTED_PROXIES=PROXY,
+        AUTHSERVER_SECURITY__CLIENT_CERTIFICATE_HEADER="X-SSL-Client-Cert",
+    ))
+    application = create_app(settings, passwords=fast_passwords())
+    async with LifespanManager(application):
+        client = await tls_client(application.state.services)
+        async with via(application, cert=READER, verify="FAILED:ignored, no verify header is configured") as http:
+            assert (await client_credentials(http, client.client_id)).status_code == 200
+        async with via(application, cert=READER, address=OUTSIDER) as http:
+            assert (await client_credentials(http, client.client_id)).status_code == 401

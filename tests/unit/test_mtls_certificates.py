@@ -141,3 +141,22 @@ def test_mtls_settings_are_validated(tmp_path: Any) -> None:
     served = load_settings({"AUTHSERVER_SERVER__TLS_CERTFILE": cert, "AUTHSERVER_SERVER__TLS_KEYFILE": key,
                             "AUTHSERVER_SERVER__TLS_CLIENT_CA_FILE": cert, "AUTHSERVER_SERVER__PORT": "8443"})
     assert served.server.issuer == "https://127.0.0.1:8443" and served.mtls_enabled
+
+
+def test_discovery_aliases_follow_the_mtls_base_url() -> None:
+    from authserver.endpoints.discovery import build_metadata
+
+    settings = load_settings({
+        "AUTHSERVER_SERVER__ISSUER": "https://auth.example", "AUTHSERVER_SECURITY__TRUSTED_PROXIES": "10.0.0.1",
+        "AUTHSERVER_SECURITY__CLIENT_CERTIFICATE_HEADER": "X-SSL-Client-Cert",
+        "AUTHSERVER_SERVER__MTLS_BASE_URL": "https://mtls.auth.example",
+    })
+    metadata = build_metadata(settings, ["client_credentials"])
+    assert metadata["token_endpoint"] == "https://auth.example/token"
+    assert metadata["mtls_endpoint_aliases"] == {
+        "token_endpoint": "https://mtls.auth.example/token",
+        "revocation_endpoint": "https://mtls.auth.example/revoke",
+        "introspection_endpoint": "https://mtls.auth.example/introspect",
+        "userinfo_endpoint": "https://mtls.auth.example/userinfo",
+        "registration_endpoint": "https://mtls.auth.example/register",
+    }
