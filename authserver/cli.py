@@ -10,6 +10,7 @@ import os
 import secrets
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError
@@ -72,6 +73,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _server_options(args, ("host", "port", "workers"))
     settings = load_settings()
     from authserver.logging import configure_logging, uvicorn_log_config
+    from authserver.tls import uvicorn_tls_options
 
     configure_logging(settings.observability.log_format, settings.observability.log_level)
     from authserver.metrics import ensure_multiprocess_dir, prepare_multiprocess_dir
@@ -96,6 +98,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=settings.observability.graceful_timeout,
         log_level=settings.observability.log_level.lower(),
         log_config=uvicorn_log_config(),
+        **uvicorn_tls_options(settings.server),
     )
     return 0
 
@@ -157,7 +160,7 @@ def cmd_client_create(args: argparse.Namespace) -> int:
             post_logout_redirect_uris=args.post_logout_redirect_uri or [],
             token_endpoint_auth_method=args.auth_method, first_party=args.first_party,
             require_mfa=args.require_mfa, can_introspect=args.can_introspect, signing_alg=args.signing_alg,
-            access_token_ttl=args.access_token_ttl, dpop_bound_access_tokens=args.dpop_bound_access_tokens,
+            access_token_ttl=args.access_token_ttl, dpop_bound_access_tokens=args.dpop_bound_access_tokens, **mtls,
         )
         result = info.public_dict()
         if secret:
@@ -175,6 +178,7 @@ def cmd_client_create(args: argparse.Namespace) -> int:
     unknown = set(args.scope) - set(_settings(args).tokens.scopes)
     if unknown:
         raise SystemExit(f"unknown scope(s) {sorted(unknown)}: add them to tokens.scopes first")
+    mtls = _mtls_options(args)
     from authserver.storage.errors import Conflict
 
     try:
@@ -185,6 +189,30 @@ def cmd_client_create(args: argparse.Namespace) -> int:
     if "client_secret" in result and not args.json:
         print("The client secret is shown only now; store it safely.", file=sys.stderr)
     return 0
+
+
+def _mtls_options(args: argparse.Namespace) -> dict[str, Any]:
+    """RFC 8705 metadata of ``client create``, checked as the admin API checks it (certificates.check_metadata)."""
+    from authserver.protocol.certificates import check_metadata
+
+    values: dict[str, Any] = {
+        "tls_client_auth_subject_dn": args.tls_subject_dn, "tls_client_auth_san_dns": args.tls_san_dns,
+        "tls_client_auth_san_uri": args.tls_san_uri, "tls_client_auth_san_ip": args.tls_san_ip,
+        "tls_client_auth_san_email": args.tls_san_email,
+        "tls_client_certificate_bound_access_tokens": args.certificate_bound_tokens,
+    }
+    if args.jwks_file:
+        try:
+            values["jwks"] = json.loads(Path(args.jwks_file).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise SystemExit(f"--jwks-file: {error}") from None
+        keys = values["jwks"].get("keys") if isinstance(values["jwks"], dict) else None
+        if not isinstance(keys, list) or any(not isinstance(k, dict) or "d" in k for k in keys):
+            raise SystemExit("--jwks-file: a JWK Set of public keys")
+    problems = check_metadata({**values, "token_endpoint_auth_method": args.auth_method})
+    if problems:
+        raise SystemExit("client not created: " + "; ".join(f"{field}: {message}" for field, message in problems))
+    return {name: value for name, value in values.items() if value is not None}
 
 
 def cmd_client_list(args: argparse.Namespace) -> int:
@@ -641,7 +669,20 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--post-logout-redirect-uri", action="append")
     create.add_argument("--scope", action="append")
     create.add_argument("--audience", action="append")
-    create.add_argument("--auth-method", choices=["client_secret_basic", "client_secret_post", "none"])
+    create.add_argument(
+        "--auth-method",
+        choices=["client_secret_basic", "client_secret_post", "none", "tls_client_auth", "self_signed_tls_client_auth"],
+    )
+    # RFC 8705: tls_client_auth names the certificate by exactly one of these; self_signed_tls_client_auth
+    # registers the certificate's public key as a JWK Set.
+    create.add_argument("--tls-subject-dn", help="tls_client_auth: subject DN (RFC 4514), e.g. CN=gauges,O=CMIPRO,C=HN")
+    create.add_argument("--tls-san-dns", help="tls_client_auth: a dNSName SAN of the certificate")
+    create.add_argument("--tls-san-uri", help="tls_client_auth: a URI SAN")
+    create.add_argument("--tls-san-ip", help="tls_client_auth: an iPAddress SAN")
+    create.add_argument("--tls-san-email", help="tls_client_auth: an rfc822Name SAN")
+    create.add_argument("--jwks-file", help="JWK Set (JSON file) with the public key of a self-signed certificate")
+    create.add_argument("--certificate-bound-tokens", action="store_true",
+                        help="bind access tokens to the client's TLS certificate (cnf.x5t#S256)")
     create.add_argument("--first-party", action="store_true", help="skip the consent page")
     create.add_argument("--require-mfa", action="store_true")
     create.add_argument("--can-introspect", action="store_true")

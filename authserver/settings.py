@@ -14,6 +14,7 @@ import dataclasses
 import ipaddress
 import json
 import os
+import re
 import sys
 import tomllib
 import types
@@ -59,6 +60,18 @@ class ServerSettings:
     max_body_bytes: int = 64 * 1024
     # Create a demo client and user on first start (embedded default only; off in production).
     demo: bool = True
+    # `authserver serve` terminates TLS itself (small deployments; behind a proxy leave these empty): the
+    # server certificate chain and its private key, PEM files. With tls_certfile set the issuer defaults to https.
+    tls_certfile: str = ""
+    tls_keyfile: str = ""
+    # CA certificates (PEM) that client certificates must chain to; set: clients may present a certificate
+    # (mutual TLS, RFC 8705), which the handshake verifies. Empty: no client certificates are asked for.
+    tls_client_ca_file: str = ""
+    # Refuse TLS connections without a client certificate (off: optional, only mTLS clients present one).
+    tls_client_cert_required: bool = False
+    # Base URL of the endpoints when reached with mutual TLS (RFC 8705 §5 mtls_endpoint_aliases), when the
+    # proxy serves mTLS on another host, e.g. https://mtls.auth.cmipro.example. Empty: the issuer's URLs.
+    mtls_base_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -103,6 +116,15 @@ class SecuritySettings:
     key_file: str = "./authserver-secrets.json"
     # Proxies whose X-Forwarded-For is trusted, as IP addresses or networks (CIDR).
     trusted_proxies: list[str] = field(default_factory=list)
+    # Request header in which a TLS-terminating proxy forwards the client certificate (mutual TLS, RFC 8705),
+    # e.g. X-SSL-Client-Cert; believed only from trusted_proxies, and the proxy must overwrite it on every
+    # request. URL-encoded PEM (nginx $ssl_client_escaped_cert), PEM, base64 DER or an Envoy
+    # x-forwarded-client-cert element (docs/sender-constrained-tokens-mtls.md). Empty: off.
+    client_certificate_header: str = ""
+    # Header in which the proxy says whether it verified the certificate's chain against the client CAs
+    # (nginx $ssl_client_verify): tls_client_auth then needs the value SUCCESS. Empty: the proxy forwards
+    # only certificates it verified (nginx ssl_verify_client on|optional, not optional_no_ca).
+    client_certificate_verify_header: str = ""
 
 
 @dataclass(frozen=True)
@@ -451,6 +473,11 @@ class Settings:
         parts = urlsplit(self.server.issuer)
         return not (parts.scheme == "http" and parts.hostname in {"localhost", "127.0.0.1", "::1"})
 
+    @property
+    def mtls_enabled(self) -> bool:
+        """Clients can present TLS certificates: serve asks for them, or a proxy forwards them (RFC 8705)."""
+        return bool(self.server.tls_client_ca_file or self.security.client_certificate_header)
+
     def replace(self, **groups: Mapping[str, Any]) -> Settings:
         """A copy with some fields changed: ``settings.replace(tokens={"code_ttl": 30})``."""
         changed = {name: dataclasses.replace(getattr(self, name), **values) for name, values in groups.items()}
@@ -546,7 +573,8 @@ def load_settings(environ: Mapping[str, str] | None = None, path: str | os.PathL
     if not settings.server.issuer:
         host = settings.server.host
         host = f"[{host}]" if ":" in host else host
-        settings = settings.replace(server={"issuer": f"http://{host}:{settings.server.port}"})
+        scheme = "https" if settings.server.tls_certfile else "http"
+        settings = settings.replace(server={"issuer": f"{scheme}://{host}:{settings.server.port}"})
     validate(settings)
     return settings
 
@@ -663,6 +691,7 @@ def validate(settings: Settings) -> None:
     if observability.shutdown_drain_seconds < 0 or observability.graceful_timeout < 0:
         raise SettingsError("setting observability.shutdown_drain_seconds/graceful_timeout: must not be negative")
     _validate_self_service(settings)
+    _validate_mtls(settings)
     if server.production:
         if settings.mail.enabled and settings.mail.security == "none":
             raise SettingsError("setting mail.security: none (no TLS) is refused in production")
@@ -722,6 +751,34 @@ def _validate_self_service(settings: Settings) -> None:
             raise SettingsError(f"setting cors.allowed_origins: {origin!r} is not an origin (scheme://host[:port])")
     if cors.max_age < 0 or cors.refresh_seconds <= 0:
         raise SettingsError("setting cors.max_age/cors.refresh_seconds: must not be negative / must be positive")
+
+
+def _validate_mtls(settings: Settings) -> None:
+    server, security = settings.server, settings.security
+    if bool(server.tls_certfile) != bool(server.tls_keyfile):
+        raise SettingsError("setting server.tls_certfile/server.tls_keyfile: give both or neither")
+    if server.tls_client_ca_file and not server.tls_certfile:
+        raise SettingsError("setting server.tls_client_ca_file: needs server.tls_certfile (serve terminating TLS)")
+    if server.tls_client_cert_required and not server.tls_client_ca_file:
+        raise SettingsError("setting server.tls_client_cert_required: needs server.tls_client_ca_file")
+    for name in ("tls_certfile", "tls_keyfile", "tls_client_ca_file"):
+        path = getattr(server, name)
+        if path and not Path(path).is_file():
+            raise SettingsError(f"setting server.{name}: {path} is not a file")
+    for name in ("client_certificate_header", "client_certificate_verify_header"):
+        value = getattr(security, name)
+        if value and not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}", value):
+            raise SettingsError(f"setting security.{name}: a header name (RFC 9110 token)")
+    if security.client_certificate_header and not security.trusted_proxies:
+        raise SettingsError("setting security.client_certificate_header: needs security.trusted_proxies (the proxies that set it)")
+    if security.client_certificate_verify_header and not security.client_certificate_header:
+        raise SettingsError("setting security.client_certificate_verify_header: needs security.client_certificate_header")
+    if server.mtls_base_url:
+        parts = urlsplit(server.mtls_base_url)
+        if parts.scheme != "https" or not parts.hostname or parts.query or parts.fragment or server.mtls_base_url.endswith("/"):
+            raise SettingsError("setting server.mtls_base_url: an https URL with no query, fragment or trailing slash")
+        if not settings.mtls_enabled:
+            raise SettingsError("setting server.mtls_base_url: mutual TLS is off (set server.tls_client_ca_file or security.client_certificate_header)")
 
 
 def _validate_keys(settings: Settings) -> None:

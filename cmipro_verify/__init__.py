@@ -21,6 +21,9 @@ Exceptions (all carry the RFC 6750 ``error`` code and the HTTP status to answer 
           ├── JWKSUnavailable        no key set could ever be fetched
           └── RevocationUnavailable  no recent enough revocation feed, on_revocation_unavailable="closed"
 
+Certificate-bound tokens (RFC 8705, ``cnf.x5t#S256``): pass the request's TLS client certificate,
+``verifier.verify(token, client_certificate=der_or_pem)``; a bound token is refused without it.
+
 Revoked tokens (revoked token, family, disabled person or client) are refused as ``InvalidToken`` within
 ``revocation_freshness`` seconds (30 by default) of the revocation; see docs/verifying-tokens.md.
 """
@@ -37,6 +40,7 @@ from cmipro_verify._errors import (
     Unavailable,
 )
 from cmipro_verify._jwks import JWKSCache
+from cmipro_verify._mtls import certificate_thumbprint, check_certificate_binding
 from cmipro_verify._revocations import RevocationFeed, RevocationList
 from cmipro_verify._verifier import DEFAULT_ALGORITHMS, Verifier, bearer_token
 
@@ -58,4 +62,6 @@ __all__ = [
     "Unavailable",
     "Verifier",
     "bearer_token",
+    "certificate_thumbprint",
+    "check_certificate_binding",
 ]

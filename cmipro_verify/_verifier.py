@@ -26,6 +26,7 @@ from cmipro_verify._dpop import (
 from cmipro_verify._errors import InvalidDpopProof, InvalidToken, TokenError
 from cmipro_verify._jwks import ALGORITHM_KEYS, JWKSCache, VerificationKey
 from cmipro_verify._jws import MAX_TOKEN_BYTES, is_time, unverified_header, verified_claims
+from cmipro_verify._mtls import Certificate, check_certificate_binding
 from cmipro_verify._revocations import OnUnavailable, RevocationFeed
 
 DEFAULT_ALGORITHMS = ("ES256", "RS256", "EdDSA")
@@ -155,50 +156,67 @@ class Verifier:
 
     # -- public API --------------------------------------------------------------------------------
 
-    def verify(self, token: str) -> Claims:
+    def verify(self, token: str, *, client_certificate: Certificate | None = None) -> Claims:
         """The claims of a valid, unrevoked bearer token, else :class:`InvalidToken` (or a 503 :class:`Unavailable`).
 
+        ``client_certificate``: the TLS client certificate of the request (DER bytes or PEM), if any; a
+        token bound to a certificate (``cnf.x5t#S256``, RFC 8705) is refused unless it is this one.
         A token bound to a DPoP key (``cnf.jkt``) is refused here: use :meth:`verify_request`."""
-        return self._refuse_bound(self._verify_token(token))
+        return self._refuse_bound(self._verify_token(token, client_certificate))
 
-    async def verify_async(self, token: str) -> Claims:
-        return self._refuse_bound(await self._verify_token_async(token))
+    async def verify_async(self, token: str, *, client_certificate: Certificate | None = None) -> Claims:
+        return self._refuse_bound(await self._verify_token_async(token, client_certificate))
 
     def verify_request(
-        self, authorization: str | None, *, dpop: str | Sequence[str] | None, method: str, url: str
+        self,
+        authorization: str | None,
+        *,
+        dpop: str | Sequence[str] | None,
+        method: str,
+        url: str,
+        client_certificate: Certificate | None = None,
     ) -> Claims:
         """Verify a request's token and, for ``Authorization: DPoP``, its proof (RFC 9449 §7).
 
         ``dpop`` is the request's ``DPoP`` header value(s); ``url`` the URL the client called, built from this
         API's configured public base URL and the request path (not from the Host header).
-        A bound token as ``Bearer``, an unbound one as ``DPoP``, or a bad proof are refused (401)."""
+        A bound token as ``Bearer``, an unbound one as ``DPoP``, or a bad proof are refused (401).
+        ``client_certificate`` as for :meth:`verify`."""
         scheme, token = _scheme_and_token(authorization)
         if scheme == "bearer":
-            return self.verify(token)
+            return self.verify(token, client_certificate=client_certificate)
         try:
-            claims = self._verify_token(token)
+            claims = self._verify_token(token, client_certificate)
         except TokenError as error:
             raise error.as_dpop(self.dpop_algorithms) from None
         return self._check_dpop(claims, token, dpop, method, url)
 
     async def verify_request_async(
-        self, authorization: str | None, *, dpop: str | Sequence[str] | None, method: str, url: str
+        self,
+        authorization: str | None,
+        *,
+        dpop: str | Sequence[str] | None,
+        method: str,
+        url: str,
+        client_certificate: Certificate | None = None,
     ) -> Claims:
         scheme, token = _scheme_and_token(authorization)
         if scheme == "bearer":
-            return await self.verify_async(token)
+            return await self.verify_async(token, client_certificate=client_certificate)
         try:
-            claims = await self._verify_token_async(token)
+            claims = await self._verify_token_async(token, client_certificate)
         except TokenError as error:
             raise error.as_dpop(self.dpop_algorithms) from None
         return self._check_dpop(claims, token, dpop, method, url)
 
-    def verify_authorization(self, authorization: str | None) -> Claims:
+    def verify_authorization(self, authorization: str | None, *, client_certificate: Certificate | None = None) -> Claims:
         """Verify the token of an ``Authorization`` header value."""
-        return self.verify(bearer_token(authorization))
+        return self.verify(bearer_token(authorization), client_certificate=client_certificate)
 
-    async def verify_authorization_async(self, authorization: str | None) -> Claims:
-        return await self.verify_async(bearer_token(authorization))
+    async def verify_authorization_async(
+        self, authorization: str | None, *, client_certificate: Certificate | None = None
+    ) -> Claims:
+        return await self.verify_async(bearer_token(authorization), client_certificate=client_certificate)
 
     def close(self) -> None:
         self.jwks.close()
@@ -212,16 +230,18 @@ class Verifier:
 
     # -- steps -------------------------------------------------------------------------------------
 
-    def _verify_token(self, token: str) -> Claims:
+    def _verify_token(self, token: str, client_certificate: Certificate | None = None) -> Claims:
         header = self._header(token)
         claims = self._check(token, header, self.jwks.get_key(header["kid"]))
+        check_certificate_binding(claims, client_certificate)
         if self.revocations is not None:
             self.revocations.check(claims)
         return claims
 
-    async def _verify_token_async(self, token: str) -> Claims:
+    async def _verify_token_async(self, token: str, client_certificate: Certificate | None = None) -> Claims:
         header = self._header(token)
         claims = self._check(token, header, await self.jwks.get_key_async(header["kid"]))
+        check_certificate_binding(claims, client_certificate)
         if self.revocations is not None:
             await self.revocations.check_async(claims)
         return claims

@@ -10,7 +10,7 @@ from typing import Any
 
 SIGNING_ALGS = ["ES256", "RS256", "EdDSA"]
 GRANTS = ["authorization_code", "refresh_token", "client_credentials"]
-METHODS = ["client_secret_basic", "client_secret_post", "none"]
+METHODS = ["client_secret_basic", "client_secret_post", "none", "tls_client_auth", "self_signed_tls_client_auth"]
 
 _uri_list = {"type": "array", "maxItems": 20, "items": {"type": "string", "minLength": 1, "maxLength": 2000}}
 _nullable_ttl = {"type": ["integer", "null"], "minimum": 60, "maximum": 86400}
@@ -38,6 +38,13 @@ CLIENT_WRITABLE: dict[str, Any] = {
         "type": ["string", "null"], "maxLength": 2000,
         "description": "https URL that receives a rotated secret in a signed POST; setting it answers a new notification_webhook_secret once.",
     },
+    # RFC 8705: tls_client_auth needs exactly one name; self_signed_tls_client_auth the certificate's key in jwks.
+    **{name: {"type": ["string", "null"], "minLength": 1, "maxLength": 1000} for name in (
+        "tls_client_auth_subject_dn", "tls_client_auth_san_dns", "tls_client_auth_san_uri", "tls_client_auth_san_ip",
+        "tls_client_auth_san_email",
+    )},
+    "tls_client_certificate_bound_access_tokens": {"type": "boolean"},
+    "jwks": {"type": ["object", "null"], "description": "JWK Set of public keys (self_signed_tls_client_auth)."},
 }
 
 USER_WRITABLE: dict[str, Any] = {

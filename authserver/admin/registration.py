@@ -16,6 +16,7 @@ from typing import Any
 from authserver.admin.service import Actor
 from authserver.admin.validation import has_control_characters
 from authserver.errors import InvalidScope
+from authserver.protocol import certificates
 from authserver.protocol.redirect_uri import REGISTRATION_RULE, is_acceptable_registration
 from authserver.protocol.scopes import parse_scope, unique
 from authserver.services import Services
@@ -86,8 +87,10 @@ async def register_client(services: Services, data: Any, *, token_kind: str, ip:
         if not is_acceptable_registration(uri):
             raise RegistrationError("invalid_redirect_uri", f"Redirect URIs must be {REGISTRATION_RULE}.")
     method = data.get("token_endpoint_auth_method", "client_secret_basic")
-    if method not in SUPPORTED_METHODS:
-        raise RegistrationError("invalid_client_metadata", f"token_endpoint_auth_method must be one of {', '.join(SUPPORTED_METHODS)}.")
+    methods = SUPPORTED_METHODS + (certificates.MTLS_METHODS if services.settings.mtls_enabled else ())
+    if method not in methods:
+        raise RegistrationError("invalid_client_metadata", f"token_endpoint_auth_method must be one of {', '.join(methods)}.")
+    mtls = _mtls_metadata(data, method)
     grant_types = _strings(data, "grant_types", max_items=3) or ["authorization_code"]
     if not set(grant_types) <= set(SUPPORTED_GRANTS):
         raise RegistrationError("invalid_client_metadata", f"grant_types must be among {', '.join(SUPPORTED_GRANTS)}.")
@@ -127,7 +130,7 @@ async def register_client(services: Services, data: Any, *, token_kind: str, ip:
         info, secret = await services.clients.create(
             name=name, client_type="public" if public else "confidential", token_endpoint_auth_method=method,
             redirect_uris=redirect_uris, grant_types=grant_types, scopes=scopes, first_party=False,
-            dpop_bound_access_tokens=dpop_bound,
+            dpop_bound_access_tokens=dpop_bound, **mtls,
         )
     except (ValueError, Conflict) as error:
         raise RegistrationError("invalid_client_metadata", "The client metadata is inconsistent.") from error
@@ -146,9 +149,35 @@ async def register_client(services: Services, data: Any, *, token_kind: str, ip:
         "scope": " ".join(info.scopes),
         "dpop_bound_access_tokens": info.dpop_bound_access_tokens,
     }
+    body.update({name: value for name, value in mtls.items() if value is not None})
     if secret is not None:
         body["client_secret"] = secret
         # RFC 7591 §3.2.1: when the secret expires, seconds since the epoch; 0 if it never does
         # (client_secrets.lifetime = 0). The rotation job replaces it before then (docs/operations.md).
         body["client_secret_expires_at"] = info.secret_expires_at(services.clock.now()) or 0
     return body
+
+
+def _mtls_metadata(data: dict[str, Any], method: str) -> dict[str, Any]:
+    """RFC 8705 §2.1.2 and §3.4 metadata (tls_client_auth_*, certificate-bound tokens) and the jwks that
+    self_signed_tls_client_auth needs, checked as a whole (certificates.check_metadata)."""
+    values: dict[str, Any] = {}
+    for name in certificates.NAME_FIELDS:
+        value = data.get(name)
+        if value is not None and (not isinstance(value, str) or not 0 < len(value) <= 1000 or has_control_characters(value)):
+            raise RegistrationError("invalid_client_metadata", f"{name} must be a string of 1-1000 printable characters.")
+        values[name] = value
+    bound = data.get("tls_client_certificate_bound_access_tokens", False)
+    if not isinstance(bound, bool):
+        raise RegistrationError("invalid_client_metadata", "tls_client_certificate_bound_access_tokens must be true or false.")
+    values["tls_client_certificate_bound_access_tokens"] = bound
+    jwks = data.get("jwks")
+    if jwks is not None and (not isinstance(jwks, dict) or not isinstance(jwks.get("keys"), list) or len(jwks["keys"]) > 20
+                             or any(not isinstance(k, dict) or "d" in k for k in jwks["keys"])):
+        raise RegistrationError("invalid_client_metadata", "jwks must be a JWK Set of at most 20 public keys.")
+    values["jwks"] = jwks
+    problems = certificates.check_metadata({**values, "token_endpoint_auth_method": method})
+    if problems:
+        field, message = problems[0]
+        raise RegistrationError("invalid_client_metadata", f"{field} {message}.")
+    return values

@@ -27,6 +27,7 @@ from authserver.admin.validation import (
     timestamp,
 )
 from authserver.keys.encryption import DecryptionError
+from authserver.protocol import certificates
 from authserver.protocol.redirect_uri import REGISTRATION_RULE, is_acceptable_registration
 from authserver.protocol.scopes import is_scope_token
 from authserver.secret_rotation import (
@@ -40,6 +41,7 @@ from authserver.storage.sql.clients import (
     AUTH_METHODS,
     CLIENT_TYPES,
     GRANT_TYPES,
+    MTLS_FIELDS,
     ClientInfo,
     webhook_aad,
 )
@@ -65,6 +67,7 @@ CLIENT_FIELDS = {
     "access_token_ttl", "refresh_token_idle_ttl", "refresh_token_absolute_ttl", "rate_limit_per_minute",
     "owner_email", "notification_webhook",
     "dpop_bound_access_tokens",
+    *MTLS_FIELDS, "jwks",
 }
 # Set on the row after creation (the store's create does not take them).
 CLIENT_CONTACT_FIELDS = ("owner_email", "notification_webhook")
@@ -109,6 +112,20 @@ def _scope_problem(scope: str, known: set[str]) -> str | None:
 
 def _audience_problem(uri: str) -> str | None:
     return None if re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*:[^\s]+", uri) else "must be an absolute URI"
+
+
+def _read_mtls(body: Body) -> dict[str, Any]:
+    """RFC 8705 client metadata: the tls_client_auth names, certificate-bound tokens, and the jwks that
+    self_signed_tls_client_auth checks the certificate's key against (consistency: certificates.check_metadata)."""
+    values: dict[str, Any] = {f: body.string(f, max_length=1000, nullable=True) for f in certificates.NAME_FIELDS}
+    values["tls_client_certificate_bound_access_tokens"] = body.boolean("tls_client_certificate_bound_access_tokens")
+    jwks = body.data.get("jwks")
+    if jwks is not None and (not isinstance(jwks, dict) or not isinstance(jwks.get("keys"), list) or len(jwks["keys"]) > 20
+                             or any(not isinstance(k, dict) or "d" in k for k in jwks["keys"])):
+        body.error("jwks", "must be a JWK Set of at most 20 public keys")
+        jwks = None
+    values["jwks"] = jwks
+    return values
 
 
 def client_view(info: ClientInfo, now: datetime | None = None) -> dict[str, Any]:
@@ -221,6 +238,7 @@ class AdminService:
             problem = webhook_problem(webhook, production=self._s.settings.server.production)
             if problem:
                 body.error("notification_webhook", problem)
+        values.update(_read_mtls(body))
         if creating:
             values["client_id"] = body.string("client_id", max_length=64, pattern=CLIENT_ID)
             values["client_type"] = body.string("client_type", required=True, choices=CLIENT_TYPES)
@@ -235,7 +253,8 @@ class AdminService:
         client_type = merged["client_type"]
         method = merged.get("token_endpoint_auth_method") or ("none" if client_type == "public" else "client_secret_basic")
         if (method == "none") != (client_type == "public"):
-            errors.append({"field": "token_endpoint_auth_method", "message": "public clients use none; confidential clients a client_secret_* method"})
+            errors.append({"field": "token_endpoint_auth_method", "message": "public clients use none; confidential clients a client_secret_* or *tls_client_auth method"})
+        errors.extend({"field": f, "message": m} for f, m in certificates.check_metadata({**merged, "token_endpoint_auth_method": method}))
         grants = merged.get("grant_types") or []
         if client_type == "public" and "client_credentials" in grants:
             errors.append({"field": "grant_types", "message": "client_credentials is for confidential clients only"})

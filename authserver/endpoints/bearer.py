@@ -15,6 +15,7 @@ challenge. In order, cheapest first:
    that key for this request (``htm``, ``htu``, ``ath``; jti single use), a bearer token never as ``DPoP``
    (:func:`check_dpop`);
 3. ``aud`` names one of the endpoint's own audiences (a token for a data API is not a token for us);
+   a token bound to a TLS certificate (``cnf.x5t#S256``, RFC 8705 §3) comes with that certificate;
 4. the per-token rate limit, if the endpoint has one (before any SQL, so a leaked token cannot hammer it);
 5. the scope;
 6. the deny list (the token's ``jti``, its grant ``gid``, its person, its client; shared by every instance);
@@ -38,6 +39,7 @@ from starlette.responses import Response
 
 from authserver.endpoints._guard import client_ip
 from authserver.endpoints._http import FORM_TYPE, read_form
+from authserver.endpoints._mtls import client_certificate
 from authserver.errors import (
     InsufficientScope,
     InvalidDpopProof,
@@ -159,6 +161,7 @@ async def gate(request: Request, services: Services, protection: Protection) -> 
     issuer = services.settings.server.issuer
     if protection.audience_values(issuer).isdisjoint(audiences_of(claims)):
         raise challenge(InvalidToken(REFUSED, debug="audience"), protection)
+    _check_certificate_binding(request, claims, protection)
     client_id = claims.get("client_id")
     if not isinstance(client_id, str) or not client_id:
         raise refused
@@ -234,6 +237,18 @@ async def check_dpop(request: Request, services: Services, protection: Protectio
 def _with_headers(error: OAuthError, source: OAuthError) -> OAuthError:
     error.headers.update(source.headers)
     return error
+
+
+def _check_certificate_binding(request: Request, claims: dict[str, Any], protection: Protection) -> None:
+    """RFC 8705 §3: a token bound to a certificate (``cnf.x5t#S256``) is honoured only on a request that
+    presents that certificate (mutual TLS); a stolen bound token is refused like any invalid one."""
+    cnf = claims.get("cnf")
+    bound = cnf.get("x5t#S256") if isinstance(cnf, dict) else None
+    if bound is None:
+        return
+    certificate = client_certificate(request)
+    if certificate is None or not isinstance(bound, str) or not hmac.compare_digest(bound, certificate.thumbprint):
+        raise challenge(InvalidToken(REFUSED, debug="certificate binding"), protection)
 
 
 async def _person(services: Services, claims: dict[str, Any], protection: Protection, refused: OAuthError) -> Account | None:

@@ -13,7 +13,7 @@ from authserver.settings import Settings
 
 def build_metadata(settings: Settings, grant_types: list[str]) -> dict[str, Any]:
     issuer = settings.server.issuer
-    return {
+    return _with_mtls(settings, {
         "issuer": issuer,
         "authorization_endpoint": f"{issuer}/authorize",
         "token_endpoint": f"{issuer}/token",
@@ -49,7 +49,25 @@ def build_metadata(settings: Settings, grant_types: list[str]) -> dict[str, Any]
         # Not registered metadata (hence the prefix): the signed revocation feed for offline verifiers
         # (authserver/tokens/feed.py, docs/verifying-tokens.md).
         "cmipro_revocation_feed_uri": f"{issuer}/revocations",
+    })
+
+
+def _with_mtls(settings: Settings, metadata: dict[str, Any]) -> dict[str, Any]:
+    """RFC 8705 metadata when clients can present certificates (serve asks for them or a proxy forwards them):
+    the two methods, certificate-bound tokens (§3.3) and the endpoints' mTLS aliases (§5)."""
+    if not settings.mtls_enabled:
+        return metadata
+    for name in ("token_endpoint_auth_methods_supported", "revocation_endpoint_auth_methods_supported",
+                 "introspection_endpoint_auth_methods_supported"):
+        metadata[name] = [*metadata[name], "tls_client_auth", "self_signed_tls_client_auth"]
+    metadata["tls_client_certificate_bound_access_tokens"] = True
+    base = settings.server.mtls_base_url or settings.server.issuer
+    metadata["mtls_endpoint_aliases"] = {
+        f"{name}_endpoint": f"{base}/{path}"
+        for name, path in (("token", "token"), ("revocation", "revoke"), ("introspection", "introspect"),
+                           ("userinfo", "userinfo"), ("registration", "register"))
     }
+    return metadata
 
 
 def metadata_endpoint(metadata: dict[str, Any]) -> PreparedDocument:

@@ -70,6 +70,7 @@ async def _access_token(services: Services, caller: ClientInfo, token: str) -> d
     if await services.revocations.is_revoked(claims):
         return INACTIVE
     body: dict[str, Any] = {"active": True}
+    # cnf: the key the token is bound to (RFC 8705 §3.2 x5t#S256), for the resource server to check.
     for name in ("scope", "client_id", "sub", "exp", "iat", "aud", "iss", "jti", "cnf"):
         if name in claims:
             body[name] = claims[name]

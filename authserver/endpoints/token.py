@@ -7,12 +7,14 @@ from starlette.responses import Response
 
 from authserver.endpoints._guard import authenticate_client_guarded, client_ip
 from authserver.endpoints._http import json_response, method_not_allowed, oauth_json, read_form
+from authserver.endpoints._mtls import client_certificate
 from authserver.errors import (
     InvalidDpopProof,
     InvalidRequest,
     TemporarilyUnavailable,
     UnsupportedGrantType,
 )
+from authserver.grants import mtls
 from authserver.grants.base import TokenBinding, TokenGrant
 from authserver.protocol import client_auth
 from authserver.services import Services
@@ -46,6 +48,9 @@ async def token(request: Request) -> Response:
     relevant = {name: value for name, value in params.items() if name in grant.PARAMETERS}
     # The key the tokens are bound to (DPoP proof, client certificate); None issues bearer tokens.
     binding: TokenBinding | None = await dpop_binding(request, services, client)
+    x5t_s256 = mtls.binding(client, client_certificate(request))
+    if x5t_s256:
+        binding = TokenBinding(jkt=binding.jkt if binding is not None else None, x5t_s256=x5t_s256)
     body = await grant.create_token_response(client, relevant, ip=ip, binding=binding)
     if grant_type != "client_credentials" or services.settings.observability.store_machine_token_events:
         await services.events.record(

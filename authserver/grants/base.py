@@ -8,6 +8,8 @@ from datetime import datetime
 from typing import Any, ClassVar, Protocol
 
 from authserver.errors import InvalidClient, InvalidScope, InvalidTarget, UnauthorizedClient
+from authserver.grants import mtls
+from authserver.protocol.certificates import ClientCertificate
 from authserver.protocol.client_auth import PresentedCredentials
 from authserver.protocol.scopes import parse_scope
 from authserver.services import Services
@@ -46,13 +48,20 @@ class TokenGrant(Protocol):
     ) -> dict[str, Any]: ...
 
 
-async def authenticate_client(services: Services, presented: PresentedCredentials) -> ClientInfo:
-    """RFC 6749 §2.3: the client is known, enabled, and proves itself with the method it registered for."""
+async def authenticate_client(
+    services: Services, presented: PresentedCredentials, *, certificate: ClientCertificate | None = None
+) -> ClientInfo:
+    """RFC 6749 §2.3: the client is known, enabled, and proves itself with the method it registered for.
+
+    ``certificate`` is the TLS client certificate of the request, if any (RFC 8705, grants/mtls.py).
+    """
     client = await services.clients.get(presented.client_id)
     now = services.clock.now()
     error: InvalidClient | None = None
     if client is None or client.disabled:
         error = InvalidClient()
+    elif client.token_endpoint_auth_method in mtls.MTLS_METHODS:
+        error = mtls.authenticate(client, presented, certificate)
     elif client.is_public:
         if presented.method != "none":
             error = InvalidClient("Public clients do not authenticate with a secret.")

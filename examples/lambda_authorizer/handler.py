@@ -27,6 +27,12 @@ REST REQUEST authorizers. A proof is single use, so such routes need authorizer 
 ``DPoP`` header among the identity sources; the REST TOKEN authorizer sees only the token and refuses
 bound tokens. The jti replay cache is per execution environment (docs/sender-constrained-tokens.md).
 
+Mutual TLS (RFC 8705): with a custom domain that has mutual TLS on, API Gateway passes the client certificate
+in ``requestContext.identity.clientCert.clientCertPem`` (REST API REQUEST authorizer) or
+``requestContext.authentication.clientCert.clientCertPem`` (HTTP API); it is handed to the verifier, so a
+token bound to a certificate (``cnf.x5t#S256``) passes only with that certificate. A TOKEN authorizer sees
+no certificate: it refuses bound tokens. Tokens without ``cnf`` are not affected.
+
 The verifier is built once per execution environment, so warm invocations reuse the cached JWKS and
 revocation feed: the JWKS is fetched when its max-age runs out (or once every 30 seconds for an unknown
 kid), the feed at most once per freshness period.
@@ -73,10 +79,24 @@ def _header(event: dict[str, Any], wanted: str = "authorization") -> str | None:
 
 
 def _verify(event: dict[str, Any], authorization: str | None, method: str, path: str) -> Any:
-    """Bearer, or DPoP with its proof (for the URL under CMIPRO_API_BASE_URL; none configured: refused)."""
+    """Bearer, or DPoP with its proof (for the URL under CMIPRO_API_BASE_URL; none configured: refused), and
+    the certificate binding of an mTLS-bound token."""
+    certificate = _client_certificate(event)
     if not API_BASE_URL:
-        return VERIFIER.verify_authorization(authorization)
-    return VERIFIER.verify_request(authorization, dpop=_header(event, "dpop"), method=method, url=API_BASE_URL + path)
+        return VERIFIER.verify_authorization(authorization, client_certificate=certificate)
+    return VERIFIER.verify_request(
+        authorization, dpop=_header(event, "dpop"), method=method, url=API_BASE_URL + path, client_certificate=certificate
+    )
+
+
+def _client_certificate(event: dict[str, Any]) -> str | None:
+    """The mutual-TLS client certificate (PEM) API Gateway verified, if the domain has mTLS on."""
+    context = event.get("requestContext") or {}
+    for holder in ("identity", "authentication"):
+        cert = ((context.get(holder) or {}).get("clientCert") or {}).get("clientCertPem")
+        if isinstance(cert, str) and cert:
+            return cert
+    return None
 
 
 def _context(claims: Any) -> dict[str, str]:
@@ -106,7 +126,7 @@ def _rest_api(event: dict[str, Any]) -> dict[str, Any]:
     authorization = event.get("authorizationToken") if event["type"] == "TOKEN" else _header(event)
     try:
         if event["type"] == "TOKEN":
-            claims = VERIFIER.verify(bearer_token(authorization))
+            claims = VERIFIER.verify(bearer_token(authorization), client_certificate=_client_certificate(event))
         else:
             claims = _verify(event, authorization, str(event.get("httpMethod", "")), str(event.get("path", "")))
     except InvalidToken as error:

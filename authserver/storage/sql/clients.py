@@ -41,7 +41,9 @@ def webhook_aad(client_id: str) -> bytes:
 
 CLIENT_TYPES = ("confidential", "public")
 DEFAULT_LABEL = "default"
-AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
+AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none", "tls_client_auth", "self_signed_tls_client_auth")
+# RFC 8705 §2: the client authenticates with its TLS certificate and has no secret.
+CERTIFICATE_AUTH_METHODS = ("tls_client_auth", "self_signed_tls_client_auth")
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
 # Unreserved characters only (RFC 3986 §2.3): the id reads the same whether or not a client form-urlencodes
 # its Basic credentials (RFC 6749 §2.3.1; Authlib, for one, does not), and it is safe in URLs and logs.
@@ -62,6 +64,15 @@ SENDER_CONSTRAINT_FIELDS = (
     "tls_client_certificate_bound_access_tokens",
     "dpop_bound_access_tokens",
     "require_pushed_authorization_requests",
+)
+# Mutual-TLS metadata (RFC 8705 §2.1.2, §3.4) shown in client views (admin API, registration responses).
+MTLS_FIELDS = (
+    "tls_client_auth_subject_dn",
+    "tls_client_auth_san_dns",
+    "tls_client_auth_san_uri",
+    "tls_client_auth_san_ip",
+    "tls_client_auth_san_email",
+    "tls_client_certificate_bound_access_tokens",
 )
 
 
@@ -162,6 +173,8 @@ class ClientInfo:
             "disabled": self.disabled,
             "owner_email": self.owner_email,
             "notification_webhook": self.notification_webhook,
+            **{name: getattr(self, name) for name in MTLS_FIELDS},
+            "jwks": self.jwks,
         }
 
 
@@ -399,7 +412,7 @@ class SqlClientStore:
             raise ValueError(f"client type must be one of {CLIENT_TYPES}")
         method = token_endpoint_auth_method or ("none" if client_type == "public" else "client_secret_basic")
         if method not in AUTH_METHODS or (method == "none") != (client_type == "public"):
-            raise ValueError("public clients use 'none'; confidential clients a client_secret_* method")
+            raise ValueError("public clients use 'none'; confidential clients a client_secret_* or *tls_client_auth method")
         unknown = set(grant_types) - set(GRANT_TYPES)
         if unknown:
             raise ValueError(f"unknown grant type(s): {sorted(unknown)}")
@@ -431,7 +444,8 @@ class SqlClientStore:
             created_at=now,
             updated_at=now,
         )
-        secret = new_secret(CLIENT_SECRET_PREFIX) if client_type == "confidential" else None
+        has_secret = client_type == "confidential" and method not in CERTIFICATE_AUTH_METHODS
+        secret = new_secret(CLIENT_SECRET_PREFIX) if has_secret else None
         secret_rows = [
             ClientSecret(
                 client_id=row.client_id, secret_digest=digest(secret), created_at=now, expires_at=self._expiry(now),
