@@ -134,7 +134,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, passwords:
         sessions=sessions,
         cache=cache,
         encryptor=encryptor,
-        clients=SqlClientStore(sessions, clock),
+        clients=SqlClientStore(sessions, clock, encryptor=encryptor),
         accounts=accounts,
         tokens=tokens,
         browser_sessions=SqlSessionStore(

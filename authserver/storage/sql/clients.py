@@ -17,13 +17,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from authserver.clock import Clock
+from authserver.keys.encryption import Encryptor
 from authserver.protocol.scopes import unique
 from authserver.storage.errors import Conflict, NotFound
 from authserver.storage.sql.models import Client, ClientSecret
 from authserver.tokens.opaque import CLIENT_SECRET_PREFIX, digest, new_id, new_secret
 
 CLIENT_TYPES = ("confidential", "public")
-AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
+AUTH_METHODS = ("client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt", "none")
+# Methods that authenticate with a secret we issue (client_secret_jwt keeps it encrypted to verify HMACs).
+SECRET_METHODS = ("client_secret_basic", "client_secret_post", "client_secret_jwt")
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
 # Unreserved characters only (RFC 3986 §2.3): the id reads the same whether or not a client form-urlencodes
 # its Basic credentials (RFC 6749 §2.3.1; Authlib, for one, does not), and it is safe in URLs and logs.
@@ -51,6 +54,13 @@ SENDER_CONSTRAINT_FIELDS = (
 class SecretInfo:
     secret_digest: str
     expires_at: datetime | None
+    # client_secret_jwt: the secret encrypted with the Encryptor (aad: ``secret_aad``).
+    secret_encrypted: str | None = field(default=None, repr=False)
+
+
+def secret_aad(client_id: str) -> bytes:
+    """Binds an encrypted client secret to its client: copied onto another client's row, it does not decrypt."""
+    return f"client_secret:{client_id}".encode()
 
 
 @dataclass(frozen=True)
@@ -145,7 +155,7 @@ def _info(row: Client, secrets: list[ClientSecret]) -> ClientInfo:
         refresh_token_absolute_ttl=row.refresh_token_absolute_ttl,
         rate_limit_per_minute=row.rate_limit_per_minute,
         disabled=row.disabled_at is not None,
-        secrets=tuple(SecretInfo(s.secret_digest, s.expires_at) for s in secrets),
+        secrets=tuple(SecretInfo(s.secret_digest, s.expires_at, s.secret_encrypted) for s in secrets),
         **{name: getattr(row, name) for name in SENDER_CONSTRAINT_FIELDS},
     )
 
@@ -154,8 +164,12 @@ class SqlClientStore:
     # Reloads past the cache per second per instance after a secret mismatch (see ``refresh``).
     REFRESH_BUDGET = 20
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock, *, cache_ttl: float = 10.0) -> None:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], clock: Clock, *, cache_ttl: float = 10.0, encryptor: Encryptor | None = None
+    ) -> None:
         self._sessions = sessions
+        # Encrypts the secrets of client_secret_jwt clients (their HMAC key); without it such clients cannot be made.
+        self._encryptor = encryptor
         self._clock = clock
         self._cache_ttl = cache_ttl
         self._cache: dict[str, tuple[float, ClientInfo | None]] = {}
@@ -257,7 +271,11 @@ class SqlClientStore:
             raise ValueError(f"client type must be one of {CLIENT_TYPES}")
         method = token_endpoint_auth_method or ("none" if client_type == "public" else "client_secret_basic")
         if method not in AUTH_METHODS or (method == "none") != (client_type == "public"):
-            raise ValueError("public clients use 'none'; confidential clients a client_secret_* method")
+            raise ValueError("public clients use 'none'; confidential clients another method")
+        if method == "private_key_jwt" and not (sender_constraints.get("jwks") or sender_constraints.get("jwks_uri")):
+            raise ValueError("private_key_jwt needs jwks or jwks_uri")
+        if sender_constraints.get("jwks") and sender_constraints.get("jwks_uri"):
+            raise ValueError("jwks and jwks_uri are exclusive")
         unknown = set(grant_types) - set(GRANT_TYPES)
         if unknown:
             raise ValueError(f"unknown grant type(s): {sorted(unknown)}")
@@ -289,8 +307,8 @@ class SqlClientStore:
             created_at=now,
             updated_at=now,
         )
-        secret = new_secret(CLIENT_SECRET_PREFIX) if client_type == "confidential" else None
-        secret_rows = [ClientSecret(client_id=row.client_id, secret_digest=digest(secret), created_at=now)] if secret else []
+        secret = new_secret(CLIENT_SECRET_PREFIX) if method in SECRET_METHODS else None
+        secret_rows = [self._secret_row(row.client_id, method, secret, now)] if secret else []
         try:
             async with self._sessions.begin() as session:
                 session.add(row)
@@ -301,20 +319,28 @@ class SqlClientStore:
         self.forget(row.client_id)
         return _info(row, secret_rows), secret
 
+    def _secret_row(self, client_id: str, method: str, secret: str, now: datetime) -> ClientSecret:
+        encrypted = None
+        if method == "client_secret_jwt":
+            if self._encryptor is None:
+                raise ValueError("client_secret_jwt needs the store's encryptor")
+            encrypted = self._encryptor.encrypt(secret.encode(), aad=secret_aad(client_id))
+        return ClientSecret(client_id=client_id, secret_digest=digest(secret), secret_encrypted=encrypted, created_at=now)
+
     async def rotate_secret(self, client_id: str, *, grace_seconds: int) -> str:
         """A new secret valid now; the current ones stay valid for ``grace_seconds`` more."""
         now = self._clock.now()
         secret = new_secret(CLIENT_SECRET_PREFIX)
         async with self._sessions.begin() as session:
             row = await session.get(Client, client_id)
-            if row is None or row.client_type != "confidential":
+            if row is None or row.token_endpoint_auth_method not in SECRET_METHODS:
                 raise NotFound(client_id)
             await session.execute(
                 update(ClientSecret)
                 .where(ClientSecret.client_id == client_id, ClientSecret.expires_at.is_(None))
                 .values(expires_at=now + timedelta(seconds=grace_seconds))
             )
-            session.add(ClientSecret(client_id=client_id, secret_digest=digest(secret), created_at=now))
+            session.add(self._secret_row(client_id, row.token_endpoint_auth_method, secret, now))
         self.forget(client_id)
         return secret
 
