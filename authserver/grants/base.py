@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, Protocol
 
 from authserver.errors import InvalidClient, InvalidScope, InvalidTarget, UnauthorizedClient
+from authserver.grants import client_assertion
 from authserver.protocol.client_auth import PresentedCredentials
 from authserver.protocol.scopes import parse_scope
 from authserver.services import Services
@@ -46,31 +47,62 @@ class TokenGrant(Protocol):
     ) -> dict[str, Any]: ...
 
 
+Authenticator = Callable[[Services, ClientInfo, PresentedCredentials], Awaitable[ClientInfo]]
+
+
+async def _no_authentication(services: Services, client: ClientInfo, presented: PresentedCredentials) -> ClientInfo:
+    if presented.method != "none":
+        raise InvalidClient("Public clients do not authenticate with a secret.")
+    return client
+
+
+def _shared_secret(method: str) -> Authenticator:
+    """client_secret_basic / client_secret_post: the secret's digest against every current secret."""
+
+    async def authenticate(services: Services, client: ClientInfo, presented: PresentedCredentials) -> ClientInfo:
+        if presented.method != method:
+            raise InvalidClient(WRONG_METHOD)
+        now = services.clock.now()
+        if presented.secret is None:
+            raise InvalidClient()
+        if client.check_secret(presented.secret, now):
+            return client
+        # The secret may have been rotated on another instance moments ago: look past the cache once.
+        fresh = await services.clients.refresh(client.client_id)
+        if fresh is None or fresh.disabled or fresh.token_endpoint_auth_method != method or not fresh.check_secret(presented.secret, now):
+            raise InvalidClient()
+        return fresh
+
+    return authenticate
+
+
+WRONG_METHOD = "The client did not use its registered authentication method."
+# The registered token_endpoint_auth_method → how the client proves itself (RFC 6749 §2.3, RFC 7591 §2).
+# A client authenticates with its registered method only; anything else is invalid_client. Other methods
+# (tls_client_auth, self_signed_tls_client_auth) join with ``CLIENT_AUTHENTICATORS.update(...)``.
+CLIENT_AUTHENTICATORS: dict[str, Authenticator] = {
+    "client_secret_basic": _shared_secret("client_secret_basic"),
+    "client_secret_post": _shared_secret("client_secret_post"),
+    "private_key_jwt": client_assertion.private_key_jwt,
+    "client_secret_jwt": client_assertion.client_secret_jwt,
+    "none": _no_authentication,
+}
+
+
 async def authenticate_client(services: Services, presented: PresentedCredentials) -> ClientInfo:
     """RFC 6749 §2.3: the client is known, enabled, and proves itself with the method it registered for."""
     client = await services.clients.get(presented.client_id)
-    now = services.clock.now()
-    error: InvalidClient | None = None
-    if client is None or client.disabled:
-        error = InvalidClient()
-    elif client.is_public:
-        if presented.method != "none":
-            error = InvalidClient("Public clients do not authenticate with a secret.")
-    elif presented.method == "none":
-        error = InvalidClient("Client authentication is required.")
-    elif presented.secret is None or not client.check_secret(presented.secret, now):
-        # The secret may have been rotated on another instance moments ago: look past the cache once.
-        fresh = await services.clients.refresh(client.client_id) if presented.secret is not None else None
-        if fresh is None or fresh.disabled or presented.secret is None or not fresh.check_secret(presented.secret, now):
-            error = InvalidClient()
-        else:
-            client = fresh
-    if error is not None:
+    try:
+        if client is None or client.disabled:
+            raise InvalidClient()
+        authenticator = CLIENT_AUTHENTICATORS.get(client.token_endpoint_auth_method)
+        if authenticator is None:
+            raise InvalidClient("This client's authentication method is not available.")
+        return await authenticator(services, client, presented)
+    except InvalidClient as error:
         if presented.method == "client_secret_basic":
             error.headers["WWW-Authenticate"] = 'Basic realm="authserver", error="invalid_client"'
-        raise error
-    assert client is not None
-    return client
+        raise
 
 
 def require_grant_type(client: ClientInfo, grant_type: str) -> None:
