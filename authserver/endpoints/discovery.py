@@ -6,13 +6,29 @@ import json
 from typing import Any
 
 from authserver.endpoints.prepared import PreparedDocument
+from authserver.grants.base import CLIENT_AUTHENTICATORS
+from authserver.grants.client_assertion import CLIENT_SECRET_JWT_ALGS, PRIVATE_KEY_JWT_ALGS
 from authserver.keys.rotation import configured_algorithms
 from authserver.mfa.service import ACR_MFA, ACR_PASSWORD
 from authserver.settings import Settings
+from authserver.storage.sql.clients import AUTH_METHODS
+
+
+def auth_methods() -> list[str]:
+    """The client authentication methods that work: registered ones with an authenticator."""
+    return [method for method in AUTH_METHODS if method in CLIENT_AUTHENTICATORS]
+
+
+def auth_signing_algs() -> list[str]:
+    methods = auth_methods()
+    algs = list(PRIVATE_KEY_JWT_ALGS) if "private_key_jwt" in methods else []
+    return algs + (list(CLIENT_SECRET_JWT_ALGS) if "client_secret_jwt" in methods else [])
 
 
 def build_metadata(settings: Settings, grant_types: list[str]) -> dict[str, Any]:
     issuer = settings.server.issuer
+    methods = auth_methods()
+    confidential_methods = [m for m in methods if m != "none"]
     return {
         "issuer": issuer,
         "authorization_endpoint": f"{issuer}/authorize",
@@ -20,9 +36,11 @@ def build_metadata(settings: Settings, grant_types: list[str]) -> dict[str, Any]
         "userinfo_endpoint": f"{issuer}/userinfo",
         "jwks_uri": f"{issuer}/jwks",
         "revocation_endpoint": f"{issuer}/revoke",
-        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "revocation_endpoint_auth_methods_supported": methods,
+        "revocation_endpoint_auth_signing_alg_values_supported": auth_signing_algs(),
         "introspection_endpoint": f"{issuer}/introspect",
-        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "introspection_endpoint_auth_methods_supported": confidential_methods,
+        "introspection_endpoint_auth_signing_alg_values_supported": auth_signing_algs(),
         "end_session_endpoint": f"{issuer}/logout",
         "registration_endpoint": f"{issuer}/register",
         "scopes_supported": list(settings.tokens.scopes),
@@ -31,7 +49,11 @@ def build_metadata(settings: Settings, grant_types: list[str]) -> dict[str, Any]
         "grant_types_supported": grant_types,
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": list(configured_algorithms(settings)),
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "token_endpoint_auth_methods_supported": methods,
+        "token_endpoint_auth_signing_alg_values_supported": auth_signing_algs(),
+        # RFC 9126 §5: pushed authorization requests, required of every client when par.required.
+        "pushed_authorization_request_endpoint": f"{issuer}/par",
+        "require_pushed_authorization_requests": settings.par.required,
         "code_challenge_methods_supported": ["S256"],
         "authorization_response_iss_parameter_supported": True,
         "claims_supported": [
