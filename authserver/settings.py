@@ -375,8 +375,8 @@ class CorsSettings:
 @dataclass(frozen=True)
 class ClientAuthSettings:
     # private_key_jwt / client_secret_jwt (RFC 7523, docs/client-authentication.md). An assertion may live at
-    # most this many seconds (exp - now); longer ones are refused so a leaked one is short-lived.
-    assertion_max_lifetime: int = 300
+    # most this many seconds (exp - now; Authlib, for one, signs for 3600 s); longer ones are refused.
+    assertion_max_lifetime: int = 3600
     # Seconds of clock skew allowed on an assertion's exp, iat and nbf.
     assertion_leeway: int = 5
     # Fetching a client's jwks_uri: timeout in seconds, largest answer in bytes, and how long a fetched key

@@ -4,7 +4,7 @@ Checked, cheapest first, and every refusal is ``invalid_client``:
 - the client registered this method, and the assertion's ``alg`` is in the method's allowlist (never
   ``none``; HMAC only for client_secret_jwt) and equals ``token_endpoint_auth_signing_alg`` when registered;
 - the signature, with the key the header's ``kid`` names in the registered ``jwks`` or the ``jwks_uri`` set
-  (an unknown kid refetches the URL once, within a budget), or with one of the client's current secrets;
+  (an unknown kid, or a failed signature without a kid, refetches the URL once, within a budget), or with one of the client's current secrets;
 - ``iss`` = ``sub`` = client_id; ``aud`` names the issuer or one of our client-authenticating endpoints
   (token, PAR: RFC 9126 §2; revocation, introspection); ``exp`` present, not past (leeway) and at most
   ``client_auth.assertion_max_lifetime`` ahead; ``iat``/``nbf`` not in the future; a ``jti``;
@@ -83,20 +83,24 @@ async def private_key_jwt(services: Services, client: ClientInfo, presented: Pre
     keys: ClientKeys = client_keys(services)
     try:
         if client.jwks is not None:
-            key = _pick(keys.inline(client.client_id, client.jwks), kid, alg)
+            key_set = keys.inline(client.client_id, client.jwks)
         elif client.jwks_uri is not None:
-            key = _pick(await keys.remote(client.jwks_uri), kid, alg)
-            if key is None and isinstance(kid, str):
-                # The client may have rotated its keys: look again, once, within the refetch budget.
-                key = _pick(await keys.remote(client.jwks_uri, refresh=True), kid, alg)
+            key_set = await keys.remote(client.jwks_uri)
         else:
             raise _refuse("The client has no registered keys.")
+        key = _pick(key_set, kid, alg)
+        claims = _decode(presented, key, alg) if key is not None else None
+        if claims is None and client.jwks_uri is not None and (key is None or kid is None):
+            # The client may have rotated its keys: look again, once, within the refetch budget.
+            fresh = await keys.remote(client.jwks_uri, refresh=True)
+            if fresh is not key_set:
+                key = _pick(fresh, kid, alg)
+                claims = _decode(presented, key, alg) if key is not None else None
     except ClientKeysUnavailable as error:
         log.warning("client %s: %s", client.client_id, error)
         raise _refuse("The client's keys could not be read.", str(error)) from None
     if key is None:
         raise _refuse("No registered key matches the client assertion.", f"kid {str(kid)[:40]!r}")
-    claims = _decode(presented, key, alg)
     if claims is None:
         raise _refuse("The client assertion's signature is not valid.")
     await _check_claims(services, client, claims)
@@ -152,7 +156,7 @@ async def _check_claims(services: Services, client: ClientInfo, claims: dict[str
         raise _refuse("The client assertion needs an exp.")
     if exp + leeway <= now:
         raise _refuse("The client assertion has expired.")
-    if exp - now > settings.client_auth.assertion_max_lifetime:
+    if exp - now > settings.client_auth.assertion_max_lifetime + leeway:
         raise _refuse("The client assertion lives too long.")
     for name in ("iat", "nbf"):
         value = claims.get(name)

@@ -3,7 +3,7 @@
 A fetch has a timeout and a size limit, follows no redirect (a 3xx is a failure: the registered URL is
 the one trusted), and is refused for http URLs in production. A fetched set is kept ``cache_ttl``
 seconds; an assertion naming an unknown ``kid`` may refetch at once (the client rotated its keys), at most
-once per ``refetch_interval`` per URL, so a stream of made-up kids cannot turn into a stream of fetches.
+once per ``refetch_interval`` per URL (forced refetches only), so a stream of made-up kids cannot turn into a stream of fetches.
 When a refetch fails the previous set keeps answering. Imported inline sets are kept per client too, so
 the token endpoint does not parse the same keys on every request.
 """
@@ -33,7 +33,8 @@ class ClientKeysUnavailable(Exception):
 class _Fetched:
     key_set: KeySet
     expires: float
-    fetched: float
+    # When a refetch was last forced by an unknown kid (the budget counts these only).
+    forced: float
 
 
 class ClientKeys:
@@ -78,30 +79,41 @@ class ClientKeys:
 
     async def remote(self, uri: str, *, refresh: bool = False) -> KeySet:
         """The key set at ``uri``; ``refresh`` asks for a newer one (unknown kid), within the refetch budget."""
-        now = self._clock.monotonic()
-        hit = self._remote.get(uri)
-        if hit is not None and hit.expires > now and not (refresh and now - hit.fetched >= self._refetch_interval):
+        hit = self._fresh(uri, refresh)
+        if hit is not None:
             return hit.key_set
-        lock = self._locks.setdefault(uri, asyncio.Lock())
-        async with lock:
+        async with self._locks.setdefault(uri, asyncio.Lock()):
             # Another request may have fetched while this one waited.
-            hit = self._remote.get(uri)
-            now = self._clock.monotonic()
-            if hit is not None and (hit.fetched > now - self._refetch_interval or (hit.expires > now and not refresh)):
+            hit = self._fresh(uri, refresh)
+            if hit is not None:
                 return hit.key_set
+            now = self._clock.monotonic()
+            previous = self._remote.get(uri)
             try:
                 key_set = await self._fetch(uri)
             except ClientKeysUnavailable as error:
-                if hit is not None:
-                    log.warning("jwks_uri refetch failed, keeping the previous keys: %s", error)
-                    hit.fetched = now
-                    return hit.key_set
-                raise
+                if previous is None:
+                    raise
+                # Keep answering with the keys we had; try again after the refetch interval.
+                log.warning("jwks_uri refetch failed, keeping the previous keys: %s", error)
+                previous.expires = max(previous.expires, now + self._refetch_interval)
+                previous.forced = now if refresh else previous.forced
+                return previous.key_set
             if len(self._remote) > self.MAX_ENTRIES:
                 self._remote.clear()
-                self._locks.clear()
-            self._remote[uri] = _Fetched(key_set, now + self._cache_ttl, now)
+            forced = now if refresh else (previous.forced if previous is not None else float("-inf"))
+            self._remote[uri] = _Fetched(key_set, now + self._cache_ttl, forced)
             return key_set
+
+    def _fresh(self, uri: str, refresh: bool) -> _Fetched | None:
+        """The cached entry if it may answer: not expired, and for a refresh, the budget spent recently."""
+        hit = self._remote.get(uri)
+        now = self._clock.monotonic()
+        if hit is None or hit.expires <= now:
+            return None
+        if refresh and now - hit.forced >= self._refetch_interval:
+            return None
+        return hit
 
     async def _fetch(self, uri: str) -> KeySet:
         problem = jwks_uri_problem(uri, https_only=self._https_only)
