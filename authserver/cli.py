@@ -10,6 +10,7 @@ import os
 import secrets
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError
@@ -148,6 +149,8 @@ async def _ensure_demo(services: Any) -> None:
 
 
 def cmd_client_create(args: argparse.Namespace) -> int:
+    from authserver.admin.client_keys import key_metadata_view
+
     async def action(services: Any) -> dict[str, Any]:
         info, secret = await services.clients.create(
             client_id=args.client_id, name=args.name, client_type=args.type,
@@ -156,9 +159,9 @@ def cmd_client_create(args: argparse.Namespace) -> int:
             post_logout_redirect_uris=args.post_logout_redirect_uri or [],
             token_endpoint_auth_method=args.auth_method, first_party=args.first_party,
             require_mfa=args.require_mfa, can_introspect=args.can_introspect, signing_alg=args.signing_alg,
-            access_token_ttl=args.access_token_ttl,
+            access_token_ttl=args.access_token_ttl, **key_values,
         )
-        result = info.public_dict()
+        result: dict[str, Any] = info.public_dict() | key_metadata_view(info)
         if secret:
             result["client_secret"] = secret
         return result
@@ -174,6 +177,7 @@ def cmd_client_create(args: argparse.Namespace) -> int:
     unknown = set(args.scope) - set(_settings(args).tokens.scopes)
     if unknown:
         raise SystemExit(f"unknown scope(s) {sorted(unknown)}: add them to tokens.scopes first")
+    key_values = _client_key_metadata(args)
     from authserver.storage.errors import Conflict
 
     try:
@@ -184,6 +188,28 @@ def cmd_client_create(args: argparse.Namespace) -> int:
     if "client_secret" in result and not args.json:
         print("The client secret is shown only now; store it safely.", file=sys.stderr)
     return 0
+
+
+def _client_key_metadata(args: argparse.Namespace) -> dict[str, Any]:
+    """--jwks-file / --jwks-uri / --token-endpoint-auth-signing-alg / --require-par, checked as the admin API does."""
+    from authserver.admin.client_keys import key_consistency_problems, read_key_metadata
+
+    data: dict[str, Any] = {"require_pushed_authorization_requests": bool(args.require_par)}
+    if args.jwks_file:
+        try:
+            data["jwks"] = json.loads(Path(args.jwks_file).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise SystemExit(f"--jwks-file: cannot read a JSON JWK Set: {error}") from None
+    if args.jwks_uri:
+        data["jwks_uri"] = args.jwks_uri
+    if args.token_endpoint_auth_signing_alg:
+        data["token_endpoint_auth_signing_alg"] = args.token_endpoint_auth_signing_alg
+    method = args.auth_method or ("none" if args.type == "public" else "client_secret_basic")
+    values, problems = read_key_metadata(data, https_only=_settings(args).server.production)
+    problems += key_consistency_problems({**values, "token_endpoint_auth_method": method})
+    if problems:
+        raise SystemExit("client not created: " + "; ".join(f"{p['field']} {p['message']}" for p in problems))
+    return values
 
 
 def cmd_client_list(args: argparse.Namespace) -> int:
@@ -583,7 +609,13 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--post-logout-redirect-uri", action="append")
     create.add_argument("--scope", action="append")
     create.add_argument("--audience", action="append")
-    create.add_argument("--auth-method", choices=["client_secret_basic", "client_secret_post", "none"])
+    create.add_argument(
+        "--auth-method", choices=["client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt", "none"]
+    )
+    create.add_argument("--jwks-file", help="private_key_jwt: a file with the client's public JWK Set (JSON)")
+    create.add_argument("--jwks-uri", help="private_key_jwt: https URL of the client's JWK Set (not with --jwks-file)")
+    create.add_argument("--token-endpoint-auth-signing-alg", help="the one JWS algorithm the client's assertions may use")
+    create.add_argument("--require-par", action="store_true", help="authorization requests must come through /par (RFC 9126)")
     create.add_argument("--first-party", action="store_true", help="skip the consent page")
     create.add_argument("--require-mfa", action="store_true")
     create.add_argument("--can-introspect", action="store_true")

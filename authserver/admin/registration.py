@@ -13,6 +13,11 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
+from authserver.admin.client_keys import (
+    key_consistency_problems,
+    key_metadata_view,
+    read_key_metadata,
+)
 from authserver.admin.service import Actor
 from authserver.admin.validation import has_control_characters
 from authserver.errors import InvalidScope
@@ -28,7 +33,7 @@ REGISTRATION_CLIENT = "authserver-cli"
 
 # RFC 7591 §2 metadata this server understands; anything else is ignored (§2, last paragraph).
 SUPPORTED_GRANTS = ("authorization_code", "refresh_token", "client_credentials")
-SUPPORTED_METHODS = ("client_secret_basic", "client_secret_post", "none")
+SUPPORTED_METHODS = ("client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt", "none")
 
 
 class RegistrationError(Exception):
@@ -117,13 +122,18 @@ async def register_client(services: Services, data: Any, *, token_kind: str, ip:
             raise RegistrationError("invalid_client_metadata", "scope names a scope that registered clients may not have.")
     else:
         raise RegistrationError("invalid_client_metadata", "scope must be a space-separated string.")
+    # jwks / jwks_uri / token_endpoint_auth_signing_alg / require_pushed_authorization_requests (admin/client_keys.py).
+    key_values, problems = read_key_metadata(data, https_only=services.settings.server.production)
+    problems += key_consistency_problems({**key_values, "token_endpoint_auth_method": method})
+    if problems:
+        raise RegistrationError("invalid_client_metadata", f"{problems[0]['field']} {problems[0]['message']}."[:300])
     name = data.get("client_name", "Registered client")
     if not isinstance(name, str) or not name.strip() or len(name) > 200 or has_control_characters(name):
         raise RegistrationError("invalid_client_metadata", "client_name must have 1-200 printable characters.")
     try:
         info, secret = await services.clients.create(
             name=name, client_type="public" if public else "confidential", token_endpoint_auth_method=method,
-            redirect_uris=redirect_uris, grant_types=grant_types, scopes=scopes, first_party=False,
+            redirect_uris=redirect_uris, grant_types=grant_types, scopes=scopes, first_party=False, **key_values,
         )
     except (ValueError, Conflict) as error:
         raise RegistrationError("invalid_client_metadata", "The client metadata is inconsistent.") from error
@@ -141,6 +151,7 @@ async def register_client(services: Services, data: Any, *, token_kind: str, ip:
         "token_endpoint_auth_method": info.token_endpoint_auth_method,
         "scope": " ".join(info.scopes),
     }
+    body.update({name: value for name, value in key_metadata_view(info).items() if value not in (None, False)})
     if secret is not None:
         body["client_secret"] = secret
         body["client_secret_expires_at"] = 0

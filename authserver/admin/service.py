@@ -16,6 +16,12 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 
 from authserver.accounts.passwords import PasswordPolicyError
+from authserver.admin.client_keys import (
+    KEY_FIELDS,
+    key_consistency_problems,
+    key_metadata_view,
+    read_key_metadata,
+)
 from authserver.admin.validation import (
     AdminError,
     Body,
@@ -51,6 +57,7 @@ CLIENT_FIELDS = {
     "client_id", "name", "client_type", "token_endpoint_auth_method", "redirect_uris", "post_logout_redirect_uris",
     "grant_types", "scopes", "audience", "first_party", "require_mfa", "can_introspect", "signing_alg",
     "access_token_ttl", "refresh_token_idle_ttl", "refresh_token_absolute_ttl", "rate_limit_per_minute",
+    *KEY_FIELDS,  # JWT client authentication and PAR (admin/client_keys.py)
 }
 CLIENT_MUTABLE = CLIENT_FIELDS - {"client_id", "client_type"}
 USER_FIELDS = {"username", "password", "email", "email_verified", "name", "locale", "roles"}
@@ -96,6 +103,7 @@ def _audience_problem(uri: str) -> str | None:
 def client_view(info: ClientInfo) -> dict[str, Any]:
     body = info.public_dict()
     body["rate_limit_per_minute"] = info.rate_limit_per_minute
+    body.update(key_metadata_view(info))
     return body
 
 
@@ -177,6 +185,9 @@ class AdminService:
         if creating:
             values["client_id"] = body.string("client_id", max_length=64, pattern=CLIENT_ID)
             values["client_type"] = body.string("client_type", required=True, choices=CLIENT_TYPES)
+        key_values, key_problems = read_key_metadata(body.data, https_only=self._s.settings.server.production)
+        values.update(key_values)
+        body.errors.extend(key_problems)
         body.done()
         # Only fields present in the body; None from an explicit null is kept for nullable fields.
         present = {k: v for k, v in values.items() if body.has(k)}
@@ -188,7 +199,8 @@ class AdminService:
         client_type = merged["client_type"]
         method = merged.get("token_endpoint_auth_method") or ("none" if client_type == "public" else "client_secret_basic")
         if (method == "none") != (client_type == "public"):
-            errors.append({"field": "token_endpoint_auth_method", "message": "public clients use none; confidential clients a client_secret_* method"})
+            errors.append({"field": "token_endpoint_auth_method", "message": "public clients use none; confidential clients another method"})
+        errors.extend(key_consistency_problems({**merged, "token_endpoint_auth_method": method}))
         grants = merged.get("grant_types") or []
         if client_type == "public" and "client_credentials" in grants:
             errors.append({"field": "grant_types", "message": "client_credentials is for confidential clients only"})
@@ -266,7 +278,7 @@ class AdminService:
         for name in ("grant_types", "redirect_uris", "post_logout_redirect_uris", "scopes", "audience"):
             if name in changes and changes[name] is None:
                 changes[name] = []
-        for name in ("first_party", "require_mfa", "can_introspect", "token_endpoint_auth_method"):
+        for name in ("first_party", "require_mfa", "can_introspect", "token_endpoint_auth_method", "require_pushed_authorization_requests"):
             if name in changes and changes[name] is None:
                 raise invalid("The request has invalid fields.", [{"field": name, "message": "must not be null"}])
         if actor.client_id == client_id:

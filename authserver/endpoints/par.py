@@ -23,6 +23,7 @@ from authserver.errors import InvalidRequest, RequestNotSupported
 from authserver.interaction.pushed import push
 from authserver.protocol import client_auth
 from authserver.services import Services
+
 # Client authentication travels with the pushed request but is not part of it.
 CLIENT_AUTH_PARAMS = frozenset({"client_secret", "client_assertion", "client_assertion_type"})
 

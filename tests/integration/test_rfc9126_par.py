@@ -9,7 +9,16 @@ import httpx
 from authserver.clock import FrozenClock
 from authserver.services import Services
 from tests.support.apps import running_app
-from tests.support.factories import REDIRECT_URI, AppClient, Person, make_client, make_user, pkce_pair, query_of, sign_in
+from tests.support.factories import (
+    REDIRECT_URI,
+    AppClient,
+    Person,
+    make_client,
+    make_user,
+    pkce_pair,
+    query_of,
+    sign_in,
+)
 
 PREFIX = "urn:ietf:params:oauth:request_uri:"
 
