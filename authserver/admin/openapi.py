@@ -11,7 +11,7 @@ from typing import Any
 SIGNING_ALGS = ["ES256", "RS256", "EdDSA"]
 GRANTS = ["authorization_code", "refresh_token", "client_credentials"]
 METHODS = ["client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt", "none"]
-AUTH_SIGNING_ALGS = ["PS256", "ES256", "EdDSA", "RS256", "PS384", "PS512", "ES384", "ES512", "RS384", "RS512", "HS256", "HS384", "HS512"]
+AUTH_SIGNING_ALGS = ["PS256", "ES256", "Ed25519", "RS256", "PS384", "PS512", "ES384", "ES512", "RS384", "RS512", "HS256", "HS384", "HS512"]
 
 _uri_list = {"type": "array", "maxItems": 20, "items": {"type": "string", "minLength": 1, "maxLength": 2000}}
 _nullable_ttl = {"type": ["integer", "null"], "minimum": 60, "maximum": 86400}

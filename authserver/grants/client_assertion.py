@@ -31,8 +31,9 @@ from authserver.tokens.opaque import digest
 
 log = logging.getLogger("authserver.client_assertion")
 
-# Asymmetric algorithms for private_key_jwt (FAPI 2.0 asks for PS256, ES256 or EdDSA; RS256 for OIDC).
-PRIVATE_KEY_JWT_ALGS = ("PS256", "ES256", "EdDSA", "RS256", "PS384", "PS512", "ES384", "ES512", "RS384", "RS512")
+# Asymmetric algorithms for private_key_jwt (FAPI 2.0 asks for PS256, ES256 or EdDSA, which RFC 9864 names
+# Ed25519 and joserfc warns about under the old name; RS256 for OIDC).
+PRIVATE_KEY_JWT_ALGS = ("PS256", "ES256", "Ed25519", "RS256", "PS384", "PS512", "ES384", "ES512", "RS384", "RS512")
 CLIENT_SECRET_JWT_ALGS = tuple(sorted(HMAC_ALGS))
 _KEY_TYPES: dict[str, type[Any]] = {"RS": RSAKey, "PS": RSAKey, "ES": ECKey, "Ed": OKPKey}
 # Endpoints where clients authenticate: an assertion for any of them (or the issuer) is for us.

@@ -12,6 +12,7 @@ import base64
 import json
 import secrets
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -192,3 +193,25 @@ async def test_a_jti_is_single_use_across_two_instances(database_url: str, tmp_r
             other = assertion(key, client.client_id)
             assert (await present(http_b, other)).status_code == 200
             refused(await present(http_a, other))
+
+
+async def test_every_advertised_asymmetric_algorithm_works(http: httpx.AsyncClient, services: Services) -> None:
+    from joserfc.jwk import ECKey, OKPKey
+
+    from authserver.grants.client_assertion import PRIVATE_KEY_JWT_ALGS
+
+    makers = {"RS": lambda: RSAKey.generate_key(2048, {"kid": "k"}), "PS": lambda: RSAKey.generate_key(2048, {"kid": "k"}),
+              "Ed": lambda: OKPKey.generate_key("Ed25519", {"kid": "k"})}
+    curves = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
+    for alg in PRIVATE_KEY_JWT_ALGS:
+        key = ECKey.generate_key(curves[alg], {"kid": "k"}) if alg in curves else makers[alg[:2]]()
+        client = await make_client(services, token_endpoint_auth_method="private_key_jwt", jwks={"keys": [key.as_dict(private=False)]})
+        response = await present(http, assertion(key, client.client_id, alg=alg))
+        assert response.status_code == 200, (alg, response.text)
+    # The deprecated polymorphic name (RFC 9864) is not accepted.
+    okp = OKPKey.generate_key("Ed25519", {"kid": "k"})
+    client = await make_client(services, token_endpoint_auth_method="private_key_jwt", jwks={"keys": [okp.as_dict(private=False)]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # joserfc warns when signing with the deprecated name
+        value = assertion(okp, client.client_id, alg="EdDSA")
+    refused(await present(http, value))

@@ -163,4 +163,4 @@ async def test_discovery_advertises_par_and_the_auth_methods(http: httpx.AsyncCl
     assert metadata["revocation_endpoint_auth_methods_supported"] == [*methods, "none"]
     for name in ("token", "introspection", "revocation"):
         algs = metadata[f"{name}_endpoint_auth_signing_alg_values_supported"]
-        assert {"PS256", "ES256", "EdDSA", "RS256", "HS256"} <= set(algs) and "none" not in algs
+        assert {"PS256", "ES256", "Ed25519", "RS256", "HS256"} <= set(algs) and "none" not in algs
