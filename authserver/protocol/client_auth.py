@@ -26,6 +26,9 @@ HMAC_ALGS = frozenset({"HS256", "HS384", "HS512"})
 
 # Control characters (NUL above all, which PostgreSQL text refuses) are never in an id or secret.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# A client id as the registry allows it (storage/sql/clients.CLIENT_ID); an assertion's sub is held to it
+# before any lookup, so JSON escapes (lone surrogates, NUL) never reach the database.
+_CLIENT_ID = re.compile(r"[A-Za-z0-9._~-]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -90,7 +93,7 @@ def _assertion(assertion_type: str | None, assertion: str | None, body_id: str |
         raise InvalidClient("Malformed client assertion.") from None
     subject = claims.get("sub") if isinstance(claims, dict) else None
     alg = header.get("alg")
-    if not isinstance(subject, str) or not subject or _CONTROL.search(subject) or not isinstance(alg, str):
+    if not isinstance(subject, str) or not _CLIENT_ID.fullmatch(subject) or not isinstance(alg, str):
         raise InvalidClient("Malformed client assertion.")
     if body_id is not None and body_id != subject:
         raise InvalidClient("client_id does not match the client assertion.")

@@ -129,6 +129,11 @@ async def test_malformed_assertions(http: httpx.AsyncClient, pkjwt: tuple[AppCli
     client, key = pkjwt
     for value in ("not-a-jwt", "a.b.c", "ey.ey.ey", "é", assertion(key, client.client_id) + "x"):
         refused(await present(http, value))
+    # Hostile subjects (a lone surrogate, NUL, an overlong id) are refused before any lookup.
+    for subject in ("\ud800", "a\u0000b", "x" * 300, "", 42):
+        claims = {"iss": subject, "sub": subject, "aud": TOKEN_URL, "exp": int(time.time()) + 60, "jti": "j"}
+        part = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+        refused(await present(http, f"eyJhbGciOiJQUzI1NiJ9.{part}.c2ln"))
     good = assertion(key, client.client_id)
     refused(await present(http, good, client_assertion_type="urn:ietf:params:oauth:client-assertion-type:saml2-bearer"))
     refused(await present(http, good, client_id="another-client"))
