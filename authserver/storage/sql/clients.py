@@ -271,7 +271,7 @@ class SqlClientStore:
             raise ValueError(f"client type must be one of {CLIENT_TYPES}")
         method = token_endpoint_auth_method or ("none" if client_type == "public" else "client_secret_basic")
         if method not in AUTH_METHODS or (method == "none") != (client_type == "public"):
-            raise ValueError("public clients use 'none'; confidential clients another method")
+            raise ValueError(f"public clients use 'none'; confidential clients one of {', '.join(AUTH_METHODS[:-1])}")
         if method == "private_key_jwt" and not (sender_constraints.get("jwks") or sender_constraints.get("jwks_uri")):
             raise ValueError("private_key_jwt needs jwks or jwks_uri")
         if sender_constraints.get("jwks") and sender_constraints.get("jwks_uri"):
