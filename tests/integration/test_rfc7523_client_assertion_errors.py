@@ -188,16 +188,18 @@ async def test_client_secret_jwt_errors(http: httpx.AsyncClient, services: Servi
 async def test_a_jti_is_single_use_across_two_instances(database_url: str, tmp_root: Path) -> None:
     # Two app instances with their own in-process registries, sharing the database and Redis.
     shared = {"AUTHSERVER_CACHE__URL": REDIS_URL}
-    async with running_app(database_url, tmp_root, **shared) as (_, services_a, http_a):
-        async with running_app(database_url, tmp_root, **shared) as (_, _services_b, http_b):
-            key = RSAKey.generate_key(2048, {"kid": "k"})
-            client = await make_client(services_a, token_endpoint_auth_method="private_key_jwt", jwks={"keys": [key.as_dict(private=False)]})
-            value = assertion(key, client.client_id)
-            assert (await present(http_a, value)).status_code == 200
-            refused(await present(http_b, value))
-            other = assertion(key, client.client_id)
-            assert (await present(http_b, other)).status_code == 200
-            refused(await present(http_a, other))
+    async with (
+        running_app(database_url, tmp_root, **shared) as (_, services_a, http_a),
+        running_app(database_url, tmp_root, **shared) as (_, _services_b, http_b),
+    ):
+        key = RSAKey.generate_key(2048, {"kid": "k"})
+        client = await make_client(services_a, token_endpoint_auth_method="private_key_jwt", jwks={"keys": [key.as_dict(private=False)]})
+        value = assertion(key, client.client_id)
+        assert (await present(http_a, value)).status_code == 200
+        refused(await present(http_b, value))
+        other = assertion(key, client.client_id)
+        assert (await present(http_b, other)).status_code == 200
+        refused(await present(http_a, other))
 
 
 async def test_every_advertised_asymmetric_algorithm_works(http: httpx.AsyncClient, services: Services) -> None:
