@@ -156,3 +156,66 @@ async def test_an_unreachable_jwks_uri_is_invalid_client(app: Starlette, service
         with pytest.raises(AuthlibOAuthError) as refused:
             await client.fetch_token(TOKEN_URL, grant_type="client_credentials")
         assert refused.value.error == "invalid_client"
+
+
+class OddServer(JwksServer):
+    """Answers a redirect, an oversized body or a non-JSON body, as the test sets ``mode``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mode = "ok"
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                outer.hits += 1
+                if outer.mode == "redirect":
+                    self.send_response(302)
+                    self.send_header("Location", outer.url.replace("jwks.json", "moved.json"))
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                body = {"ok": json.dumps(outer.document).encode(), "huge": b" " * 200_000, "html": b"<html>"}[outer.mode]
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                pass
+
+        self.server.RequestHandlerClass = Handler
+
+
+async def test_the_jwks_fetcher_follows_no_redirect_and_bounds_the_answer() -> None:
+    from authserver.clock import FrozenClock
+    from authserver.keys.client_jwks import ClientKeys, ClientKeysUnavailable
+
+    server = OddServer()
+    server.thread.start()
+    clock = FrozenClock()
+    keys = ClientKeys(clock, timeout=3, max_bytes=64 * 1024, cache_ttl=300, refetch_interval=30, https_only=False)
+    try:
+        key = RSAKey.generate_key(2048, {"kid": "k"})
+        server.document = public_jwks(key)
+        for mode in ("redirect", "huge", "html"):
+            server.mode = mode
+            with pytest.raises(ClientKeysUnavailable):
+                await keys.remote(server.url)
+        assert server.hits == 3  # the redirect was not followed
+        # In production only https is fetched: nothing leaves the server.
+        strict = ClientKeys(clock, timeout=3, max_bytes=64 * 1024, cache_ttl=300, refetch_interval=30, https_only=True)
+        with pytest.raises(ClientKeysUnavailable):
+            await strict.remote(server.url)
+        assert server.hits == 3
+        # A good set is kept; when a later refetch fails, the previous keys keep answering.
+        server.mode = "ok"
+        first = await keys.remote(server.url)
+        server.mode = "html"
+        clock.advance(301)
+        assert await keys.remote(server.url) is first
+        await strict.close()
+    finally:
+        await keys.close()
+        server.server.shutdown()
+        server.server.server_close()
