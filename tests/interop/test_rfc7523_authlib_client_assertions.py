@@ -167,7 +167,7 @@ class OddServer(JwksServer):
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 outer.hits += 1
                 if outer.mode == "redirect":
                     self.send_response(302)
@@ -181,7 +181,7 @@ class OddServer(JwksServer):
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 pass
 
         self.server.RequestHandlerClass = Handler
