@@ -20,6 +20,7 @@ from authserver.errors import (
     LoginRequired,
     OAuthError,
     RequestNotSupported,
+    RequestUriNotSupported,
     TooManyRequests,
     UnauthorizedClient,
     UnsupportedResponseType,
@@ -85,7 +86,9 @@ async def authorize(request: Request) -> Response:
             params = query(request) if request.method == "GET" else await read_form(request)
         except OAuthError:
             raise PageError("error.invalid_request") from None
-        pushed = "request_uri" in params
+        # A request_uri of ours comes from /par (RFC 9126 §4); any other (a request object by reference)
+        # is refused by validate_request with request_uri_not_supported.
+        pushed = params.get("request_uri", "").startswith(pushed_requests.REQUEST_URI_PREFIX)
         if pushed:
             taken = await pushed_requests.take(services, request_uri=params["request_uri"], client_id=params.get("client_id"))
             if taken is None:
@@ -137,6 +140,8 @@ async def validate_request(
         fail(InvalidRequest("This client must push its authorization requests (RFC 9126)."))
     if "request" in params:
         fail(RequestNotSupported("Request objects are not supported."))
+    if "request_uri" in params:
+        fail(RequestUriNotSupported("Only request_uri values from the pushed authorization request endpoint are supported."))
     response_type = params.get("response_type")
     if response_type is None:
         fail(InvalidRequest("Missing response_type."))

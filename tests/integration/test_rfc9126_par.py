@@ -78,7 +78,9 @@ async def test_unknown_and_other_clients_request_uri(http: httpx.AsyncClient, se
     request_uri = (await push(http, owner, auth_request(owner, challenge))).json()["request_uri"]
     invalid_request_uri_page(await visit(http, other.client_id, request_uri, user))
     invalid_request_uri_page(await visit(http, owner.client_id, PREFIX + "made-up", user))
-    invalid_request_uri_page(await visit(http, owner.client_id, "https://app.example/request.jwt", user))
+    # A request object by reference is not supported: redirected once the redirect URI is known.
+    by_reference = await http.get("/authorize", params={**auth_request(owner, challenge), "request_uri": "https://app.example/r.jwt"})
+    assert query_of(by_reference.headers["location"])["error"] == "request_uri_not_supported"
     invalid_request_uri_page(await http.get("/authorize", params={"request_uri": request_uri}))  # no client_id
     # Another client's attempt did not consume it: the owner still can use it.
     done = await visit(http, owner.client_id, request_uri, user)
