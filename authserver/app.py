@@ -138,7 +138,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, passwords:
         encryptor=encryptor,
         clients=SqlClientStore(
             sessions, clock, secret_lifetime=settings.client_secrets.lifetime,
-            usage_flush_delay=settings.client_secrets.usage_flush_interval,
+            usage_flush_delay=settings.client_secrets.usage_flush_interval, encryptor=encryptor,
         ),
         accounts=accounts,
         tokens=tokens,

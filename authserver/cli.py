@@ -152,6 +152,8 @@ async def _ensure_demo(services: Any) -> None:
 
 
 def cmd_client_create(args: argparse.Namespace) -> int:
+    from authserver.admin.client_keys import key_metadata_view
+
     async def action(services: Any) -> dict[str, Any]:
         info, secret = await services.clients.create(
             client_id=args.client_id, name=args.name, client_type=args.type,
@@ -160,9 +162,10 @@ def cmd_client_create(args: argparse.Namespace) -> int:
             post_logout_redirect_uris=args.post_logout_redirect_uri or [],
             token_endpoint_auth_method=args.auth_method, first_party=args.first_party,
             require_mfa=args.require_mfa, can_introspect=args.can_introspect, signing_alg=args.signing_alg,
-            access_token_ttl=args.access_token_ttl, dpop_bound_access_tokens=args.dpop_bound_access_tokens, **mtls,
+            access_token_ttl=args.access_token_ttl, dpop_bound_access_tokens=args.dpop_bound_access_tokens,
+            **mtls, **key_values,
         )
-        result = info.public_dict()
+        result: dict[str, Any] = info.public_dict() | key_metadata_view(info)
         if secret:
             result["client_secret"] = secret
         return result
@@ -178,7 +181,8 @@ def cmd_client_create(args: argparse.Namespace) -> int:
     unknown = set(args.scope) - set(_settings(args).tokens.scopes)
     if unknown:
         raise SystemExit(f"unknown scope(s) {sorted(unknown)}: add them to tokens.scopes first")
-    mtls = _mtls_options(args)
+    key_values = _client_key_metadata(args)
+    mtls = _mtls_options(args, jwks=key_values.get("jwks"))
     from authserver.storage.errors import Conflict
 
     try:
@@ -191,8 +195,9 @@ def cmd_client_create(args: argparse.Namespace) -> int:
     return 0
 
 
-def _mtls_options(args: argparse.Namespace) -> dict[str, Any]:
-    """RFC 8705 metadata of ``client create``, checked as the admin API checks it (certificates.check_metadata)."""
+def _mtls_options(args: argparse.Namespace, *, jwks: Any) -> dict[str, Any]:
+    """RFC 8705 metadata of ``client create``, checked as the admin API checks it (certificates.check_metadata;
+    ``jwks`` is the --jwks-file key set, read with the other key metadata)."""
     from authserver.protocol.certificates import check_metadata
 
     values: dict[str, Any] = {
@@ -201,18 +206,32 @@ def _mtls_options(args: argparse.Namespace) -> dict[str, Any]:
         "tls_client_auth_san_email": args.tls_san_email,
         "tls_client_certificate_bound_access_tokens": args.certificate_bound_tokens,
     }
-    if args.jwks_file:
-        try:
-            values["jwks"] = json.loads(Path(args.jwks_file).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as error:
-            raise SystemExit(f"--jwks-file: {error}") from None
-        keys = values["jwks"].get("keys") if isinstance(values["jwks"], dict) else None
-        if not isinstance(keys, list) or any(not isinstance(k, dict) or "d" in k for k in keys):
-            raise SystemExit("--jwks-file: a JWK Set of public keys")
-    problems = check_metadata({**values, "token_endpoint_auth_method": args.auth_method})
+    problems = check_metadata({**values, "jwks": jwks, "token_endpoint_auth_method": args.auth_method})
     if problems:
         raise SystemExit("client not created: " + "; ".join(f"{field}: {message}" for field, message in problems))
     return {name: value for name, value in values.items() if value is not None}
+
+
+def _client_key_metadata(args: argparse.Namespace) -> dict[str, Any]:
+    """--jwks-file / --jwks-uri / --token-endpoint-auth-signing-alg / --require-par, checked as the admin API does."""
+    from authserver.admin.client_keys import key_consistency_problems, read_key_metadata
+
+    data: dict[str, Any] = {"require_pushed_authorization_requests": bool(args.require_par)}
+    if args.jwks_file:
+        try:
+            data["jwks"] = json.loads(Path(args.jwks_file).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise SystemExit(f"--jwks-file: cannot read a JSON JWK Set: {error}") from None
+    if args.jwks_uri:
+        data["jwks_uri"] = args.jwks_uri
+    if args.token_endpoint_auth_signing_alg:
+        data["token_endpoint_auth_signing_alg"] = args.token_endpoint_auth_signing_alg
+    method = args.auth_method or ("none" if args.type == "public" else "client_secret_basic")
+    values, problems = read_key_metadata(data, https_only=_settings(args).server.production)
+    problems += key_consistency_problems({**values, "token_endpoint_auth_method": method})
+    if problems:
+        raise SystemExit("client not created: " + "; ".join(f"{p['field']} {p['message']}" for p in problems))
+    return values
 
 
 def cmd_client_list(args: argparse.Namespace) -> int:
@@ -671,18 +690,27 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--audience", action="append")
     create.add_argument(
         "--auth-method",
-        choices=["client_secret_basic", "client_secret_post", "none", "tls_client_auth", "self_signed_tls_client_auth"],
+        choices=[
+            "client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt", "tls_client_auth",
+            "self_signed_tls_client_auth", "none",
+        ],
     )
     # RFC 8705: tls_client_auth names the certificate by exactly one of these; self_signed_tls_client_auth
-    # registers the certificate's public key as a JWK Set.
+    # registers the certificate's public key as a JWK Set (--jwks-file).
     create.add_argument("--tls-subject-dn", help="tls_client_auth: subject DN (RFC 4514), e.g. CN=gauges,O=CMIPRO,C=HN")
     create.add_argument("--tls-san-dns", help="tls_client_auth: a dNSName SAN of the certificate")
     create.add_argument("--tls-san-uri", help="tls_client_auth: a URI SAN")
     create.add_argument("--tls-san-ip", help="tls_client_auth: an iPAddress SAN")
     create.add_argument("--tls-san-email", help="tls_client_auth: an rfc822Name SAN")
-    create.add_argument("--jwks-file", help="JWK Set (JSON file) with the public key of a self-signed certificate")
     create.add_argument("--certificate-bound-tokens", action="store_true",
                         help="bind access tokens to the client's TLS certificate (cnf.x5t#S256)")
+    create.add_argument(
+        "--jwks-file",
+        help="private_key_jwt or self_signed_tls_client_auth: a file with the client's public JWK Set (JSON)",
+    )
+    create.add_argument("--jwks-uri", help="private_key_jwt: https URL of the client's JWK Set (not with --jwks-file)")
+    create.add_argument("--token-endpoint-auth-signing-alg", help="the one JWS algorithm the client's assertions may use")
+    create.add_argument("--require-par", action="store_true", help="authorization requests must come through /par (RFC 9126)")
     create.add_argument("--first-party", action="store_true", help="skip the consent page")
     create.add_argument("--require-mfa", action="store_true")
     create.add_argument("--can-introspect", action="store_true")

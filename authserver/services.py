@@ -12,6 +12,7 @@ from authserver.accounts.passwords import Passwords
 from authserver.chaos import Chaos
 from authserver.clock import Clock
 from authserver.events import SecurityEvents
+from authserver.keys.client_jwks import ClientKeys
 from authserver.keys.encryption import Encryptor
 from authserver.keys.keystore import KeyStore
 from authserver.keys.rotation import KeyManager
@@ -73,6 +74,8 @@ class Services:
     fast_path: PgFastPath | None = None
     # Run-time fault injection (authserver/chaos.py); None in production.
     chaos: Chaos | None = None
+    # Clients' public keys for private_key_jwt (jwks / jwks_uri); made on first use (grants/client_assertion.py).
+    client_keys: ClientKeys | None = None
 
     async def close(self) -> None:
         """Deliver queued mail, write buffered security events, then close the cache, the limiter and the database pool."""
@@ -83,4 +86,6 @@ class Services:
             await self.fast_path.close()
         await self.cache.close()
         await self.limiter.close()
+        if self.client_keys is not None:
+            await self.client_keys.close()
         await self.engine.dispose()

@@ -446,6 +446,31 @@ class DpopSettings:
 
 
 @dataclass(frozen=True)
+class ClientAuthSettings:
+    # private_key_jwt / client_secret_jwt (RFC 7523, docs/client-authentication.md). An assertion may live at
+    # most this many seconds (exp - now; Authlib, for one, signs for 3600 s); longer ones are refused.
+    assertion_max_lifetime: int = 3600
+    # Seconds of clock skew allowed on an assertion's exp, iat and nbf.
+    assertion_leeway: int = 5
+    # Fetching a client's jwks_uri: timeout in seconds, largest answer in bytes, and how long a fetched key
+    # set is used (seconds). An assertion with an unknown kid refetches at once, at most once per
+    # jwks_uri_refetch_interval seconds per URL and instance. http URLs are refused in production.
+    jwks_uri_timeout: float = 3.0
+    jwks_uri_max_bytes: int = 64 * 1024
+    jwks_uri_cache_ttl: int = 300
+    jwks_uri_refetch_interval: float = 30.0
+
+
+@dataclass(frozen=True)
+class ParSettings:
+    # Pushed authorization requests (RFC 9126): seconds a request_uri stays valid (single use).
+    request_uri_ttl: int = 60
+    # Require every client to push its authorization requests (a client can also be required on its own:
+    # require_pushed_authorization_requests).
+    required: bool = False
+
+
+@dataclass(frozen=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
@@ -465,6 +490,8 @@ class Settings:
     cors: CorsSettings = field(default_factory=CorsSettings)
     client_secrets: ClientSecretSettings = field(default_factory=ClientSecretSettings)
     dpop: DpopSettings = field(default_factory=DpopSettings)
+    client_auth: ClientAuthSettings = field(default_factory=ClientAuthSettings)
+    par: ParSettings = field(default_factory=ParSettings)
 
     @property
     def cookie_secure(self) -> bool:
@@ -751,6 +778,15 @@ def _validate_self_service(settings: Settings) -> None:
             raise SettingsError(f"setting cors.allowed_origins: {origin!r} is not an origin (scheme://host[:port])")
     if cors.max_age < 0 or cors.refresh_seconds <= 0:
         raise SettingsError("setting cors.max_age/cors.refresh_seconds: must not be negative / must be positive")
+    client_auth = settings.client_auth
+    if not 10 <= client_auth.assertion_max_lifetime <= 3600 or not 0 <= client_auth.assertion_leeway <= 60:
+        raise SettingsError("setting client_auth.assertion_max_lifetime/assertion_leeway: 10-3600 / 0-60 seconds")
+    if client_auth.jwks_uri_timeout <= 0 or client_auth.jwks_uri_max_bytes < 1024 or client_auth.jwks_uri_cache_ttl < 0:
+        raise SettingsError("setting client_auth.jwks_uri_*: timeout positive, max_bytes at least 1024, cache_ttl not negative")
+    if client_auth.jwks_uri_refetch_interval < 0:
+        raise SettingsError("setting client_auth.jwks_uri_refetch_interval: must not be negative")
+    if not 5 <= settings.par.request_uri_ttl <= 600:
+        raise SettingsError("setting par.request_uri_ttl: 5-600 seconds (RFC 9126 §2.2: short-lived)")
 
 
 def _validate_mtls(settings: Settings) -> None:

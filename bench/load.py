@@ -50,13 +50,38 @@ class Measurement:
 
 @dataclass
 class Request:
-    """One fixed request, or refresh chains when ``tokens`` is set."""
+    """One fixed request, refresh chains when ``tokens`` is set, or one body per request when ``bodies`` is
+    (W7: each client assertion works once, so every request carries a fresh one made beforehand)."""
 
     method: str
     path: str
     body: str = ""
     auth: str = ""
     tokens: list[str] | None = None
+    bodies: list[str] | None = None
+
+
+ASSERTION_TYPE = "urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer"
+
+
+def assertion_bodies(pkjwt: dict[str, Any], scope_body: str, count: int) -> list[str]:
+    """``count`` client-credentials bodies, each with its own private_key_jwt assertion (ES256, aud = issuer,
+    a 5-minute exp, a random jti), signed here so the server under test pays only the verification."""
+    import secrets as _secrets
+
+    from joserfc import jwt
+    from joserfc.jwk import ECKey
+
+    key = ECKey.import_key(pkjwt["key"])
+    client_id, issuer = pkjwt["client_id"], pkjwt["issuer"]
+    header = {"alg": "ES256", "kid": key.kid}
+    now = int(time.time())
+    bodies = []
+    for _ in range(count):
+        claims = {"iss": client_id, "sub": client_id, "aud": issuer, "iat": now, "exp": now + 300, "jti": _secrets.token_urlsafe(16)}
+        assertion = jwt.encode(header, claims, key, algorithms=["ES256"])
+        bodies.append(f"{scope_body}&client_assertion_type={ASSERTION_TYPE}&client_assertion={assertion}")
+    return bodies
 
 
 def wrk_available() -> bool:
@@ -75,6 +100,10 @@ def run_wrk(base_url: str, request: Request, *, seconds: float, connections: int
         tokens_file = workdir / "refresh-tokens.txt"
         tokens_file.write_text("\n".join(request.tokens) + "\n")
         env.update(BENCH_MODE="refresh", BENCH_TOKENS=str(tokens_file))
+    elif request.bodies is not None:
+        bodies_file = workdir / "bodies.txt"
+        bodies_file.write_text("\n".join(request.bodies) + "\n")
+        env.update(BENCH_MODE="once", BENCH_BODIES=str(bodies_file))
     else:
         env["BENCH_MODE"] = "post" if request.method == "POST" else "get"
     duration = max(1, round(seconds))
@@ -148,8 +177,16 @@ def fixed_request(request: Request) -> Callable[[httpx.AsyncClient, int], Awaita
         for i, token in enumerate(request.tokens):
             pools.setdefault(i, []).append(token)
 
+    bodies = list(reversed(request.bodies)) if request.bodies is not None else None
+
     async def one(client: httpx.AsyncClient, index: int) -> dict[str, float] | None:
         headers = {"Authorization": request.auth} if request.auth else {}
+        if bodies is not None:
+            if not bodies:
+                return None
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+            response = await client.post(request.path, content=bodies.pop(), headers=headers)
+            return {} if response.status_code < 300 else None
         if request.tokens is not None:
             pool = pools.get(index)
             if not pool:

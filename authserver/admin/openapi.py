@@ -10,7 +10,11 @@ from typing import Any
 
 SIGNING_ALGS = ["ES256", "RS256", "EdDSA"]
 GRANTS = ["authorization_code", "refresh_token", "client_credentials"]
-METHODS = ["client_secret_basic", "client_secret_post", "none", "tls_client_auth", "self_signed_tls_client_auth"]
+METHODS = [
+    "client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt", "tls_client_auth",
+    "self_signed_tls_client_auth", "none",
+]
+AUTH_SIGNING_ALGS = ["PS256", "ES256", "Ed25519", "RS256", "PS384", "PS512", "ES384", "ES512", "RS384", "RS512", "HS256", "HS384", "HS512"]
 
 _uri_list = {"type": "array", "maxItems": 20, "items": {"type": "string", "minLength": 1, "maxLength": 2000}}
 _nullable_ttl = {"type": ["integer", "null"], "minimum": 60, "maximum": 86400}
@@ -44,7 +48,11 @@ CLIENT_WRITABLE: dict[str, Any] = {
         "tls_client_auth_san_email",
     )},
     "tls_client_certificate_bound_access_tokens": {"type": "boolean"},
-    "jwks": {"type": ["object", "null"], "description": "JWK Set of public keys (self_signed_tls_client_auth)."},
+    # JWT client authentication and PAR (docs/client-authentication.md).
+    "jwks": {"type": ["object", "null"], "description": "Public JWK Set (RSA/EC/OKP, each key with a distinct kid, at most 10 keys, 16 KiB); private_key_jwt and self_signed_tls_client_auth."},
+    "jwks_uri": {"type": ["string", "null"], "maxLength": 2000, "description": "https URL of the client's JWK Set; not with jwks."},
+    "token_endpoint_auth_signing_alg": {"type": ["string", "null"], "enum": [*AUTH_SIGNING_ALGS, None]},
+    "require_pushed_authorization_requests": {"type": "boolean", "description": "Authorization requests must come through /par (RFC 9126)."},
 }
 
 USER_WRITABLE: dict[str, Any] = {

@@ -13,6 +13,11 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
+from authserver.admin.client_keys import (
+    key_consistency_problems,
+    key_metadata_view,
+    read_key_metadata,
+)
 from authserver.admin.service import Actor
 from authserver.admin.validation import has_control_characters
 from authserver.errors import InvalidScope
@@ -29,7 +34,7 @@ REGISTRATION_CLIENT = "authserver-cli"
 
 # RFC 7591 §2 metadata this server understands; anything else is ignored (§2, last paragraph).
 SUPPORTED_GRANTS = ("authorization_code", "refresh_token", "client_credentials")
-SUPPORTED_METHODS = ("client_secret_basic", "client_secret_post", "none")
+SUPPORTED_METHODS = ("client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt", "none")
 
 
 class RegistrationError(Exception):
@@ -120,6 +125,11 @@ async def register_client(services: Services, data: Any, *, token_kind: str, ip:
             raise RegistrationError("invalid_client_metadata", "scope names a scope that registered clients may not have.")
     else:
         raise RegistrationError("invalid_client_metadata", "scope must be a space-separated string.")
+    # jwks / jwks_uri / token_endpoint_auth_signing_alg / require_pushed_authorization_requests (admin/client_keys.py).
+    key_values, problems = read_key_metadata(data, https_only=services.settings.server.production)
+    problems += key_consistency_problems({**key_values, "token_endpoint_auth_method": method})
+    if problems:
+        raise RegistrationError("invalid_client_metadata", f"{problems[0]['field']} {problems[0]['message']}."[:300])
     name = data.get("client_name", "Registered client")
     if not isinstance(name, str) or not name.strip() or len(name) > 200 or has_control_characters(name):
         raise RegistrationError("invalid_client_metadata", "client_name must have 1-200 printable characters.")
@@ -130,7 +140,7 @@ async def register_client(services: Services, data: Any, *, token_kind: str, ip:
         info, secret = await services.clients.create(
             name=name, client_type="public" if public else "confidential", token_endpoint_auth_method=method,
             redirect_uris=redirect_uris, grant_types=grant_types, scopes=scopes, first_party=False,
-            dpop_bound_access_tokens=dpop_bound, **mtls,
+            dpop_bound_access_tokens=dpop_bound, **mtls, **key_values,
         )
     except (ValueError, Conflict) as error:
         raise RegistrationError("invalid_client_metadata", "The client metadata is inconsistent.") from error
@@ -150,6 +160,7 @@ async def register_client(services: Services, data: Any, *, token_kind: str, ip:
         "dpop_bound_access_tokens": info.dpop_bound_access_tokens,
     }
     body.update({name: value for name, value in mtls.items() if value is not None})
+    body.update({name: value for name, value in key_metadata_view(info).items() if value not in (None, False)})
     if secret is not None:
         body["client_secret"] = secret
         # RFC 7591 §3.2.1: when the secret expires, seconds since the epoch; 0 if it never does
@@ -159,8 +170,9 @@ async def register_client(services: Services, data: Any, *, token_kind: str, ip:
 
 
 def _mtls_metadata(data: dict[str, Any], method: str) -> dict[str, Any]:
-    """RFC 8705 §2.1.2 and §3.4 metadata (tls_client_auth_*, certificate-bound tokens) and the jwks that
-    self_signed_tls_client_auth needs, checked as a whole (certificates.check_metadata)."""
+    """RFC 8705 §2.1.2 and §3.4 metadata (tls_client_auth_*, certificate-bound tokens), checked as a whole with
+    the jwks that self_signed_tls_client_auth needs (certificates.check_metadata; jwks itself is read and
+    checked with the other key metadata, admin/client_keys.py)."""
     values: dict[str, Any] = {}
     for name in certificates.NAME_FIELDS:
         value = data.get(name)
@@ -171,12 +183,7 @@ def _mtls_metadata(data: dict[str, Any], method: str) -> dict[str, Any]:
     if not isinstance(bound, bool):
         raise RegistrationError("invalid_client_metadata", "tls_client_certificate_bound_access_tokens must be true or false.")
     values["tls_client_certificate_bound_access_tokens"] = bound
-    jwks = data.get("jwks")
-    if jwks is not None and (not isinstance(jwks, dict) or not isinstance(jwks.get("keys"), list) or len(jwks["keys"]) > 20
-                             or any(not isinstance(k, dict) or "d" in k for k in jwks["keys"])):
-        raise RegistrationError("invalid_client_metadata", "jwks must be a JWK Set of at most 20 public keys.")
-    values["jwks"] = jwks
-    problems = certificates.check_metadata({**values, "token_endpoint_auth_method": method})
+    problems = certificates.check_metadata({**values, "jwks": data.get("jwks"), "token_endpoint_auth_method": method})
     if problems:
         field, message = problems[0]
         raise RegistrationError("invalid_client_metadata", f"{field} {message}.")

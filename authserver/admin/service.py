@@ -16,6 +16,12 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 
 from authserver.accounts.passwords import PasswordPolicyError
+from authserver.admin.client_keys import (
+    KEY_FIELDS,
+    key_consistency_problems,
+    key_metadata_view,
+    read_key_metadata,
+)
 from authserver.admin.validation import (
     AdminError,
     Body,
@@ -67,7 +73,8 @@ CLIENT_FIELDS = {
     "access_token_ttl", "refresh_token_idle_ttl", "refresh_token_absolute_ttl", "rate_limit_per_minute",
     "owner_email", "notification_webhook",
     "dpop_bound_access_tokens",
-    *MTLS_FIELDS, "jwks",
+    *MTLS_FIELDS,
+    *KEY_FIELDS,  # JWT client authentication and PAR (admin/client_keys.py)
 }
 # Set on the row after creation (the store's create does not take them).
 CLIENT_CONTACT_FIELDS = ("owner_email", "notification_webhook")
@@ -115,16 +122,11 @@ def _audience_problem(uri: str) -> str | None:
 
 
 def _read_mtls(body: Body) -> dict[str, Any]:
-    """RFC 8705 client metadata: the tls_client_auth names, certificate-bound tokens, and the jwks that
-    self_signed_tls_client_auth checks the certificate's key against (consistency: certificates.check_metadata)."""
+    """RFC 8705 client metadata: the tls_client_auth names and certificate-bound tokens (consistency with the
+    method and the jwks self_signed_tls_client_auth needs: certificates.check_metadata; jwks is key metadata,
+    admin/client_keys.py)."""
     values: dict[str, Any] = {f: body.string(f, max_length=1000, nullable=True) for f in certificates.NAME_FIELDS}
     values["tls_client_certificate_bound_access_tokens"] = body.boolean("tls_client_certificate_bound_access_tokens")
-    jwks = body.data.get("jwks")
-    if jwks is not None and (not isinstance(jwks, dict) or not isinstance(jwks.get("keys"), list) or len(jwks["keys"]) > 20
-                             or any(not isinstance(k, dict) or "d" in k for k in jwks["keys"])):
-        body.error("jwks", "must be a JWK Set of at most 20 public keys")
-        jwks = None
-    values["jwks"] = jwks
     return values
 
 
@@ -134,6 +136,7 @@ def client_view(info: ClientInfo, now: datetime | None = None) -> dict[str, Any]
     if now is not None and not info.is_public:
         # RFC 7591 §3.2.1: seconds since the epoch, 0 when a secret never expires; here the last one to end.
         body["client_secret_expires_at"] = info.secret_expires_at(now)
+    body.update(key_metadata_view(info))
     return body
 
 
@@ -242,6 +245,9 @@ class AdminService:
         if creating:
             values["client_id"] = body.string("client_id", max_length=64, pattern=CLIENT_ID)
             values["client_type"] = body.string("client_type", required=True, choices=CLIENT_TYPES)
+        key_values, key_problems = read_key_metadata(body.data, https_only=self._s.settings.server.production)
+        values.update(key_values)
+        body.errors.extend(key_problems)
         body.done()
         # Only fields present in the body; None from an explicit null is kept for nullable fields.
         present = {k: v for k, v in values.items() if body.has(k)}
@@ -253,8 +259,9 @@ class AdminService:
         client_type = merged["client_type"]
         method = merged.get("token_endpoint_auth_method") or ("none" if client_type == "public" else "client_secret_basic")
         if (method == "none") != (client_type == "public"):
-            errors.append({"field": "token_endpoint_auth_method", "message": "public clients use none; confidential clients a client_secret_* or *tls_client_auth method"})
+            errors.append({"field": "token_endpoint_auth_method", "message": "public clients use none; confidential clients another method"})
         errors.extend({"field": f, "message": m} for f, m in certificates.check_metadata({**merged, "token_endpoint_auth_method": method}))
+        errors.extend(key_consistency_problems({**merged, "token_endpoint_auth_method": method}))
         grants = merged.get("grant_types") or []
         if client_type == "public" and "client_credentials" in grants:
             errors.append({"field": "grant_types", "message": "client_credentials is for confidential clients only"})
@@ -356,7 +363,10 @@ class AdminService:
         for name in ("grant_types", "redirect_uris", "post_logout_redirect_uris", "scopes", "audience"):
             if name in changes and changes[name] is None:
                 changes[name] = []
-        for name in ("first_party", "require_mfa", "can_introspect", "token_endpoint_auth_method", "dpop_bound_access_tokens"):
+        for name in (
+            "first_party", "require_mfa", "can_introspect", "token_endpoint_auth_method", "dpop_bound_access_tokens",
+            "require_pushed_authorization_requests",
+        ):
             if name in changes and changes[name] is None:
                 raise invalid("The request has invalid fields.", [{"field": name, "message": "must not be null"}])
         if actor.client_id == client_id:

@@ -28,6 +28,7 @@ from authserver.errors import (
 )
 from authserver.grants.authorization_code import new_code_value
 from authserver.grants.base import check_scopes, check_user_audience
+from authserver.interaction import pushed as pushed_requests
 from authserver.interaction.policy import (
     AuthorizationRequest,
     Interaction,
@@ -88,7 +89,15 @@ async def authorize(request: Request) -> Response:
             params = query(request) if request.method == "GET" else await read_form(request)
         except OAuthError:
             raise PageError("error.invalid_request") from None
-        client, auth_request = await validate_request(services, params)
+        # A request_uri of ours comes from /par (RFC 9126 §4); any other (a request object by reference)
+        # is refused by validate_request with request_uri_not_supported.
+        pushed = params.get("request_uri", "").startswith(pushed_requests.REQUEST_URI_PREFIX)
+        if pushed:
+            taken = await pushed_requests.take(services, request_uri=params["request_uri"], client_id=params.get("client_id"))
+            if taken is None:
+                raise PageError("error.invalid_request_uri")
+            params = taken
+        client, auth_request = await validate_request(services, params, pushed=pushed)
         session = await services.browser_sessions.get(session_cookie(request))
         return await continue_flow(request, services, client, auth_request, session, interaction=None)
     except PageError as error:
@@ -105,7 +114,10 @@ def _ui_locales(request: Request) -> str | None:
     return value if value and len(value) < 100 else None
 
 
-async def validate_request(services: Services, params: dict[str, str]) -> tuple[ClientInfo, AuthorizationRequest]:
+async def validate_request(
+    services: Services, params: dict[str, str], *, pushed: bool = False
+) -> tuple[ClientInfo, AuthorizationRequest]:
+    """``pushed``: the parameters came through /par (RFC 9126), which the client or the server may require."""
     client_id = params.get("client_id")
     client = await services.clients.get(client_id) if client_id else None
     if client is None or client.disabled:
@@ -127,10 +139,12 @@ async def validate_request(services: Services, params: dict[str, str]) -> tuple[
     def fail(error: OAuthError) -> NoReturn:
         raise RedirectError(error, target, state)
 
+    if not pushed and (client.require_pushed_authorization_requests or services.settings.par.required):
+        fail(InvalidRequest("This client must push its authorization requests (RFC 9126)."))
     if "request" in params:
         fail(RequestNotSupported("Request objects are not supported."))
     if "request_uri" in params:
-        fail(RequestUriNotSupported("request_uri is not supported."))
+        fail(RequestUriNotSupported("Only request_uri values from the pushed authorization request endpoint are supported."))
     response_type = params.get("response_type")
     if response_type is None:
         fail(InvalidRequest("Missing response_type."))

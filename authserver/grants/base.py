@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, ClassVar, Protocol
 
 from authserver.errors import InvalidClient, InvalidScope, InvalidTarget, UnauthorizedClient
-from authserver.grants import mtls
+from authserver.grants import client_assertion, mtls
 from authserver.protocol.certificates import ClientCertificate
 from authserver.protocol.client_auth import PresentedCredentials
 from authserver.protocol.scopes import parse_scope
@@ -48,6 +48,63 @@ class TokenGrant(Protocol):
     ) -> dict[str, Any]: ...
 
 
+Authenticator = Callable[[Services, ClientInfo, PresentedCredentials], Awaitable[ClientInfo]]
+
+
+async def _no_authentication(services: Services, client: ClientInfo, presented: PresentedCredentials) -> ClientInfo:
+    if presented.method != "none":
+        raise InvalidClient("Public clients do not authenticate with a secret.")
+    return client
+
+
+def _shared_secret(method: str) -> Authenticator:
+    """client_secret_basic / client_secret_post: the secret's digest against every current secret."""
+
+    async def authenticate(services: Services, client: ClientInfo, presented: PresentedCredentials) -> ClientInfo:
+        if presented.method != method:
+            raise InvalidClient(WRONG_METHOD)
+        now = services.clock.now()
+        if presented.secret is None:
+            raise InvalidClient()
+        used = client.match_secret(presented.secret, now)
+        if used is None:
+            # The secret may have been rotated on another instance moments ago: look past the cache once.
+            fresh = await services.clients.refresh(client.client_id)
+            if fresh is None or fresh.disabled or fresh.token_endpoint_auth_method != method:
+                raise InvalidClient()
+            used = fresh.match_secret(presented.secret, now)
+            if used is None:
+                raise InvalidClient()
+            client = fresh
+        # Counted in memory, written in batches (storage/sql/clients.SecretUsage): no write per request.
+        services.clients.usage.record(used.id)
+        return client
+
+    return authenticate
+
+
+async def _certificate(services: Services, client: ClientInfo, presented: PresentedCredentials) -> ClientInfo:
+    """tls_client_auth / self_signed_tls_client_auth (RFC 8705 §2, grants/mtls.py)."""
+    error = mtls.authenticate(client, presented, presented.certificate)
+    if error is not None:
+        raise error
+    return client
+
+
+WRONG_METHOD = "The client did not use its registered authentication method."
+# The registered token_endpoint_auth_method → how the client proves itself (RFC 6749 §2.3, RFC 7591 §2).
+# A client authenticates with its registered method only; anything else is invalid_client. Other methods
+CLIENT_AUTHENTICATORS: dict[str, Authenticator] = {
+    "client_secret_basic": _shared_secret("client_secret_basic"),
+    "client_secret_post": _shared_secret("client_secret_post"),
+    "private_key_jwt": client_assertion.private_key_jwt,
+    "client_secret_jwt": client_assertion.client_secret_jwt,
+    "tls_client_auth": _certificate,
+    "self_signed_tls_client_auth": _certificate,
+    "none": _no_authentication,
+}
+
+
 async def authenticate_client(
     services: Services, presented: PresentedCredentials, *, certificate: ClientCertificate | None = None
 ) -> ClientInfo:
@@ -55,39 +112,20 @@ async def authenticate_client(
 
     ``certificate`` is the TLS client certificate of the request, if any (RFC 8705, grants/mtls.py).
     """
+    if certificate is not None:
+        presented = replace(presented, certificate=certificate)
     client = await services.clients.get(presented.client_id)
-    now = services.clock.now()
-    error: InvalidClient | None = None
-    if client is None or client.disabled:
-        error = InvalidClient()
-    elif client.token_endpoint_auth_method in mtls.MTLS_METHODS:
-        error = mtls.authenticate(client, presented, certificate)
-    elif client.is_public:
-        if presented.method != "none":
-            error = InvalidClient("Public clients do not authenticate with a secret.")
-    elif presented.method == "none":
-        error = InvalidClient("Client authentication is required.")
-    elif presented.secret is None:
-        error = InvalidClient()
-    else:
-        used = client.match_secret(presented.secret, now)
-        if used is None:
-            # The secret may have been rotated on another instance moments ago: look past the cache once.
-            fresh = await services.clients.refresh(client.client_id)
-            used = fresh.match_secret(presented.secret, now) if fresh is not None and not fresh.disabled else None
-            if used is None:
-                error = InvalidClient()
-            else:
-                client = fresh
-        if used is not None:
-            # Counted in memory, written in batches (storage/sql/clients.SecretUsage): no write per request.
-            services.clients.usage.record(used.id)
-    if error is not None:
+    try:
+        if client is None or client.disabled:
+            raise InvalidClient()
+        authenticator = CLIENT_AUTHENTICATORS.get(client.token_endpoint_auth_method)
+        if authenticator is None:
+            raise InvalidClient("This client's authentication method is not available.")
+        return await authenticator(services, client, presented)
+    except InvalidClient as error:
         if presented.method == "client_secret_basic":
             error.headers["WWW-Authenticate"] = 'Basic realm="authserver", error="invalid_client"'
-        raise error
-    assert client is not None
-    return client
+        raise
 
 
 def require_grant_type(client: ClientInfo, grant_type: str) -> None:

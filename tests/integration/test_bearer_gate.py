@@ -32,6 +32,7 @@ PUBLIC = {
     "token": "client authentication (RFC 6749 §2.3)",
     "introspection": "client authentication (RFC 7662 §2.1)",
     "revocation": "client authentication (RFC 7009 §2.1)",
+    "par": "client authentication (RFC 9126 §2)",
     "jwks": "public keys",
     "revocation_feed": "public, signed revocation feed for local verifiers",
     "openid_configuration": "public metadata",

@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from authserver.clock import Clock
+from authserver.keys.encryption import Encryptor
 from authserver.protocol.scopes import unique
 from authserver.storage.errors import Conflict, NotFound
 from authserver.storage.sql.models import Client, ClientSecret
@@ -41,9 +42,14 @@ def webhook_aad(client_id: str) -> bytes:
 
 CLIENT_TYPES = ("confidential", "public")
 DEFAULT_LABEL = "default"
-AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none", "tls_client_auth", "self_signed_tls_client_auth")
+AUTH_METHODS = (
+    "client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt", "tls_client_auth",
+    "self_signed_tls_client_auth", "none",
+)
 # RFC 8705 §2: the client authenticates with its TLS certificate and has no secret.
 CERTIFICATE_AUTH_METHODS = ("tls_client_auth", "self_signed_tls_client_auth")
+# Methods that authenticate with a secret we issue (client_secret_jwt keeps it encrypted to verify HMACs).
+SECRET_METHODS = ("client_secret_basic", "client_secret_post", "client_secret_jwt")
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
 # Unreserved characters only (RFC 3986 §2.3): the id reads the same whether or not a client form-urlencodes
 # its Basic credentials (RFC 6749 §2.3.1; Authlib, for one, does not), and it is safe in URLs and logs.
@@ -82,6 +88,13 @@ class SecretInfo:
     expires_at: datetime | None
     # The row's id (usage counting); 0 for a view made before the row had one.
     id: int = 0
+    # client_secret_jwt: the secret encrypted with the Encryptor (aad: ``secret_aad``).
+    secret_encrypted: str | None = field(default=None, repr=False)
+
+
+def secret_aad(client_id: str) -> bytes:
+    """Binds an encrypted client secret to its client: copied onto another client's row, it does not decrypt."""
+    return f"client_secret:{client_id}".encode()
 
 
 @dataclass(frozen=True)
@@ -198,7 +211,10 @@ def _info(row: Client, secrets: list[ClientSecret]) -> ClientInfo:
         refresh_token_absolute_ttl=row.refresh_token_absolute_ttl,
         rate_limit_per_minute=row.rate_limit_per_minute,
         disabled=row.disabled_at is not None,
-        secrets=tuple(SecretInfo(s.secret_digest, s.expires_at, s.id) for s in secrets if s.revoked_at is None),
+        secrets=tuple(
+            SecretInfo(s.secret_digest, s.expires_at, id=s.id, secret_encrypted=s.secret_encrypted)
+            for s in secrets if s.revoked_at is None
+        ),
         owner_email=row.owner_email,
         notification_webhook=row.notification_webhook,
         **{name: getattr(row, name) for name in SENDER_CONSTRAINT_FIELDS},
@@ -302,10 +318,18 @@ class SqlClientStore:
     REFRESH_BUDGET = 20
 
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], clock: Clock, *, cache_ttl: float = 10.0,
-        secret_lifetime: int = 0, usage_flush_delay: float = 10.0,
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        clock: Clock,
+        *,
+        cache_ttl: float = 10.0,
+        secret_lifetime: int = 0,
+        usage_flush_delay: float = 10.0,
+        encryptor: Encryptor | None = None,
     ) -> None:
         self._sessions = sessions
+        # Encrypts the secrets of client_secret_jwt clients (their HMAC key); without it such clients cannot be made.
+        self._encryptor = encryptor
         self._clock = clock
         self._cache_ttl = cache_ttl
         # Seconds a new secret is valid (0: until rotated); settings.client_secrets.lifetime.
@@ -412,7 +436,11 @@ class SqlClientStore:
             raise ValueError(f"client type must be one of {CLIENT_TYPES}")
         method = token_endpoint_auth_method or ("none" if client_type == "public" else "client_secret_basic")
         if method not in AUTH_METHODS or (method == "none") != (client_type == "public"):
-            raise ValueError("public clients use 'none'; confidential clients a client_secret_* or *tls_client_auth method")
+            raise ValueError(f"public clients use 'none'; confidential clients one of {', '.join(AUTH_METHODS[:-1])}")
+        if method == "private_key_jwt" and not (sender_constraints.get("jwks") or sender_constraints.get("jwks_uri")):
+            raise ValueError("private_key_jwt needs jwks or jwks_uri")
+        if sender_constraints.get("jwks") and sender_constraints.get("jwks_uri"):
+            raise ValueError("jwks and jwks_uri are exclusive")
         unknown = set(grant_types) - set(GRANT_TYPES)
         if unknown:
             raise ValueError(f"unknown grant type(s): {sorted(unknown)}")
@@ -444,14 +472,8 @@ class SqlClientStore:
             created_at=now,
             updated_at=now,
         )
-        has_secret = client_type == "confidential" and method not in CERTIFICATE_AUTH_METHODS
-        secret = new_secret(CLIENT_SECRET_PREFIX) if has_secret else None
-        secret_rows = [
-            ClientSecret(
-                client_id=row.client_id, secret_digest=digest(secret), created_at=now, expires_at=self._expiry(now),
-                label=DEFAULT_LABEL, use_count=0,
-            )
-        ] if secret else []
+        secret = new_secret(CLIENT_SECRET_PREFIX) if method in SECRET_METHODS else None
+        secret_rows = [self._secret_row(row.client_id, method, secret, now, label=DEFAULT_LABEL)] if secret else []
         try:
             async with self._sessions.begin() as session:
                 session.add(row)
@@ -464,6 +486,19 @@ class SqlClientStore:
 
     def _expiry(self, now: datetime) -> datetime | None:
         return now + timedelta(seconds=self.secret_lifetime) if self.secret_lifetime else None
+
+    def _secret_row(self, client_id: str, method: str, secret: str, now: datetime, *, label: str) -> ClientSecret:
+        """A new secret's row: its digest, expiry and label, and for client_secret_jwt an encrypted copy (the
+        HMAC key must be read back)."""
+        encrypted = None
+        if method == "client_secret_jwt":
+            if self._encryptor is None:
+                raise ValueError("client_secret_jwt needs the store's encryptor")
+            encrypted = self._encryptor.encrypt(secret.encode(), aad=secret_aad(client_id))
+        return ClientSecret(
+            client_id=client_id, secret_digest=digest(secret), secret_encrypted=encrypted, created_at=now,
+            expires_at=self._expiry(now), label=label, use_count=0,
+        )
 
     async def rotate_secret(self, client_id: str, *, grace_seconds: int, label: str | None = None) -> str:
         """A new secret valid now; the current ones stay valid for ``grace_seconds`` more (at most their own
@@ -478,7 +513,7 @@ class SqlClientStore:
         end = now + timedelta(seconds=grace_seconds)
         async with self._sessions.begin() as session:
             row = await session.get(Client, client_id)
-            if row is None or row.client_type != "confidential":
+            if row is None or row.token_endpoint_auth_method not in SECRET_METHODS:
                 raise NotFound(client_id)
             replaced = [
                 ClientSecret.client_id == client_id, ClientSecret.revoked_at.is_(None),
@@ -491,10 +526,7 @@ class SqlClientStore:
             if label is not None:
                 current.append(ClientSecret.label == label)
             await session.execute(update(ClientSecret).where(*current).values(rotated_at=now))
-            created = ClientSecret(
-                client_id=client_id, secret_digest=digest(secret), created_at=now, expires_at=self._expiry(now),
-                label=label or DEFAULT_LABEL, use_count=0,
-            )
+            created = self._secret_row(client_id, row.token_endpoint_auth_method, secret, now, label=label or DEFAULT_LABEL)
             session.add(created)
         self.forget(client_id)
         return secret, created
@@ -589,10 +621,10 @@ class SqlClientStore:
                 return None
             old = await session.get(ClientSecret, secret_id)
             assert old is not None
-            created = ClientSecret(
-                client_id=old.client_id, secret_digest=digest(secret), created_at=now, expires_at=self._expiry(now),
-                label=old.label, replaces_id=old.id, use_count=0,
-            )
+            client = await session.get(Client, old.client_id)
+            method = client.token_endpoint_auth_method if client is not None else ""
+            created = self._secret_row(old.client_id, method, secret, now, label=old.label)
+            created.replaces_id = old.id
             session.add(created)
             await session.flush()
             created.pending_secret_encrypted = seal(secret, created.id)

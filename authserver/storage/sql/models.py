@@ -119,6 +119,8 @@ class ClientSecret(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id", ondelete="CASCADE"), index=True)
     secret_digest: Mapped[str] = mapped_column(String(64))
+    # client_secret_jwt clients only: the secret itself, Encryptor-encrypted (the HMAC key must be read back).
+    secret_encrypted: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime]
     # None: valid until rotated. Set on rotation to the end of the grace period.
     expires_at: Mapped[datetime | None] = mapped_column(default=None)
