@@ -32,8 +32,8 @@ from authserver.jobs import Scheduler, standard_jobs
 from authserver.keys.encryption import Encryptor, load_or_create_key_file
 from authserver.keys.keystore import KeyStore
 from authserver.keys.rotation import KeyManager, background_rotation, configured_algorithms
-from authserver.metrics import Metrics, mark_worker_dead
 from authserver.mail import Mailer
+from authserver.metrics import Metrics, mark_worker_dead
 from authserver.mfa.service import MfaService
 from authserver.middleware.edge import EdgeMiddleware
 from authserver.ratelimit import Limiter, MemoryLimiter, RedisLimiter, ResilientLimiter

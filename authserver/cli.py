@@ -158,7 +158,7 @@ def cmd_client_create(args: argparse.Namespace) -> int:
             require_mfa=args.require_mfa, can_introspect=args.can_introspect, signing_alg=args.signing_alg,
             access_token_ttl=args.access_token_ttl,
         )
-        result = info.public_dict()
+        result: dict[str, Any] = info.public_dict()
         if secret:
             result["client_secret"] = secret
         return result

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import func, select, update
 
 from authserver.accounts.passwords import PasswordPolicyError
 from authserver.admin.validation import (
@@ -33,8 +33,6 @@ from authserver.storage.errors import Conflict, NotFound
 from authserver.storage.sql.clients import AUTH_METHODS, CLIENT_TYPES, GRANT_TYPES, ClientInfo
 from authserver.storage.sql.models import (
     Account,
-    BackupCode,
-    BrowserSession,
     Client,
     ClientSecret,
     SecurityEvent,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
 
 from sqlalchemy import func, select, update
@@ -61,7 +62,7 @@ class SqlAccountStore:
         email: str | None = None,
         email_verified: bool = False,
         name: str | None = None,
-        roles: list[str] | None = None,
+        roles: builtins.list[str] | None = None,
         locale: str | None = None,
     ) -> Account:
         username = normalise_username(username)
@@ -90,7 +91,7 @@ class SqlAccountStore:
     async def set_password_hash(self, account_id: str, password_hash: str) -> None:
         await self._update(account_id, password_hash=password_hash)
 
-    async def set_roles(self, account_id: str, roles: list[str]) -> None:
+    async def set_roles(self, account_id: str, roles: builtins.list[str]) -> None:
         await self._update(account_id, roles=list(roles))
 
     async def set_disabled(self, account_id: str, disabled: bool) -> None:
