@@ -8,6 +8,7 @@ installed into fresh virtual environments with this machine's pip configuration 
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import shutil
@@ -89,6 +90,23 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "-w", work / "dist", source, cwd=work)
     (built,) = (work / "dist").glob("cmipro_verify-*.whl")
     return built
+
+
+def test_the_modules_import_only_the_standard_library_and_the_declared_dependencies() -> None:
+    """A new import (say cryptography for a thumbprint) must be declared in cmipro_verify/pyproject.toml first."""
+    project = tomllib.loads((SOURCE / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    declared = {Requirement(r).name.replace("-", "_") for r in project["dependencies"]}
+    extras = {Requirement(r).name.replace("-", "_") for r in project["optional-dependencies"]["starlette"]}
+    for path in SOURCE.glob("*.py"):
+        allowed = set(sys.stdlib_module_names) | declared | {"cmipro_verify"} | (extras if path.name == "starlette.py" else set())
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                roots = {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                roots = {node.module.split(".")[0]}
+            else:
+                continue
+            assert roots <= allowed, f"{path.name}:{node.lineno} imports {sorted(roots - allowed)}"
 
 
 def test_the_wheel_holds_the_module_files_and_nothing_of_the_server(wheel: Path) -> None:
