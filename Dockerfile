@@ -8,10 +8,14 @@ ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 WORKDIR /src
+# Every dependency at the version and sha256 the lock file names (requirements/runtime.txt, made by
+# scripts/lock), then the authserver wheel without resolving anything: the runtime stage installs these
+# wheels offline and needs no compiler.
+COPY requirements/runtime.txt ./requirements/runtime.txt
+RUN pip wheel --wheel-dir /wheels --require-hashes -r requirements/runtime.txt
 COPY pyproject.toml README.md ./
 COPY authserver ./authserver
-# The wheel plus every dependency as wheels, so the runtime stage installs offline and needs no compiler.
-RUN pip wheel --wheel-dir /wheels .
+RUN pip wheel --wheel-dir /wheels --no-deps .
 
 FROM ${PYTHON_IMAGE} AS runtime
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -21,7 +25,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN groupadd --system --gid 10001 authserver \
  && useradd --system --uid 10001 --gid authserver --home-dir /app --no-create-home --shell /usr/sbin/nologin authserver
 COPY --from=build /wheels /wheels
-RUN pip install --no-index --find-links /wheels authserver && rm -rf /wheels
+# pip check: the lock covers everything authserver asks for (else: bash scripts/lock).
+RUN pip install --no-index --no-deps /wheels/*.whl && pip check && rm -rf /wheels
 
 WORKDIR /app
 COPY migrations ./migrations

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -149,7 +150,7 @@ class Emergency:
                 row.value = value
                 row.updated_at = now
         self._remember(on)
-        details: dict[str, object] = {"actor": by[:100], "reason": reason}
+        details: dict[str, Any] = {"actor": by[:100], "reason": reason}
         if on:
             details["until"] = value["until"]
         if only_if_expired:

@@ -32,8 +32,8 @@ from authserver.jobs import Scheduler, standard_jobs
 from authserver.keys.encryption import Encryptor, load_or_create_key_file
 from authserver.keys.keystore import KeyStore
 from authserver.keys.rotation import KeyManager, background_rotation, configured_algorithms
-from authserver.metrics import Metrics, mark_worker_dead
 from authserver.mail import Mailer
+from authserver.metrics import Metrics, mark_worker_dead
 from authserver.mfa.service import MfaService
 from authserver.middleware.edge import EdgeMiddleware
 from authserver.ratelimit import Limiter, MemoryLimiter, RedisLimiter, ResilientLimiter
@@ -43,11 +43,11 @@ from authserver.settings import Settings
 from authserver.shutdown import install_drain_on_sigterm
 from authserver.storage.cache import Cache, create_cache
 from authserver.storage.sql.account_tokens import SqlAccountTokenStore
-from authserver.storage.sql.invitations import SqlInvitationStore
 from authserver.storage.sql.accounts import SqlAccountStore
 from authserver.storage.sql.clients import SqlClientStore
 from authserver.storage.sql.engine import create_engine, create_sessionmaker
 from authserver.storage.sql.fastpath import create_fast_path
+from authserver.storage.sql.invitations import SqlInvitationStore
 from authserver.storage.sql.lifecycle import SqlLifecycleStore
 from authserver.storage.sql.mfa import SqlMfaStore
 from authserver.storage.sql.sessions import SqlConsentStore, SqlSessionStore

@@ -22,10 +22,10 @@ from authserver.mfa.service import MfaService
 from authserver.settings import Settings
 from authserver.storage.cache import Cache
 from authserver.storage.sql.account_tokens import SqlAccountTokenStore
-from authserver.storage.sql.invitations import SqlInvitationStore
 from authserver.storage.sql.accounts import SqlAccountStore
 from authserver.storage.sql.clients import SqlClientStore
 from authserver.storage.sql.fastpath import PgFastPath
+from authserver.storage.sql.invitations import SqlInvitationStore
 from authserver.storage.sql.lifecycle import SqlLifecycleStore
 from authserver.storage.sql.sessions import SqlConsentStore, SqlSessionStore
 from authserver.storage.sql.tokens import SqlTokenStore

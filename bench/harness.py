@@ -29,8 +29,8 @@ import httpx
 from bench.load import (
     Measurement,
     Request,
-    collect_dpop_chains,
     assertion_bodies,
+    collect_dpop_chains,
     collect_refresh_tokens,
     dpop_refresh_workload,
     fixed_request,

@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     ranking = own if args.by_self else inclusive
     shown = 0
     print(f"{total} samples\n{'incl%':>6} {'self%':>6}  frame")
-    for frame, count in ranking.most_common():
+    for frame, _ in ranking.most_common():
         if args.match and args.match not in frame:
             continue
         print(f"{100 * inclusive[frame] / total:6.1f} {100 * own[frame] / total:6.1f}  {frame}")

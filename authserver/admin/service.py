@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import func, select, update
 
 from authserver.accounts.passwords import PasswordPolicyError
 from authserver.admin.client_keys import (
@@ -53,8 +53,6 @@ from authserver.storage.sql.clients import (
 )
 from authserver.storage.sql.models import (
     Account,
-    BackupCode,
-    BrowserSession,
     Client,
     ClientSecret,
     SecurityEvent,

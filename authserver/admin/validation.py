@@ -7,7 +7,6 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-
 # Control characters (NUL among them, which PostgreSQL refuses in text) never reach the database.
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 

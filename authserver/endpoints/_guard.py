@@ -15,8 +15,8 @@ from starlette.responses import Response
 
 from authserver.abuse import retry_error
 from authserver.accounts.lockout import client_ip_key, client_key
-from authserver.errors import InvalidClient, TooManyRequests
 from authserver.endpoints._mtls import client_certificate
+from authserver.errors import InvalidClient, TooManyRequests
 from authserver.grants.base import authenticate_client
 from authserver.protocol import client_ip as client_ip_rules
 from authserver.protocol.client_auth import PresentedCredentials

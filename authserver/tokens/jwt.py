@@ -128,7 +128,10 @@ class TokenSigner:
         if acr:
             body["acr"] = acr
         if access_token is not None:
-            body["at_hash"] = create_half_hash(access_token, alg).decode("ascii")
+            at_hash = create_half_hash(access_token, alg)
+            if at_hash is None:  # Authlib has no hash for this algorithm (none of SUPPORTED_ALGS)
+                raise ValueError(f"at_hash is not defined for {alg}")
+            body["at_hash"] = at_hash.decode("ascii")
         if claims:
             body.update({k: v for k, v in claims.items() if k not in body})
         return self._sign(body, alg=alg, typ="JWT")

@@ -55,7 +55,7 @@ def test_trusted_proxies_are_validated(backend: str, database_url: str, tmp_root
 async def test_forwarded_for_only_through_a_trusted_proxy(make_settings: Callable[..., Settings]) -> None:
     settings = make_settings({"AUTHSERVER_SECURITY__TRUSTED_PROXIES": "10.9.9.9"}, login_per_ip=2)
     async with running(settings, ip="10.9.9.9") as run:
-        for n in range(2):
+        for _ in range(2):
             assert (await run.http.get("/login?i=x", headers={"X-Forwarded-For": "198.51.100.1"})).status_code == 400
         assert (await run.http.get("/login?i=x", headers={"X-Forwarded-For": "198.51.100.1"})).status_code == 429
         assert (await run.http.get("/login?i=x", headers={"X-Forwarded-For": "198.51.100.2"})).status_code == 400

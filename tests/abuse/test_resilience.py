@@ -101,7 +101,7 @@ async def test_two_server_processes_share_counters_and_locks(pg_url: str, tmp_pa
     ports = [free_port(), free_port()]
     processes = [_server(env, port) for port in ports]
     try:
-        for port, process in zip(ports, processes):
+        for port, process in zip(ports, processes, strict=True):
             await asyncio.to_thread(wait_for_port, port, process)
         a, b = (httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers={"Host": ISSUER.split("//")[1]}) for port in ports)
         async with a, b:

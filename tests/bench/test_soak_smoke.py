@@ -41,7 +41,7 @@ def test_the_verdict_counts_every_error_but_429_and_the_p95() -> None:
         for _ in range(20):
             tally.record("ok", 0.01)
             tally.record(outcome, latency)
-    summary = {kind: t.summary() for kind, t in zip(("W1", "W4", "W6", "flow"), (fine, throttled, failing, slow))}
+    summary = {kind: t.summary() for kind, t in zip(("W1", "W4", "W6", "flow"), (fine, throttled, failing, slow), strict=True)}
     problems = verdict(summary, 500)
     assert summary["W4"]["throttled_429"] == 20
     assert [p.split(":")[0] for p in problems] == ["W6", "flow"], problems

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import httpx
-import pytest
 import jwt as pyjwt
+import pytest
 from openapi_spec_validator import validate
 from sqlalchemy import func, select, update
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from starlette.applications import Starlette
 from sqlalchemy import func, select
+from starlette.applications import Starlette
 
 from authserver.services import Services
 from authserver.storage.sql.models import BrowserSession

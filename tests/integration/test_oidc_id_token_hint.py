@@ -16,7 +16,17 @@ from joserfc.jwk import ECKey
 from authserver.services import Services
 from tests.conftest import ISSUER
 from tests.support.apps import auth_params, location
-from tests.support.factories import REDIRECT_URI, AppClient, Person, authorize, make_client, make_user, pkce_pair, query_of, sign_in
+from tests.support.factories import (
+    REDIRECT_URI,
+    AppClient,
+    Person,
+    authorize,
+    make_client,
+    make_user,
+    pkce_pair,
+    query_of,
+    sign_in,
+)
 from tests.support.lifecycle import issue
 
 

@@ -115,7 +115,7 @@ async def test_rotation_on_one_instance_delivers_by_signed_webhook_and_no_token_
                 deployed_at = clock.now()
             if new_secret is not None and deployed_at is not None and (clock.now() - deployed_at).total_seconds() >= 50 * 60:
                 current = new_secret
-            for _a, services, http in (a, b):
+            for _a, _services, http in (a, b):
                 status = await token_status(http, client_id, current)
                 requests += 1
                 failures += status != 200

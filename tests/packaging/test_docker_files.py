@@ -95,7 +95,20 @@ def test_dockerignore_keeps_local_state_and_secrets_out_of_the_image() -> None:
     ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines() if line.strip() and not line.startswith("#")}
     assert {".git", ".venv", "*.db", "authserver-secrets.json", ".env", "test-artifacts"} <= ignored
     # What the Dockerfile copies must not be ignored.
-    assert not ignored & {"authserver", "migrations", "config", "pyproject.toml", "README.md"}
+    assert not ignored & {"authserver", "migrations", "config", "pyproject.toml", "README.md", "requirements"}
+
+
+def test_image_installs_exactly_the_locked_runtime_set() -> None:
+    """Dependencies come from the lock with their hashes; nothing is resolved anew for authserver itself."""
+    build, runtime = dockerfile_stages()[0], dockerfile_stages()[-1]
+    runs = [shlex.split(i)[1:] for i in build if i.upper().startswith("RUN ")]
+    locked = [r for r in runs if r[:2] == ["pip", "wheel"] and "-r" in r]
+    assert len(locked) == 1 and "--require-hashes" in locked[0]
+    assert locked[0][locked[0].index("-r") + 1] == "requirements/runtime.txt"
+    assert any(r[:2] == ["pip", "wheel"] and "--no-deps" in r and r[-1] == "." for r in runs)
+    assert any(shlex.split(i)[1] == "requirements/runtime.txt" for i in build if i.upper().startswith("COPY "))
+    install = next(i for i in runtime if i.startswith("RUN pip install"))
+    assert "--no-index" in install and "--no-deps" in install and "pip check" in install
 
 
 def test_compose_runs_authserver_on_postgres_16_and_redis_7_with_healthchecks() -> None:

@@ -34,7 +34,6 @@ from tests.support.proxy import FaultProxy
 from tests.support.servers import RedisServer
 
 
-
 @pytest.fixture(scope="module")
 async def pg_name() -> AsyncIterator[str]:
     from authserver.storage.sql.migrate import upgrade

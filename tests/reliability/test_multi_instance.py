@@ -26,7 +26,14 @@ from authserver.settings import load_settings
 from authserver.storage.sql.migrate import upgrade
 from authserver.storage.sql.models import Grant, RefreshToken, SigningKey
 from authserver.tokens.opaque import digest
-from tests.conftest import REDIS_URL, TEST_RELAXED_LIMITS, create_pg_database, delete_redis_prefix, drop_pg_database, fast_passwords
+from tests.conftest import (
+    REDIS_URL,
+    TEST_RELAXED_LIMITS,
+    create_pg_database,
+    delete_redis_prefix,
+    drop_pg_database,
+    fast_passwords,
+)
 from tests.support.factories import REDIRECT_URI, form_field, pkce_pair, query_of
 from tests.support.servers import ServerProcess, cluster_settings_env, free_port, server_env
 

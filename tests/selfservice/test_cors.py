@@ -15,7 +15,6 @@ from tests.support.apps import running_app
 from tests.support.factories import make_client
 
 
-
 @pytest.fixture
 def spa() -> str:
     """An origin of this test's own (the database is shared by the session's tests)."""

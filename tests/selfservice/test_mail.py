@@ -10,7 +10,7 @@ from pathlib import Path
 import aiosmtplib
 import pytest
 
-from authserver.mail import Mailer, MailDisabled
+from authserver.mail import MailDisabled, Mailer
 from authserver.settings import MailSettings, Secret, SettingsError, load_settings
 from authserver.web.pages import create_environment
 from tests.support.smtp import Inbox, self_signed_certificate, smtp_server

@@ -102,7 +102,7 @@ def test_processes_starting_together_share_one_key_file(tmp_path: Path) -> None:
         path = tmp_path / f"secrets-{round_no}.json"
         barrier = threading.Barrier(8)
 
-        def create(_: int) -> tuple[dict[str, str], str]:
+        def create(_: int, barrier: threading.Barrier = barrier, path: Path = path) -> tuple[dict[str, str], str]:
             barrier.wait()
             return load_or_create_key_file(path)
 

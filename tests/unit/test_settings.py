@@ -14,7 +14,7 @@ PROD_OK = {
     "AUTHSERVER_SERVER__ISSUER": "https://auth.cmipro.example",
     "AUTHSERVER_DATABASE__URL": "postgresql+asyncpg://auth@db/auth",
     "AUTHSERVER_CACHE__URL": "redis://cache:6379/0",
-    "AUTHSERVER_SECURITY__ENCRYPTION_KEYS": '{"k1": "%s"}' % generate_key(),
+    "AUTHSERVER_SECURITY__ENCRYPTION_KEYS": f'{{"k1": "{generate_key()}"}}',
     "AUTHSERVER_SECURITY__ACTIVE_ENCRYPTION_KEY": "k1",
 }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
 
 from sqlalchemy import func, select, update
@@ -61,7 +62,7 @@ class SqlAccountStore:
         email: str | None = None,
         email_verified: bool = False,
         name: str | None = None,
-        roles: list[str] | None = None,
+        roles: builtins.list[str] | None = None,
         locale: str | None = None,
     ) -> Account:
         username = normalise_username(username)
@@ -108,7 +109,7 @@ class SqlAccountStore:
             )
             return bool(result.rowcount)  # type: ignore[attr-defined]
 
-    async def set_roles(self, account_id: str, roles: list[str]) -> None:
+    async def set_roles(self, account_id: str, roles: builtins.list[str]) -> None:
         await self._update(account_id, roles=list(roles))
 
     async def set_disabled(self, account_id: str, disabled: bool) -> None:

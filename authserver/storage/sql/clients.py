@@ -7,6 +7,7 @@ seconds (documented in docs/architecture.md).
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import hmac
 import logging
@@ -407,13 +408,13 @@ class SqlClientStore:
         *,
         name: str,
         client_type: str,
-        redirect_uris: list[str],
-        grant_types: list[str],
-        scopes: list[str],
-        audience: list[str] | None = None,
+        redirect_uris: builtins.list[str],
+        grant_types: builtins.list[str],
+        scopes: builtins.list[str],
+        audience: builtins.list[str] | None = None,
         client_id: str | None = None,
         token_endpoint_auth_method: str | None = None,
-        post_logout_redirect_uris: list[str] | None = None,
+        post_logout_redirect_uris: builtins.list[str] | None = None,
         first_party: bool = False,
         require_mfa: bool = False,
         can_introspect: bool = False,

@@ -13,13 +13,13 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.exc import DisconnectionError
-from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 
 from authserver.settings import DatabaseSettings
 

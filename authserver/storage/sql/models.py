@@ -21,8 +21,8 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
-    false,
     TypeDecorator,
+    false,
     text,
 )
 from sqlalchemy.engine import Dialect
