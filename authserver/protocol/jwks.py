@@ -1,7 +1,8 @@
 """A client's public JWK Set (RFC 7591 ``jwks``, RFC 7517 §5): what we accept and how it is imported.
 
 Used for registration (admin API, CLI, RFC 7591) and for sets fetched from a ``jwks_uri``. Only public
-asymmetric keys, each with a distinct ``kid``: private members (``d``, ``p``, ``q``, …) and symmetric keys
+asymmetric keys, each with a distinct ``kid`` (a set of one key may leave it out: an assertion without a
+``kid`` is checked with the only key of its type): private members (``d``, ``p``, ``q``, …) and symmetric keys
 (``oct``, whose ``k`` is the secret itself) are refused, as the conformance suite checks of a JWKS.
 """
 
@@ -46,11 +47,12 @@ def import_public_key_set(value: Any) -> KeySet:
         if PRIVATE_MEMBERS & set(key):
             raise JwksError(f"keys[{index}] holds private key material")
         kid = key.get("kid")
-        if not isinstance(kid, str) or not 0 < len(kid) <= MAX_KID:
-            raise JwksError(f"keys[{index}] needs a kid of 1-{MAX_KID} characters")
-        if kid in kids:
-            raise JwksError(f"keys[{index}]: kid {kid[:40]!r} is used twice")
-        kids.add(kid)
+        if kid is not None or len(keys) > 1:
+            if not isinstance(kid, str) or not 0 < len(kid) <= MAX_KID:
+                raise JwksError(f"keys[{index}] needs a kid of 1-{MAX_KID} characters")
+            if kid in kids:
+                raise JwksError(f"keys[{index}]: kid {kid[:40]!r} is used twice")
+            kids.add(kid)
         if key.get("use", "sig") != "sig":
             raise JwksError(f"keys[{index}]: use must be sig")
         if key["kty"] == "RSA" and _rsa_bits(key.get("n")) < MIN_RSA_BITS:

@@ -13,6 +13,7 @@ import json
 import secrets
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -79,28 +80,37 @@ async def test_a_good_assertion_works_once(http: httpx.AsyncClient, pkjwt: tuple
     refused(await present(http, value))  # replayed jti
 
 
+@dataclass(frozen=True)
+class FromNow:
+    """A time this many seconds from when the test runs."""
+
+    seconds: int
+
+
 @pytest.mark.parametrize(
     "claims",
     [
-        {"exp": int(time.time()) - 300},  # FAPI: exp 5 minutes in the past
-        {"exp": int(time.time()) - 30},
+        {"exp": FromNow(-300)},  # FAPI: exp 5 minutes in the past
+        {"exp": FromNow(-30)},
         {"exp": None},
         {"exp": "soon"},
-        {"exp": int(time.time()) + 7200},  # lives longer than client_auth.assertion_max_lifetime
+        {"exp": FromNow(7200)},  # lives longer than client_auth.assertion_max_lifetime
         {"aud": "https://other.example/token"},  # FAPI: wrong aud
         {"aud": [f"{ISSUER}/userinfo"]},
         {"aud": None},
         {"iss": "someone-else"},
         {"sub": "someone-else"},
         {"jti": None},
-        {"iat": int(time.time()) + 600},
-        {"nbf": int(time.time()) + 600},
+        {"iat": FromNow(600)},
+        {"nbf": FromNow(600)},
     ],
     ids=["exp-5min-past", "expired", "no-exp", "exp-not-number", "too-long", "wrong-aud", "aud-userinfo", "no-aud",
          "wrong-iss", "wrong-sub", "no-jti", "iat-future", "nbf-future"],
 )
 async def test_bad_claims_are_invalid_client(http: httpx.AsyncClient, pkjwt: tuple[AppClient, RSAKey], claims: dict[str, Any]) -> None:
     client, key = pkjwt
+    # Times are taken when the test runs, not when it is collected (a long suite would age them).
+    claims = {name: int(time.time()) + value.seconds if isinstance(value, FromNow) else value for name, value in claims.items()}
     refused(await present(http, assertion(key, client.client_id, **claims)))
 
 

@@ -159,4 +159,5 @@ def test_discovery_aliases_follow_the_mtls_base_url() -> None:
         "introspection_endpoint": "https://mtls.auth.example/introspect",
         "userinfo_endpoint": "https://mtls.auth.example/userinfo",
         "registration_endpoint": "https://mtls.auth.example/register",
+        "pushed_authorization_request_endpoint": "https://mtls.auth.example/par",
     }
