@@ -119,7 +119,7 @@ class SecuritySettings:
     # Request header in which a TLS-terminating proxy forwards the client certificate (mutual TLS, RFC 8705),
     # e.g. X-SSL-Client-Cert; believed only from trusted_proxies, and the proxy must overwrite it on every
     # request. URL-encoded PEM (nginx $ssl_client_escaped_cert), PEM, base64 DER or an Envoy
-    # x-forwarded-client-cert element (docs/sender-constrained-tokens-mtls.md). Empty: off.
+    # x-forwarded-client-cert element (docs/sender-constrained-tokens.md §4). Empty: off.
     client_certificate_header: str = ""
     # Header in which the proxy says whether it verified the certificate's chain against the client CAs
     # (nginx $ssl_client_verify): tls_client_auth then needs the value SUCCESS. Empty: the proxy forwards
