@@ -16,6 +16,7 @@ from typing import Any
 from authserver.admin.service import Actor
 from authserver.admin.validation import has_control_characters
 from authserver.errors import InvalidScope
+from authserver.errors import RegistrationError as RegistrationError  # re-exported
 from authserver.protocol.redirect_uri import REGISTRATION_RULE, is_acceptable_registration
 from authserver.protocol.scopes import parse_scope, unique
 from authserver.services import Services
@@ -30,18 +31,6 @@ REGISTRATION_CLIENT = "authserver-cli"
 SUPPORTED_GRANTS = ("authorization_code", "refresh_token", "client_credentials")
 SUPPORTED_METHODS = ("client_secret_basic", "client_secret_post", "none")
 
-
-class RegistrationError(Exception):
-    """RFC 7591 §3.2.2 error response."""
-
-    def __init__(self, error: str, description: str, status: int = 400) -> None:
-        super().__init__(description)
-        self.error = error
-        self.description = description
-        self.status = status
-
-    def body(self) -> dict[str, str]:
-        return {"error": self.error, "error_description": self.description}
 
 
 def registration_audience(services: Services) -> str:
@@ -95,7 +84,7 @@ async def register_client(services: Services, data: Any, *, token_kind: str, ip:
     if response_types is None:
         response_types = ["code"] if "authorization_code" in grant_types else []
     if set(response_types) - {"code"} or (("code" in response_types) != ("authorization_code" in grant_types)):
-        raise RegistrationError("invalid_client_metadata", "response_types code goes with grant_types authorization_code (§2.1).")
+        raise RegistrationError("invalid_client_metadata", "response_types code goes with grant_types authorization_code (RFC 7591 section 2.1).")
     if "authorization_code" in grant_types and not redirect_uris:
         raise RegistrationError("invalid_redirect_uri", "authorization_code needs at least one redirect URI.")
     if "refresh_token" in grant_types and "authorization_code" not in grant_types:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from authserver.endpoints._http import OAUTH_JSON, mark_channel
 from authserver.endpoints.prepared import PreparedDocument
 from authserver.keys.rotation import configured_algorithms
 from authserver.mfa.service import ACR_MFA, ACR_PASSWORD
@@ -54,4 +55,4 @@ def build_metadata(settings: Settings, grant_types: list[str]) -> dict[str, Any]
 def metadata_endpoint(metadata: dict[str, Any]) -> PreparedDocument:
     """Serves prepared bytes: the document only changes with the settings."""
     body = json.dumps(metadata, separators=(",", ":")).encode()
-    return PreparedDocument(body, {"Cache-Control": "public, max-age=3600", "Access-Control-Allow-Origin": "*"})
+    return mark_channel(PreparedDocument(body, {"Cache-Control": "public, max-age=3600", "Access-Control-Allow-Origin": "*"}), OAUTH_JSON)

@@ -20,7 +20,7 @@ from starlette.responses import RedirectResponse, Response
 
 from authserver.accounts.lifecycle import sign_out_other_sessions
 from authserver.endpoints._guard import client_ip, too_many_page
-from authserver.endpoints._http import UNAVAILABLE_ERRORS, read_form
+from authserver.endpoints._http import read_form
 from authserver.errors import OAuthError, TooManyRequests
 from authserver.interaction.policy import Interaction, InteractionStore
 from authserver.mfa import qr, totp
@@ -44,6 +44,7 @@ from authserver.tokens.opaque import digest
 from authserver.web.i18n import translate
 from authserver.web.pages import (
     error_page,
+    html_page,
     render,
     request_locale,
     same_browser,
@@ -182,6 +183,7 @@ async def _interaction_form(request: Request) -> dict[str, str] | Response:
         return error_page(request, "error.invalid_request")
 
 
+@html_page
 async def mfa_prompt(request: Request) -> Response:
     services: Services = request.app.state.services
     interactions: InteractionStore = request.app.state.interactions
@@ -249,11 +251,9 @@ async def mfa_prompt(request: Request) -> Response:
         return error_page(request, "error.unavailable", status_code=503)
     except NotEnabled:
         return error_page(request, "error.interaction_expired")
-    except UNAVAILABLE_ERRORS:
-        log.exception("dependency unavailable on /mfa")
-        return error_page(request, "error.unavailable", status_code=503)
 
 
+@html_page
 async def mfa_enrol(request: Request) -> Response:
     """Enrolment inside a flow: someone who must use MFA and has not enrolled yet (signed in with a password)."""
     services: Services = request.app.state.services
@@ -299,9 +299,6 @@ async def mfa_enrol(request: Request) -> Response:
         return error_page(request, "error.interaction_expired")
     except SecretUnavailable:
         return error_page(request, "error.unavailable", status_code=503)
-    except UNAVAILABLE_ERRORS:
-        log.exception("dependency unavailable on /mfa/enrol")
-        return error_page(request, "error.unavailable", status_code=503)
 
 
 # --- the account's MFA pages ----------------------------------------------------------------------------------
@@ -342,19 +339,17 @@ async def _account_form(request: Request) -> dict[str, str] | Response:
     return form
 
 
+@html_page
 async def account_mfa(request: Request) -> Response:
     services: Services = request.app.state.services
-    try:
-        found = await _account_session(request, services)
-        if isinstance(found, Response):
-            return found
-        _, account = found
-        return await _account_page(request, services, account, locale=request_locale(request))
-    except UNAVAILABLE_ERRORS:
-        log.exception("dependency unavailable on /account/mfa")
-        return error_page(request, "error.unavailable", status_code=503)
+    found = await _account_session(request, services)
+    if isinstance(found, Response):
+        return found
+    _, account = found
+    return await _account_page(request, services, account, locale=request_locale(request))
 
 
+@html_page
 async def account_mfa_enrol(request: Request) -> Response:
     services: Services = request.app.state.services
     try:
@@ -395,16 +390,15 @@ async def account_mfa_enrol(request: Request) -> Response:
         return RedirectResponse("/account/mfa", status_code=303)
     except SecretUnavailable:
         return error_page(request, "error.unavailable", status_code=503)
-    except UNAVAILABLE_ERRORS:
-        log.exception("dependency unavailable on /account/mfa/enrol")
-        return error_page(request, "error.unavailable", status_code=503)
 
 
+@html_page
 async def account_mfa_backup_codes(request: Request) -> Response:
     """Regenerate backup codes (after a current code); the old ones stop working."""
     return await _account_action(request, "regenerate")
 
 
+@html_page
 async def account_mfa_disable(request: Request) -> Response:
     """Turn MFA off (after the password and a current code or a backup code)."""
     return await _account_action(request, "disable")
@@ -453,7 +447,4 @@ async def _account_action(request: Request, action: str) -> Response:
     except NotEnabled:
         return RedirectResponse("/account/mfa", status_code=303)
     except (SecretUnavailable, MfaError):
-        return error_page(request, "error.unavailable", status_code=503)
-    except UNAVAILABLE_ERRORS:
-        log.exception("dependency unavailable on /account/mfa")
         return error_page(request, "error.unavailable", status_code=503)

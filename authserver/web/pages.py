@@ -1,10 +1,14 @@
-"""Rendering pages: Jinja2 templates with autoescape, the message catalogue, and the session cookie."""
+"""Rendering pages: Jinja2 templates with autoescape, the message catalogue, the session cookie, the HTML
+channel's error boundary (``html_page``) and the one CSRF mechanism of every form (``form_token``)."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
+import logging
 import secrets
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +16,20 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from authserver.endpoints._http import HTML, mark_channel, unexpected
+from authserver.errors import OAuthError
+from authserver.middleware.body_limit import BodyTooLarge
 from authserver.settings import Settings
 from authserver.web.i18n import choose_locale, translate
 
 _TEMPLATES = Path(__file__).parent / "templates"
 PAGE_HEADERS = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+log = logging.getLogger("authserver.web")
+# The last resort when even the error page cannot be rendered (templates or settings broken).
+BARE_ERROR_PAGE = (
+    "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Error</title></head>"
+    "<body><h1>Something went wrong</h1><p>An unexpected error occurred.</p></body></html>"
+)
 
 
 def create_environment() -> Environment:
@@ -46,6 +59,62 @@ def error_page(request: Request, message_key: str, *, status_code: int = 400, co
     if status_code == 503:
         response.headers["Retry-After"] = "5"
     return response
+
+
+class PageError(Exception):
+    """An error shown on our own page (the HTML channel): a catalogue key and a status."""
+
+    def __init__(self, message_key: str, status_code: int = 400) -> None:
+        super().__init__(message_key)
+        self.message_key = message_key
+        self.status_code = status_code
+
+
+# OAuth errors that reach a page's boundary: the catalogue key the person reads.
+_PAGE_KEYS = {
+    "invalid_request": "error.invalid_request",
+    "invalid_client": "error.invalid_client",
+    "rate_limited": "error.too_many_requests",
+    "temporarily_unavailable": "error.unavailable",
+    "server_error": "error.server",
+}
+
+Page = Callable[[Request], Awaitable[Response]]
+
+
+def _safe_error_page(request: Request, message_key: str, status_code: int) -> Response:
+    try:
+        return error_page(request, message_key, status_code=status_code)
+    except Exception:  # the page renderer itself failed: a fixed page, still HTML
+        log.exception("the error page could not be rendered on %s", request.url.path)
+        return HTMLResponse(BARE_ERROR_PAGE, status_code=status_code, headers=dict(PAGE_HEADERS))
+
+
+def html_page(endpoint: Page) -> Page:
+    """Error boundary of the HTML channel: ``PageError`` and the OAuth error family as our error page,
+    bad input that reached the database a 400 page, an outage a 503 page, anything else a logged 500
+    page (with the request id in the log); never plain text, never a traceback."""
+
+    @functools.wraps(endpoint)
+    async def wrapper(request: Request) -> Response:
+        try:
+            return await endpoint(request)
+        except PageError as error:
+            return _safe_error_page(request, error.message_key, error.status_code)
+        except BodyTooLarge:
+            raise
+        except OAuthError as error:
+            response = _safe_error_page(request, _PAGE_KEYS.get(error.error, "error.invalid_request"), error.status_code)
+            response.headers.update(error.headers)
+            return response
+        except Exception as error:  # noqa: BLE001 - the channel's catch-all
+            answer = unexpected(request, error)
+            response = _safe_error_page(request, _PAGE_KEYS.get(answer.error, "error.server"), answer.status_code)
+            if answer.status_code == 503:
+                response.headers["Retry-After"] = "5"
+            return response
+
+    return mark_channel(wrapper, HTML)
 
 
 def form_token(secret: str | None, purpose: str) -> str:

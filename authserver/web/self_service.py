@@ -21,11 +21,15 @@ from collections.abc import Awaitable, Callable
 from starlette.requests import Request
 from starlette.responses import Response
 
-from authserver.accounts.lifecycle import sign_out_everywhere, sign_out_other_sessions, withdraw_consent
+from authserver.accounts.lifecycle import (
+    sign_out_everywhere,
+    sign_out_other_sessions,
+    withdraw_consent,
+)
 from authserver.accounts.lockout import account_key, ip_key
 from authserver.accounts.passwords import MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS, is_common
 from authserver.endpoints._guard import client_ip, too_many_page, user_agent
-from authserver.endpoints._http import UNAVAILABLE_ERRORS, read_form
+from authserver.endpoints._http import read_form
 from authserver.errors import OAuthError, TooManyRequests
 from authserver.interaction.policy import InteractionStore
 from authserver.services import Services
@@ -38,6 +42,7 @@ from authserver.web.pages import (
     clear_session_cookie,
     error_page,
     form_token,
+    html_page,
     new_browser_id,
     redirect_binding_browser,
     render,
@@ -57,15 +62,11 @@ Page = Callable[[Request, Services], Awaitable[Response]]
 
 
 async def _guarded(request: Request, where: str, page: Page, *, methods: tuple[str, ...] = ("GET", "POST")) -> Response:
-    """The method check and the 503 boundary every page here shares."""
+    """The method check every page here shares (errors: the `html_page` boundary)."""
     services: Services = request.app.state.services
     if request.method not in methods:
         return error_page(request, "error.method", status_code=405)
-    try:
-        return await page(request, services)
-    except UNAVAILABLE_ERRORS:
-        log.exception("dependency unavailable on %s", where)
-        return error_page(request, "error.unavailable", status_code=503)
+    return await page(request, services)
 
 
 async def signed_in(request: Request, services: Services, return_to: str) -> tuple[BrowserSession, Account] | Response:
@@ -111,6 +112,7 @@ def password_problem(password: str, confirmation: str) -> str | None:
 # --- password change ----------------------------------------------------------------------------------
 
 
+@html_page
 async def account_password(request: Request) -> Response:
     return await _guarded(request, "/account/password", _account_password)
 
@@ -187,6 +189,7 @@ def normalise_email(raw: str) -> str | None:
     return email if len(email) <= MAX_EMAIL_CHARS and EMAIL.fullmatch(email) else None
 
 
+@html_page
 async def password_forgot(request: Request) -> Response:
     return await _guarded(request, "/password/forgot", _password_forgot)
 
@@ -237,6 +240,7 @@ async def _password_forgot(request: Request, services: Services) -> Response:
     return page(sent=True)
 
 
+@html_page
 async def password_reset(request: Request) -> Response:
     return await _guarded(request, "/password/reset", _password_reset)
 
@@ -300,6 +304,7 @@ async def _password_reset(request: Request, services: Services) -> Response:
 # --- apps holding consent -------------------------------------------------------------------------------
 
 
+@html_page
 async def account_apps(request: Request) -> Response:
     return await _guarded(request, "/account/apps", _account_apps)
 
