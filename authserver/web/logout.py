@@ -11,8 +11,7 @@ RP-Initiated Logout (§2, §3):
 - A hint that is not ours, a ``client_id`` that contradicts it, or an unregistered redirect URI: an error
   page, no redirect.
 
-Forms carry a CSRF value derived from the session cookie (SHA-256 of a label and the cookie value). The
-cookie is HttpOnly and secret, so only pages we rendered for that browser hold the value; nothing is stored.
+Forms carry ``pages.form_token`` keyed by the session cookie, like every other form.
 """
 
 from __future__ import annotations
@@ -25,7 +24,6 @@ from starlette.responses import RedirectResponse, Response
 from authserver.accounts.lifecycle import end_session, sign_out_everywhere
 from authserver.endpoints._http import query, read_form
 from authserver.errors import OAuthError
-from authserver.interaction.policy import InteractionStore
 from authserver.protocol.redirect_uri import with_params
 from authserver.services import Services
 from authserver.storage.sql.models import BrowserSession
@@ -39,6 +37,7 @@ from authserver.web.pages import (
     render,
     request_locale,
     session_cookie,
+    sign_in_first,
 )
 
 log = logging.getLogger("authserver.web")
@@ -127,9 +126,7 @@ async def account_sessions(request: Request) -> Response:
     if current is None:
         if request.method == "POST":
             return error_page(request, "error.interaction_expired", status_code=403)
-        interactions: InteractionStore = request.app.state.interactions
-        interaction = await interactions.start(services.clock.now(), return_to="/account/sessions")
-        return RedirectResponse(f"/login?i={interaction.interaction_id}", status_code=303)
+        return await sign_in_first(request, "/account/sessions")
     account_id = current.account_id
     if request.method == "POST":
         try:

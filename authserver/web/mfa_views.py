@@ -2,14 +2,12 @@
 own MFA pages (/account/mfa…). RFC 6238 TOTP, RFC 8176 amr values; no session exists for an enrolled
 person until the second step succeeds, so a password alone never satisfies anything.
 
-Forms in a flow carry the interaction's CSRF token; account forms carry a token derived from the session
-cookie (which scripts cannot read). Every answer is no-store.
+Every form carries ``pages.form_token``: in a flow keyed by the browser id and the interaction
+(``interaction_form_token``), on account pages by the session cookie. Every answer is no-store.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import math
 from datetime import datetime
@@ -43,13 +41,17 @@ from authserver.storage.sql.models import Account, BrowserSession
 from authserver.tokens.opaque import digest
 from authserver.web.i18n import translate
 from authserver.web.pages import (
+    check_form_token,
+    check_interaction_form,
     error_page,
+    form_token,
     html_page,
+    interaction_form_token,
     render,
     request_locale,
-    same_browser,
     session_cookie,
     set_session_cookie,
+    sign_in_first,
 )
 
 log = logging.getLogger("authserver.web.mfa")
@@ -68,11 +70,6 @@ def _context(request: Request, interaction: Interaction | None = None) -> Contex
 
 def _locale(request: Request, interaction: Interaction | None = None) -> str:
     return request_locale(request, interaction.request.ui_locales if interaction and interaction.request else None)
-
-
-def account_csrf(cookie: str) -> str:
-    """A per-session form token: derived from the HttpOnly session cookie, so another site cannot know it."""
-    return hashlib.sha256(f"account-form:{cookie}".encode()).hexdigest()[:40]
 
 
 def _code_from(form: dict[str, str]) -> tuple[str, Method] | None:
@@ -211,7 +208,7 @@ async def mfa_prompt(request: Request) -> Response:
         def page(error: str | None = None, status_code: int = 200) -> Response:
             return render(
                 request, "mfa.html", locale=locale, status_code=status_code, interaction_id=interaction.interaction_id,
-                csrf=interaction.csrf, username=account.username, error=error,
+                csrf=interaction_form_token(request, interaction), username=account.username, error=error,
             )
 
         now = services.clock.now()
@@ -221,7 +218,7 @@ async def mfa_prompt(request: Request) -> Response:
                 locked = Outcome(False, None, "locked", until)
                 return _with_retry_after(page(_failure_message(locale, locked, now), 429), locked, now)
             return page()
-        if not hmac.compare_digest(form.get("csrf", ""), interaction.csrf) or not same_browser(request, interaction.browser):
+        if not check_interaction_form(request, interaction, form.get("csrf")):
             return error_page(request, "error.csrf", status_code=403, locale=locale)
         presented = _code_from(form)
         if presented is None:
@@ -274,9 +271,9 @@ async def mfa_enrol(request: Request) -> Response:
         if is_enrolled(account):
             return RedirectResponse(f"/mfa?i={interaction.interaction_id}", status_code=303)
         context = _context(request, interaction)
-        hidden = {"i": interaction.interaction_id, "csrf": interaction.csrf}
+        hidden = {"i": interaction.interaction_id, "csrf": interaction_form_token(request, interaction)}
         if request.method == "POST" and (
-            not hmac.compare_digest(form.get("csrf", ""), interaction.csrf) or not same_browser(request, interaction.browser)
+            not check_interaction_form(request, interaction, form.get("csrf"))
         ):
             return error_page(request, "error.csrf", status_code=403, locale=locale)
         enrolment = await services.mfa.start_enrolment(account, context)
@@ -307,9 +304,7 @@ async def mfa_enrol(request: Request) -> Response:
 async def _account_session(request: Request, services: Services) -> tuple[BrowserSession, Account] | Response:
     session = await services.browser_sessions.get(session_cookie(request))
     if session is None:
-        interactions: InteractionStore = request.app.state.interactions
-        interaction = await interactions.start(services.clock.now(), return_to="/account/mfa")
-        return RedirectResponse(f"/login?i={interaction.interaction_id}", status_code=303)
+        return await sign_in_first(request, "/account/mfa")
     account = await services.accounts.get(session.account_id)
     if account is None or account.disabled_at is not None:
         return error_page(request, "error.interaction_expired", status_code=403)
@@ -323,7 +318,7 @@ async def _account_page(
     status = await services.mfa.status(account)
     cookie = session_cookie(request) or ""
     return render(
-        request, "account_mfa.html", locale=locale, status_code=status_code, status=status, csrf=account_csrf(cookie),
+        request, "account_mfa.html", locale=locale, status_code=status_code, status=status, csrf=form_token(cookie, "mfa"),
         message=message, error=error, low_threshold=LOW_BACKUP_CODES,
     )
 
@@ -334,7 +329,7 @@ async def _account_form(request: Request) -> dict[str, str] | Response:
     except OAuthError:
         return error_page(request, "error.invalid_request")
     cookie = session_cookie(request) or ""
-    if not cookie or not hmac.compare_digest(form.get("csrf", ""), account_csrf(cookie)):
+    if not check_form_token(cookie, "mfa", form.get("csrf")):
         return error_page(request, "error.csrf", status_code=403)
     return form
 
@@ -362,7 +357,7 @@ async def account_mfa_enrol(request: Request) -> Response:
         locale = request_locale(request)
         if is_enrolled(account):
             return RedirectResponse("/account/mfa", status_code=303)
-        hidden = {"csrf": account_csrf(session_cookie(request) or "")}
+        hidden = {"csrf": form_token(session_cookie(request), "mfa")}
         context = _context(request)
         form: dict[str, str] = {}
         if request.method == "POST":

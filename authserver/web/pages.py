@@ -10,7 +10,7 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
@@ -21,6 +21,9 @@ from authserver.errors import OAuthError
 from authserver.middleware.body_limit import BodyTooLarge
 from authserver.settings import Settings
 from authserver.web.i18n import choose_locale, translate
+
+if TYPE_CHECKING:
+    from authserver.interaction.policy import Interaction
 
 _TEMPLATES = Path(__file__).parent / "templates"
 PAGE_HEADERS = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -129,6 +132,21 @@ def check_form_token(secret: str | None, purpose: str, presented: str | None) ->
     return bool(expected) and hmac.compare_digest(expected, presented or "")
 
 
+# Forms inside an interaction (login, consent, second step, enrolment in a flow) use the same value,
+# keyed by the browser id cookie and the interaction; the interaction must also be this browser's own
+# (login CSRF, OIDC Core §3.1.2.3). Account forms key it by the session cookie (``form_token(cookie, …)``).
+
+
+def interaction_form_token(request: Request, interaction: Interaction) -> str:
+    return form_token(browser_id(request), f"interaction:{interaction.interaction_id}")
+
+
+def check_interaction_form(request: Request, interaction: Interaction, presented: str | None) -> bool:
+    return same_browser(request, interaction.browser) and check_form_token(
+        browser_id(request), f"interaction:{interaction.interaction_id}", presented
+    )
+
+
 def session_cookie_name(settings: Settings) -> str:
     return "__Host-authserver_session" if settings.cookie_secure else "authserver_session"
 
@@ -188,3 +206,12 @@ def new_browser_id() -> str:
 
 def same_browser(request: Request, expected: str) -> bool:
     return bool(expected) and hmac.compare_digest(browser_id(request) or "", expected)
+
+
+async def sign_in_first(request: Request, return_to: str) -> Response:
+    """No session: start an interaction bound to this browser and send the person to sign in, then on to
+    ``return_to`` (the account pages)."""
+    services = request.app.state.services
+    browser = browser_id(request) or new_browser_id()
+    interaction = await request.app.state.interactions.start(services.clock.now(), return_to=return_to, browser=browser)
+    return redirect_binding_browser(request, f"/login?i={interaction.interaction_id}", browser)

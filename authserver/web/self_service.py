@@ -31,7 +31,6 @@ from authserver.accounts.passwords import MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS
 from authserver.endpoints._guard import client_ip, too_many_page, user_agent
 from authserver.endpoints._http import read_form
 from authserver.errors import OAuthError, TooManyRequests
-from authserver.interaction.policy import InteractionStore
 from authserver.services import Services
 from authserver.storage.sql.models import Account, BrowserSession
 from authserver.web.i18n import translate
@@ -44,10 +43,10 @@ from authserver.web.pages import (
     form_token,
     html_page,
     new_browser_id,
-    redirect_binding_browser,
     render,
     request_locale,
     session_cookie,
+    sign_in_first,
 )
 
 log = logging.getLogger("authserver.web.self_service")
@@ -75,10 +74,7 @@ async def signed_in(request: Request, services: Services, return_to: str) -> tup
     if session is None:
         if request.method != "GET":
             return error_page(request, "error.interaction_expired", status_code=403)
-        interactions: InteractionStore = request.app.state.interactions
-        browser = browser_id(request) or new_browser_id()
-        interaction = await interactions.start(services.clock.now(), return_to=return_to, browser=browser)
-        return redirect_binding_browser(request, f"/login?i={interaction.interaction_id}", browser)
+        return await sign_in_first(request, return_to)
     account = await services.accounts.get(session.account_id)
     if account is None or account.disabled_at is not None:
         return error_page(request, "error.interaction_expired", status_code=403)

@@ -1,8 +1,7 @@
-"""Sign-in and consent pages. Every form carries the interaction's CSRF token; every answer is no-store."""
+"""Sign-in and consent pages. Every form carries ``pages.interaction_form_token``; every answer is no-store."""
 
 from __future__ import annotations
 
-import hmac
 import logging
 import math
 
@@ -19,16 +18,15 @@ from authserver.mfa.service import ACR_PASSWORD, is_enrolled
 from authserver.services import Services
 from authserver.web.i18n import translate
 from authserver.web.pages import (
-    browser_id,
+    check_interaction_form,
     error_page,
     html_page,
-    new_browser_id,
-    redirect_binding_browser,
+    interaction_form_token,
     render,
     request_locale,
-    same_browser,
     session_cookie,
     set_session_cookie,
+    sign_in_first,
 )
 
 log = logging.getLogger("authserver.web")
@@ -69,7 +67,7 @@ async def login(request: Request) -> Response:
         hint = interaction.request.login_hint if interaction.request else None
         return render(
             request, "login.html", locale=_locale(request, interaction),
-            interaction_id=interaction.interaction_id, csrf=interaction.csrf,
+            interaction_id=interaction.interaction_id, csrf=interaction_form_token(request, interaction),
             client_name=await _client_name(services, interaction), username=hint, error=None,
         )
     if request.method != "POST":
@@ -81,7 +79,7 @@ async def login(request: Request) -> Response:
     interaction = await _load(request, form.get("i"))
     if interaction is None:
         return error_page(request, "error.interaction_expired")
-    if not hmac.compare_digest(form.get("csrf", ""), interaction.csrf) or not same_browser(request, interaction.browser):
+    if not check_interaction_form(request, interaction, form.get("csrf")):
         return error_page(request, "error.csrf", status_code=403)
     locale = _locale(request, interaction)
     username = form.get("username", "")[:150]
@@ -97,7 +95,7 @@ async def login(request: Request) -> Response:
         await services.limiter.note_failure()
         response = render(
             request, "login.html", locale=locale, status_code=429,
-            interaction_id=interaction.interaction_id, csrf=interaction.csrf,
+            interaction_id=interaction.interaction_id, csrf=interaction_form_token(request, interaction),
             client_name=await _client_name(services, interaction), username=username,
             error=translate(locale, "login.locked"),
         )
@@ -119,7 +117,7 @@ async def login(request: Request) -> Response:
             minutes = max(1, math.ceil((locked_until - services.clock.now()).total_seconds() / 60))
             return render(
                 request, "login.html", locale=locale, status_code=429,
-                interaction_id=interaction.interaction_id, csrf=interaction.csrf,
+                interaction_id=interaction.interaction_id, csrf=interaction_form_token(request, interaction),
                 client_name=await _client_name(services, interaction), username=username,
                 error=translate(locale, "mfa.locked", minutes=minutes),
             )
@@ -133,7 +131,7 @@ async def login(request: Request) -> Response:
         await services.limiter.note_failure()
         return render(
             request, "login.html", locale=locale, status_code=401,
-            interaction_id=interaction.interaction_id, csrf=interaction.csrf,
+            interaction_id=interaction.interaction_id, csrf=interaction_form_token(request, interaction),
             client_name=await _client_name(services, interaction), username=username,
             error=translate(locale, "login.failed"),
         )
@@ -210,10 +208,10 @@ async def consent(request: Request) -> Response:
             account = await services.accounts.get(session.account_id)
             return render(
                 request, "consent.html", locale=_locale(request, interaction),
-                interaction_id=interaction.interaction_id, csrf=interaction.csrf, client_name=client.name,
+                interaction_id=interaction.interaction_id, csrf=interaction_form_token(request, interaction), client_name=client.name,
                 username=account.username if account else "", scopes=auth_request.scopes,
             )
-        if not hmac.compare_digest(params.get("csrf", ""), interaction.csrf) or not same_browser(request, interaction.browser):
+        if not check_interaction_form(request, interaction, params.get("csrf")):
             return error_page(request, "error.csrf", status_code=403)
         interactions: InteractionStore = request.app.state.interactions
         if params.get("decision") != "allow":
@@ -252,10 +250,7 @@ async def account(request: Request) -> Response:
     services: Services = request.app.state.services
     session = await services.browser_sessions.get(session_cookie(request))
     if session is None:
-        interactions: InteractionStore = request.app.state.interactions
-        browser = browser_id(request) or new_browser_id()
-        interaction = await interactions.start(services.clock.now(), return_to="/account", browser=browser)
-        return redirect_binding_browser(request, f"/login?i={interaction.interaction_id}", browser)
+        return await sign_in_first(request, "/account")
     person = await services.accounts.get(session.account_id)
     if person is None or person.disabled_at is not None:
         return error_page(request, "error.interaction_expired", status_code=403)
