@@ -13,14 +13,13 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
-from authserver.admin.service import Actor
-from authserver.admin.validation import has_control_characters
+from authserver.admin.service import Actor, AdminService
+from authserver.admin.validation import AdminError
 from authserver.errors import InvalidScope
-from authserver.errors import RegistrationError as RegistrationError  # re-exported
+from authserver.errors import RegistrationError as RegistrationError  # noqa: PLC0414 - re-exported
 from authserver.protocol.redirect_uri import REGISTRATION_RULE, is_acceptable_registration
 from authserver.protocol.scopes import parse_scope, unique
 from authserver.services import Services
-from authserver.storage.errors import Conflict
 from authserver.tokens.opaque import digest
 
 REGISTRATION_SCOPE = "client_registration"
@@ -30,6 +29,8 @@ REGISTRATION_CLIENT = "authserver-cli"
 # RFC 7591 §2 metadata this server understands; anything else is ignored (§2, last paragraph).
 SUPPORTED_GRANTS = ("authorization_code", "refresh_token", "client_credentials")
 SUPPORTED_METHODS = ("client_secret_basic", "client_secret_post", "none")
+# Admin field names as RFC 7591 §2 calls them, for error descriptions.
+_RFC7591_NAMES = {"name": "client_name", "scopes": "scope", "token_endpoint_auth_method": "token_endpoint_auth_method"}
 
 
 
@@ -106,31 +107,32 @@ async def register_client(services: Services, data: Any, *, token_kind: str, ip:
             raise RegistrationError("invalid_client_metadata", "scope names a scope that registered clients may not have.")
     else:
         raise RegistrationError("invalid_client_metadata", "scope must be a space-separated string.")
-    name = data.get("client_name", "Registered client")
-    if not isinstance(name, str) or not name.strip() or len(name) > 200 or has_control_characters(name):
-        raise RegistrationError("invalid_client_metadata", "client_name must have 1-200 printable characters.")
-    try:
-        info, secret = await services.clients.create(
-            name=name, client_type="public" if public else "confidential", token_endpoint_auth_method=method,
-            redirect_uris=redirect_uris, grant_types=grant_types, scopes=scopes, first_party=False,
-        )
-    except (ValueError, Conflict) as error:
-        raise RegistrationError("invalid_client_metadata", "The client metadata is inconsistent.") from error
-    await services.events.record(
-        "client_registered", "success", client_id=info.client_id, ip=ip, actor=Actor(via=f"registration:{token_kind}").describe(),
-        grant_types=grant_types, scopes=scopes,
-    )
-    body: dict[str, Any] = {
-        "client_id": info.client_id,
-        "client_id_issued_at": int(services.clock.now().timestamp()),
-        "client_name": info.name,
-        "redirect_uris": list(info.redirect_uris),
-        "grant_types": list(info.grant_types),
-        "response_types": response_types,
-        "token_endpoint_auth_method": info.token_endpoint_auth_method,
-        "scope": " ".join(info.scopes),
+    # The client itself is validated and written by the admin service, as for the admin API and the CLI.
+    metadata = {
+        "name": data.get("client_name", "Registered client"), "client_type": "public" if public else "confidential",
+        "token_endpoint_auth_method": method, "redirect_uris": redirect_uris, "grant_types": grant_types, "scopes": scopes,
+        "first_party": False,
     }
-    if secret is not None:
-        body["client_secret"] = secret
+    try:
+        created = await AdminService(services).create_client(
+            metadata, actor=Actor(via=f"registration:{token_kind}"), event="client_registered", ip=ip
+        )
+    except AdminError as error:
+        fields = sorted({problem["field"].partition("[")[0] for problem in error.errors})
+        code = "invalid_redirect_uri" if "redirect_uris" in fields else "invalid_client_metadata"
+        names = ", ".join(_RFC7591_NAMES.get(f, f) for f in fields) or "the client metadata"
+        raise RegistrationError(code, f"Refused: {names}.") from None
+    body: dict[str, Any] = {
+        "client_id": created["client_id"],
+        "client_id_issued_at": int(services.clock.now().timestamp()),
+        "client_name": created["name"],
+        "redirect_uris": list(created["redirect_uris"]),
+        "grant_types": list(created["grant_types"]),
+        "response_types": response_types,
+        "token_endpoint_auth_method": created["token_endpoint_auth_method"],
+        "scope": " ".join(created["scopes"]),
+    }
+    if "client_secret" in created:
+        body["client_secret"] = created["client_secret"]
         body["client_secret_expires_at"] = 0
     return body

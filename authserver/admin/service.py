@@ -1,6 +1,7 @@
 """Administration of clients, client secrets, users, roles and the security event log.
 
-Used by the JSON admin API (``endpoints/admin.py``), dynamic client registration and the CLI; no HTTP
+The one path for every write to clients and accounts: the JSON admin API (``endpoints/admin.py``),
+dynamic client registration (``admin/registration.py``) and the CLI all call this service; no HTTP
 here. Every change is recorded as a security event named ``admin.<what>`` with the acting client or
 person in ``actor``. Input is validated strictly (``validation.Body``): a refused request changes nothing.
 """
@@ -199,7 +200,10 @@ class AdminService:
         if errors:
             raise invalid("The client settings are inconsistent.", errors)
 
-    async def create_client(self, data: Any, *, actor: Actor) -> dict[str, Any]:
+    async def create_client(
+        self, data: Any, *, actor: Actor, event: str = "admin.client_created", ip: str | None = None
+    ) -> dict[str, Any]:
+        """Validate and create; ``event`` names the security event (registration records its own)."""
         values = self._read_client(data, creating=True)
         self._check_client_consistency(values)
         values.setdefault("redirect_uris", [])
@@ -216,7 +220,7 @@ class AdminService:
             await self._update_client_row(info.client_id, {"rate_limit_per_minute": rate_limit})
             info = await self._fresh_client(info.client_id)
         await self._s.events.record(
-            "admin.client_created", "success", client_id=info.client_id, actor=actor.describe(),
+            event, "success", client_id=info.client_id, ip=ip, actor=actor.describe(),
             client_type=info.client_type, grant_types=list(info.grant_types), scopes=list(info.scopes),
         )
         body = client_view(info)
@@ -403,6 +407,27 @@ class AdminService:
             raise not_found("user")
         return row
 
+    async def account_id_of(self, username: str) -> str:
+        """The account id of a username (the CLI names people by username)."""
+        row = await self._s.accounts.get_by_username(username) if 0 < len(username) <= 150 else None
+        if row is None:
+            raise not_found("user")
+        return row.account_id
+
+    async def set_password(self, account_id: str, password: Any, *, actor: Actor) -> dict[str, Any]:
+        """Set a person's password (the password policy applies, as at creation)."""
+        body = Body({"password": password}, allowed={"password"})
+        value = body.string("password", required=True, max_length=1024)
+        body.done()
+        await self._account(account_id)
+        try:
+            password_hash = await self._s.passwords.hash(value)
+        except PasswordPolicyError as error:
+            raise invalid("The request has invalid fields.", [{"field": "password", "message": str(error)}]) from None
+        await self._s.accounts.set_password_hash(account_id, password_hash)
+        await self._s.events.record("admin.user_password_set", "success", account_id=account_id, actor=actor.describe())
+        return account_view(await self._account(account_id))
+
     async def get_user(self, account_id: str) -> dict[str, Any]:
         return account_view(await self._account(account_id))
 
@@ -470,7 +495,8 @@ class AdminService:
         from authserver.mfa.service import Context
 
         await self._account(account_id)
-        await self._s.mfa.reset(account_id, Context(extra={"channel": "admin_api", "actor": actor.describe()}))
+        channel = "cli" if actor.via == "cli" else "admin_api"
+        await self._s.mfa.reset(account_id, Context(extra={"channel": channel, "actor": actor.describe()}))
         await self._s.events.record("admin.user_mfa_reset", "success", account_id=account_id, actor=actor.describe())
         return account_view(await self._account(account_id))
 
@@ -482,14 +508,14 @@ class AdminService:
         await self._s.events.record("admin.user_unlocked", "success", account_id=account_id, actor=actor.describe())
         return account_view(await self._account(account_id))
 
-    async def delete_user(self, account_id: str, *, actor: Actor) -> None:
+    async def delete_user(self, account_id: str, *, actor: Actor) -> str:
         """GDPR erasure (authserver.accounts.lifecycle.delete_account): personal data and credentials go, every
-        token is revoked at once, and the security log keeps a pseudonym."""
+        token is revoked at once, and the security log keeps a pseudonym (returned)."""
         from authserver.accounts import lifecycle
 
         await self._account(account_id)
         await self._s.events.record("admin.user_deleted", "success", account_id=account_id, actor=actor.describe())
-        await lifecycle.delete_account(self._s, account_id, actor=actor.label())
+        return await lifecycle.delete_account(self._s, account_id, actor=actor.label())
 
     # -- roles ------------------------------------------------------------------------------------------
 

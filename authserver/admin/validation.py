@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from authserver.errors import AdminError as AdminError  # re-exported: admin modules import it from here
+from authserver.errors import AdminError as AdminError  # noqa: PLC0414 - re-exported: admin modules import it from here
 
 # Control characters (NUL among them, which PostgreSQL refuses in text) never reach the database.
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
