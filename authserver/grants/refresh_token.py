@@ -4,11 +4,16 @@ Policy (strict): a refresh token works once. Presenting a consumed one — by an
 racing itself — revokes the whole family (every refresh token of the grant and the access tokens that
 carry its ``gid``). Two parallel refreshes therefore never fork a family: exactly one wins, the other
 gets ``invalid_grant`` and the family is revoked.
+
+Scopes: each refresh issues the family's scope as far as the client is still allowed it (its current
+``scopes``), on both paths: a scope removed from a client is gone from the next refresh of every token
+issued before (``allowed_scopes``).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from authserver.errors import InvalidGrant, InvalidRequest, InvalidScope
@@ -55,9 +60,10 @@ class RefreshTokenGrant:
         # RFC 6749 §6: a requested scope narrows this access token only; the new refresh token keeps the
         # scope originally granted (the family's), so a later refresh without scope gets all of it back.
         requested = parse_scope(params.get("scope"))
-        if requested and not set(requested) <= set(grant.scopes):
+        still = allowed_scopes(client, grant.scopes)
+        if requested and not set(requested) <= set(still):
             raise InvalidScope("The requested scope exceeds the scope originally granted.")
-        scopes = requested or list(grant.scopes)
+        scopes = requested or still
         account = await services.accounts.get(grant.account_id) if grant.account_id else None
         if account is None or account.disabled_at is not None:
             raise InvalidGrant("The account is not active.")
@@ -96,4 +102,11 @@ class RefreshTokenGrant:
         if rotated is None:
             return None
         # The answer carries what the tokens need of both the person and the family.
-        return issue_user_tokens(services, client, rotated, rotated, scopes=rotated.scopes, nonce=None, refresh_token=new_value)
+        scopes = allowed_scopes(client, rotated.scopes)
+        return issue_user_tokens(services, client, rotated, rotated, scopes=scopes, nonce=None, refresh_token=new_value)
+
+
+def allowed_scopes(client: ClientInfo, granted: Sequence[str]) -> list[str]:
+    """The family's scopes the client may still have, in the family's order."""
+    allowed = set(client.scopes)
+    return [scope for scope in granted if scope in allowed]
