@@ -1,46 +1,15 @@
 """The OpenAPI 3.1 description of the admin API, served at /admin/api/openapi.json.
 
-Hand-written so it says exactly what the endpoints do; tests validate it (openapi-spec-validator) and
-fuzz the API from it (schemathesis) expecting no 5xx.
+The bodies' schemas come from the models that validate them (``admin/models.py``); this module lists the
+operations. Tests validate the document (openapi-spec-validator) and fuzz the API from it (schemathesis)
+expecting no 5xx.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-SIGNING_ALGS = ["ES256", "RS256", "EdDSA"]
-GRANTS = ["authorization_code", "refresh_token", "client_credentials"]
-METHODS = ["client_secret_basic", "client_secret_post", "none"]
-
-_uri_list = {"type": "array", "maxItems": 20, "items": {"type": "string", "minLength": 1, "maxLength": 2000}}
-_nullable_ttl = {"type": ["integer", "null"], "minimum": 60, "maximum": 86400}
-_nullable_long_ttl = {"type": ["integer", "null"], "minimum": 60, "maximum": 400 * 86400}
-
-CLIENT_WRITABLE: dict[str, Any] = {
-    "name": {"type": "string", "minLength": 1, "maxLength": 200},
-    "token_endpoint_auth_method": {"type": "string", "enum": METHODS},
-    "redirect_uris": _uri_list,
-    "post_logout_redirect_uris": _uri_list,
-    "grant_types": {"type": "array", "maxItems": 3, "items": {"type": "string", "enum": GRANTS}},
-    "scopes": {"type": "array", "maxItems": 50, "items": {"type": "string", "minLength": 1, "maxLength": 100}},
-    "audience": {"type": "array", "maxItems": 10, "items": {"type": "string", "minLength": 1, "maxLength": 2000}},
-    "first_party": {"type": "boolean", "description": "Skip the consent page."},
-    "require_mfa": {"type": "boolean"},
-    "can_introspect": {"type": "boolean"},
-    "signing_alg": {"type": ["string", "null"], "enum": [*SIGNING_ALGS, None]},
-    "access_token_ttl": _nullable_ttl,
-    "refresh_token_idle_ttl": _nullable_long_ttl,
-    "refresh_token_absolute_ttl": _nullable_long_ttl,
-    "rate_limit_per_minute": {"type": ["integer", "null"], "minimum": 1, "maximum": 1000000},
-}
-
-USER_WRITABLE: dict[str, Any] = {
-    "email": {"type": ["string", "null"], "maxLength": 320},
-    "email_verified": {"type": "boolean"},
-    "name": {"type": ["string", "null"], "minLength": 1, "maxLength": 200},
-    "locale": {"type": ["string", "null"], "enum": ["es", "en", None]},
-    "roles": {"type": "array", "maxItems": 10, "items": {"type": "string", "minLength": 1, "maxLength": 64}},
-}
+from authserver.admin.models import schemas
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -77,10 +46,8 @@ def _page_params(*extra: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def _strict_body(required: list[str], properties: dict[str, Any]) -> dict[str, Any]:
-    """A required JSON object body with exactly these properties."""
-    schema = {"type": "object", "additionalProperties": False, "required": required, "properties": properties}
-    return {"required": True, "content": {"application/json": {"schema": schema}}}
+def _body(model: str, *, required: bool = True) -> dict[str, Any]:
+    return {"required": required, "content": {"application/json": {"schema": _ref(model)}}}
 
 
 def _path_param(name: str) -> dict[str, Any]:
@@ -135,7 +102,7 @@ def openapi_document(issuer: str) -> dict[str, Any]:
                 },
                 "post": {
                     "summary": "Create a client (its secret is shown once)",
-                    "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("ClientCreate")}}},
+                    "requestBody": _body("ClientCreate"),
                     "responses": {
                         "201": _json(_ref("ClientWithSecret"), "The client; confidential clients get `client_secret` (only now)."),
                         **_errors(400, 409, 413, 415, *_COMMON),
@@ -151,7 +118,7 @@ def openapi_document(issuer: str) -> dict[str, Any]:
                 "patch": {
                     "summary": "Update a client (only the fields given)",
                     "parameters": client_path,
-                    "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("ClientUpdate")}}},
+                    "requestBody": _body("ClientUpdate"),
                     "responses": {"200": _json(_ref("Client"), "The client after the change."), **_errors(400, 404, 413, 415, *_COMMON)},
                 },
                 "delete": {
@@ -183,7 +150,7 @@ def openapi_document(issuer: str) -> dict[str, Any]:
                 "post": {
                     "summary": "Rotate: a new secret valid now; the previous ones stay valid for grace_seconds",
                     "parameters": client_path,
-                    "requestBody": {"required": False, "content": {"application/json": {"schema": _ref("Rotation")}}},
+                    "requestBody": _body("Rotation", required=False),
                     "responses": {
                         "201": _json(_ref("RotatedSecret"), "The new secret (shown once)."),
                         **_errors(400, 404, 409, 413, 415, *_COMMON),
@@ -200,7 +167,7 @@ def openapi_document(issuer: str) -> dict[str, Any]:
                 },
                 "post": {
                     "summary": "Create a user",
-                    "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("UserCreate")}}},
+                    "requestBody": _body("UserCreate"),
                     "responses": {"201": _json(_ref("User"), "The user."), **_errors(400, 409, 413, 415, *_COMMON)},
                 },
             },
@@ -213,7 +180,7 @@ def openapi_document(issuer: str) -> dict[str, Any]:
                 "patch": {
                     "summary": "Update a user: roles, profile, disabled",
                     "parameters": user_path,
-                    "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("UserUpdate")}}},
+                    "requestBody": _body("UserUpdate"),
                     "responses": {"200": _json(_ref("User"), "The user after the change."), **_errors(400, 404, 413, 415, *_COMMON)},
                 },
                 "delete": {
@@ -253,14 +220,7 @@ def openapi_document(issuer: str) -> dict[str, Any]:
                 },
                 "post": {
                     "summary": "Start (or replace) a chaos experiment for duration_seconds (default 300, at most 3600)",
-                    "requestBody": _strict_body(["experiment"], {
-                        "experiment": {"type": "string", "enum": ["latency", "error_rate", "dependency_down", "edge_5xx"]},
-                        "target": {"type": "string", "enum": ["database", "cache"], "description": "Required except for edge_5xx."},
-                        "min_ms": {"type": "integer", "minimum": 0, "maximum": 10000},
-                        "max_ms": {"type": "integer", "minimum": 1, "maximum": 10000},
-                        "rate": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
-                        "duration_seconds": {"type": "integer", "minimum": 1, "maximum": 3600},
-                    }),
+                    "requestBody": _body("ChaosStart"),
                     "responses": {"200": _json(_ref("Chaos"), "The running experiments."), **_errors(400, 413, 415, *_COMMON)},
                 },
                 "delete": {
@@ -276,11 +236,7 @@ def openapi_document(issuer: str) -> dict[str, Any]:
                 },
                 "post": {
                     "summary": "Switch emergency mode on (for duration_seconds, default abuse.emergency_duration) or off",
-                    "requestBody": _strict_body(["on"], {
-                        "on": {"type": "boolean"},
-                        "reason": {"type": "string", "minLength": 1, "maxLength": 300, "description": "Required when switching on."},
-                        "duration_seconds": {"type": "integer", "minimum": 60, "maximum": 604800},
-                    }),
+                    "requestBody": _body("EmergencySwitch"),
                     "responses": {"200": _json(_ref("Emergency"), "The state after the change."), **_errors(400, 413, 415, *_COMMON)},
                 },
             },
@@ -294,171 +250,6 @@ def openapi_document(issuer: str) -> dict[str, Any]:
                     "description": "An access token of this server with the admin scope.",
                 }
             },
-            "schemas": {
-                "Chaos": {
-                    "type": "object",
-                    "required": ["experiments", "available"],
-                    "properties": {
-                        "experiments": {"type": "array", "items": {"type": "object"}},
-                        "available": {"type": "array", "items": {"type": "string"}},
-                    },
-                },
-                "Emergency": {
-                    "type": "object",
-                    "required": ["on", "since", "until", "by", "reason", "automatic"],
-                    "properties": {
-                        "on": {"type": "boolean"},
-                        "since": {"type": ["string", "null"], "format": "date-time"},
-                        "until": {"type": ["string", "null"], "format": "date-time"},
-                        "by": {"type": ["string", "null"]},
-                        "reason": {"type": ["string", "null"]},
-                        "automatic": {"type": "boolean"},
-                    },
-                },
-                "Error": {
-                    "type": "object",
-                    "required": ["error"],
-                    "properties": {
-                        "error": {"type": "string"},
-                        "error_description": {"type": "string"},
-                        "errors": {
-                            "type": "array",
-                            "items": {
-                                "type": "object",
-                                "required": ["field", "message"],
-                                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
-                            },
-                        },
-                    },
-                },
-                "ClientCreate": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "required": ["name", "client_type", "grant_types"],
-                    "properties": {
-                        "client_id": {"type": "string", "pattern": "^[A-Za-z0-9._-]{3,64}$"},
-                        "client_type": {"type": "string", "enum": ["confidential", "public"]},
-                        **CLIENT_WRITABLE,
-                    },
-                },
-                "ClientUpdate": {"type": "object", "additionalProperties": False, "properties": CLIENT_WRITABLE},
-                "Client": {
-                    "type": "object",
-                    "required": ["client_id", "name", "client_type", "grant_types", "scopes", "disabled"],
-                    "properties": {
-                        "client_id": {"type": "string"},
-                        "client_type": {"type": "string"},
-                        "disabled": {"type": "boolean"},
-                        **CLIENT_WRITABLE,
-                    },
-                },
-                "ClientWithSecret": {
-                    "allOf": [_ref("Client"), {"type": "object", "properties": {"client_secret": {"type": "string"}}}]
-                },
-                "Rotation": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "properties": {
-                        "grace_seconds": {
-                            "type": "integer",
-                            "minimum": 0,
-                            "maximum": 30 * 86400,
-                            "description": "How long the previous secrets keep working (default admin.secret_rotation_grace, 24 h; 0 ends them now).",
-                        }
-                    },
-                },
-                "RotatedSecret": {
-                    "type": "object",
-                    "required": ["client_id", "client_secret", "previous_secrets_expire_at", "grace_seconds"],
-                    "properties": {
-                        "client_id": {"type": "string"},
-                        "client_secret": {"type": "string"},
-                        "previous_secrets_expire_at": {"type": "string", "format": "date-time"},
-                        "grace_seconds": {"type": "integer"},
-                    },
-                },
-                "SecretList": {
-                    "type": "object",
-                    "required": ["items"],
-                    "properties": {
-                        "items": {
-                            "type": "array",
-                            "items": {
-                                "type": "object",
-                                "required": ["id", "created_at", "expires_at", "valid"],
-                                "properties": {
-                                    "id": {"type": "integer"},
-                                    "created_at": {"type": "string", "format": "date-time"},
-                                    "expires_at": {"type": ["string", "null"], "format": "date-time"},
-                                    "valid": {"type": "boolean"},
-                                },
-                            },
-                        }
-                    },
-                },
-                "UserCreate": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "required": ["username"],
-                    "properties": {
-                        "username": {"type": "string", "minLength": 1, "maxLength": 150},
-                        "password": {"type": "string", "minLength": 1, "maxLength": 1024, "description": "Optional initial password."},
-                        **USER_WRITABLE,
-                    },
-                },
-                "UserUpdate": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "properties": {**USER_WRITABLE, "disabled": {"type": "boolean"}},
-                },
-                "User": {
-                    "type": "object",
-                    "required": ["account_id", "username", "roles", "mfa_enabled", "disabled", "created_at"],
-                    "properties": {
-                        "account_id": {"type": "string"},
-                        "username": {"type": "string"},
-                        "email": {"type": ["string", "null"]},
-                        "email_verified": {"type": "boolean"},
-                        "name": {"type": ["string", "null"]},
-                        "locale": {"type": ["string", "null"]},
-                        "roles": {"type": "array", "items": {"type": "string"}},
-                        "mfa_enabled": {"type": "boolean"},
-                        "disabled": {"type": "boolean"},
-                        "disabled_at": {"type": ["string", "null"], "format": "date-time"},
-                        "created_at": {"type": "string", "format": "date-time"},
-                        "updated_at": {"type": "string", "format": "date-time"},
-                    },
-                },
-                "RoleList": {
-                    "type": "object",
-                    "required": ["items"],
-                    "properties": {
-                        "items": {
-                            "type": "array",
-                            "items": {
-                                "type": "object",
-                                "required": ["name"],
-                                "properties": {"name": {"type": "string"}, "description": {"type": "string"}},
-                            },
-                        }
-                    },
-                },
-                "Event": {
-                    "type": "object",
-                    "required": ["id", "occurred_at", "event", "outcome"],
-                    "properties": {
-                        "id": {"type": "integer"},
-                        "occurred_at": {"type": "string", "format": "date-time"},
-                        "event": {"type": "string"},
-                        "outcome": {"type": "string"},
-                        "client_id": {"type": ["string", "null"]},
-                        "account_id": {"type": ["string", "null"]},
-                        "ip": {"type": ["string", "null"]},
-                        "user_agent": {"type": ["string", "null"]},
-                        "request_id": {"type": ["string", "null"]},
-                        "details": {"type": "object"},
-                    },
-                },
-            },
+            "schemas": schemas(),
         },
     }

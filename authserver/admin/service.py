@@ -14,9 +14,18 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import func, select, update
 
 from authserver.accounts.passwords import PasswordPolicyError
+from authserver.admin.models import (
+    ClientCreate,
+    ClientUpdate,
+    Context,
+    Rotation,
+    UserCreate,
+    UserUpdate,
+    read,
+)
 from authserver.admin.validation import (
     AdminError,
     Body,
@@ -27,35 +36,18 @@ from authserver.admin.validation import (
     page,
     timestamp,
 )
-from authserver.protocol.redirect_uri import REGISTRATION_RULE, is_acceptable_registration
-from authserver.protocol.scopes import is_scope_token
 from authserver.services import Services
 from authserver.storage.errors import Conflict, NotFound
-from authserver.storage.sql.clients import AUTH_METHODS, CLIENT_TYPES, GRANT_TYPES, ClientInfo
+from authserver.storage.sql.clients import ClientInfo
 from authserver.storage.sql.models import (
     Account,
-    BackupCode,
-    BrowserSession,
     Client,
     ClientSecret,
     SecurityEvent,
 )
 from authserver.tokens.revocation import issued_before_reenabling
 
-CLIENT_ID = re.compile(r"[A-Za-z0-9._-]{3,64}")
-USERNAME = re.compile(r"[^\s\x00-\x1f\x7f]{1,150}")
 EVENT_NAME = re.compile(r"[A-Za-z0-9._:-]{1,64}")
-SIGNING_ALGS = ("ES256", "RS256", "EdDSA")
-MAX_GRACE = 30 * 24 * 3600
-
-CLIENT_FIELDS = {
-    "client_id", "name", "client_type", "token_endpoint_auth_method", "redirect_uris", "post_logout_redirect_uris",
-    "grant_types", "scopes", "audience", "first_party", "require_mfa", "can_introspect", "signing_alg",
-    "access_token_ttl", "refresh_token_idle_ttl", "refresh_token_absolute_ttl", "rate_limit_per_minute",
-}
-CLIENT_MUTABLE = CLIENT_FIELDS - {"client_id", "client_type"}
-USER_FIELDS = {"username", "password", "email", "email_verified", "name", "locale", "roles"}
-USER_MUTABLE = {"email", "email_verified", "name", "locale", "roles", "disabled"}
 
 Unlocker = Callable[[Account], Awaitable[None]]
 
@@ -76,22 +68,6 @@ class Actor:
 
 
 CLI = Actor(via="cli")
-
-
-def _redirect_problem(uri: str) -> str | None:
-    return None if is_acceptable_registration(uri) else f"must be {REGISTRATION_RULE}"
-
-
-def _scope_problem(scope: str, known: set[str]) -> str | None:
-    if scope in known:
-        return None
-    if not is_scope_token(scope):
-        return "is not a scope token (RFC 6749 §3.3: printable ASCII, no space, quote or backslash)"
-    return "unknown scope (add it to tokens.scopes first)"
-
-
-def _audience_problem(uri: str) -> str | None:
-    return None if re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*:[^\s]+", uri) else "must be an absolute URI"
 
 
 def client_view(info: ClientInfo) -> dict[str, Any]:
@@ -149,38 +125,12 @@ class AdminService:
 
     # -- clients --------------------------------------------------------------------------------------
 
+    def _context(self) -> Context:
+        return Context(scopes=frozenset(self._s.settings.tokens.scopes), roles=tuple(self._s.settings.admin.roles))
+
     def _read_client(self, data: Any, *, creating: bool) -> dict[str, Any]:
-        body = Body(data, allowed=CLIENT_FIELDS if creating else CLIENT_MUTABLE)
-        scopes_known = set(self._s.settings.tokens.scopes)
-        values: dict[str, Any] = {
-            "name": body.string("name", required=creating),
-            "token_endpoint_auth_method": body.string("token_endpoint_auth_method", choices=AUTH_METHODS),
-            "redirect_uris": body.strings("redirect_uris", check=_redirect_problem),
-            "post_logout_redirect_uris": body.strings("post_logout_redirect_uris", check=_redirect_problem),
-            "grant_types": body.strings(
-                "grant_types", max_items=3, check=lambda g: None if g in GRANT_TYPES else f"must be one of {', '.join(GRANT_TYPES)}",
-                required=creating,
-            ),
-            # Repeats are dropped, first occurrence kept (Body.strings); every scope must be a configured one.
-            "scopes": body.strings("scopes", max_items=50, max_length=100, check=lambda s: _scope_problem(s, scopes_known)),
-            "audience": body.strings("audience", max_items=10, check=_audience_problem),
-            "first_party": body.boolean("first_party"),
-            "require_mfa": body.boolean("require_mfa"),
-            "can_introspect": body.boolean("can_introspect"),
-            "signing_alg": body.string("signing_alg", choices=SIGNING_ALGS, nullable=True),
-            "access_token_ttl": body.integer("access_token_ttl", minimum=60, maximum=24 * 3600, nullable=True),
-            "refresh_token_idle_ttl": body.integer("refresh_token_idle_ttl", minimum=60, maximum=400 * 24 * 3600, nullable=True),
-            "refresh_token_absolute_ttl": body.integer(
-                "refresh_token_absolute_ttl", minimum=60, maximum=400 * 24 * 3600, nullable=True
-            ),
-            "rate_limit_per_minute": body.integer("rate_limit_per_minute", minimum=1, maximum=1_000_000, nullable=True),
-        }
-        if creating:
-            values["client_id"] = body.string("client_id", max_length=64, pattern=CLIENT_ID)
-            values["client_type"] = body.string("client_type", required=True, choices=CLIENT_TYPES)
-        body.done()
-        # Only fields present in the body; None from an explicit null is kept for nullable fields.
-        present = {k: v for k, v in values.items() if body.has(k)}
+        """The fields the body gave (explicit nulls of nullable fields kept), validated by the models."""
+        _, present = read(ClientCreate if creating else ClientUpdate, data, context=self._context())
         return present
 
     @staticmethod
@@ -345,9 +295,8 @@ class AdminService:
 
     async def rotate_secret(self, client_id: str, data: Any, *, actor: Actor) -> dict[str, Any]:
         """A new secret, valid at once; the previous ones stay valid for ``grace_seconds`` (0: end now)."""
-        body = Body({} if data is None else data, allowed={"grace_seconds"})
-        grace = body.integer("grace_seconds", minimum=0, maximum=MAX_GRACE)
-        body.done()
+        _, given = read(Rotation, {} if data is None else data)
+        grace = given.get("grace_seconds")
         if grace is None:
             grace = self._s.settings.admin.secret_rotation_grace
         info = await self._fresh_client(client_id)
@@ -365,22 +314,11 @@ class AdminService:
 
     # -- users ----------------------------------------------------------------------------------------
 
-    def _roles_check(self) -> Callable[[str], str | None]:
-        known = self._s.settings.admin.roles
-        return lambda role: None if role in known else f"unknown role (one of {', '.join(known)})"
-
     async def create_user(self, data: Any, *, actor: Actor) -> dict[str, Any]:
-        body = Body(data, allowed=USER_FIELDS)
-        username = body.string("username", required=True, max_length=150, pattern=USERNAME)
-        password = body.string("password", max_length=1024)
-        email = body.string("email", max_length=320, nullable=True)
-        if email is not None and "@" not in email:
-            body.error("email", "must be an e-mail address")
-        email_verified = body.boolean("email_verified")
-        name = body.string("name", nullable=True)
-        locale = body.string("locale", max_length=16, nullable=True, choices=("es", "en"))
-        roles = body.strings("roles", max_items=10, max_length=64, check=self._roles_check())
-        body.done()
+        _, given = read(UserCreate, data, context=self._context())
+        username, password = given["username"], given.get("password")
+        email, email_verified, name = given.get("email"), given.get("email_verified"), given.get("name")
+        locale, roles = given.get("locale"), given.get("roles")
         try:
             password_hash = await self._s.passwords.hash(password) if password is not None else None
         except PasswordPolicyError as error:
@@ -441,24 +379,8 @@ class AdminService:
         return listing([account_view(r) for r in rows[:limit]], limit, offset, len(rows) > limit)
 
     async def update_user(self, account_id: str, data: Any, *, actor: Actor) -> dict[str, Any]:
-        body = Body(data, allowed=USER_MUTABLE)
-        changes: dict[str, Any] = {}
-        if body.has("email"):
-            changes["email"] = body.string("email", max_length=320, nullable=True)
-            if changes["email"] is not None and "@" not in changes["email"]:
-                body.error("email", "must be an e-mail address")
-        if body.has("email_verified"):
-            changes["email_verified"] = body.boolean("email_verified")
-        if body.has("name"):
-            changes["name"] = body.string("name", nullable=True)
-        if body.has("locale"):
-            changes["locale"] = body.string("locale", max_length=16, nullable=True, choices=("es", "en"))
-        if body.has("roles"):
-            changes["roles"] = body.strings("roles", max_items=10, max_length=64, check=self._roles_check())
-            if body.data["roles"] is None:
-                body.error("roles", "must be a list")
-        disabled = body.boolean("disabled")
-        body.done()
+        _, changes = read(UserUpdate, data, context=self._context())
+        disabled = changes.pop("disabled", None)
         if changes.get("email_verified", False) is None:
             changes.pop("email_verified")
         await self._account(account_id)

@@ -221,7 +221,7 @@ async def test_invalid_client_definitions_fail_without_a_traceback(
     ("args", "message"),
     [
         (["--type", "confidential", "--grant", "client_credentials", "--audience", "not a uri"], "audience[0] 'not a uri': must be an absolute URI"),
-        (["--type", "confidential", "--grant", "client_credentials", "--access-token-ttl", "5"], "access_token_ttl: must be an integer between 60"),
+        (["--type", "confidential", "--grant", "client_credentials", "--access-token-ttl", "5"], "access_token_ttl: must be at least 60"),
         (["--type", "confidential", "--grant", "client_credentials", "--scope", "bad\"scope"], "is not a scope token"),
         (["--type", "confidential", "--client-id", "x"], "client_id: has characters that are not allowed"),
         (["--type", "confidential", "--grant", "refresh_token"], "refresh_token needs authorization_code"),
