@@ -30,6 +30,7 @@ from authserver.storage.sql.models import BrowserSession
 from authserver.tokens.jwt import audience as token_audience
 from authserver.web.pages import (
     check_form_token,
+    checked_form,
     clear_session_cookie,
     error_page,
     form_token,
@@ -129,12 +130,9 @@ async def account_sessions(request: Request) -> Response:
         return await sign_in_first(request, "/account/sessions")
     account_id = current.account_id
     if request.method == "POST":
-        try:
-            form = await read_form(request)
-        except OAuthError:
-            return error_page(request, "error.invalid_request")
-        if not check_form_token(cookie, "sessions", form.get("csrf")):
-            return error_page(request, "error.csrf", status_code=403)
+        form = await checked_form(request, cookie, "sessions")
+        if isinstance(form, Response):
+            return form
         action = form.get("action")
         if action == "end_all":
             await sign_out_everywhere(services, account_id, ip=_ip(request))

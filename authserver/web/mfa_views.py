@@ -41,8 +41,8 @@ from authserver.storage.sql.models import Account, BrowserSession
 from authserver.tokens.opaque import digest
 from authserver.web.i18n import translate
 from authserver.web.pages import (
-    check_form_token,
     check_interaction_form,
+    checked_form,
     error_page,
     form_token,
     html_page,
@@ -323,17 +323,6 @@ async def _account_page(
     )
 
 
-async def _account_form(request: Request) -> dict[str, str] | Response:
-    try:
-        form = await read_form(request)
-    except OAuthError:
-        return error_page(request, "error.invalid_request")
-    cookie = session_cookie(request) or ""
-    if not check_form_token(cookie, "mfa", form.get("csrf")):
-        return error_page(request, "error.csrf", status_code=403)
-    return form
-
-
 @html_page
 async def account_mfa(request: Request) -> Response:
     services: Services = request.app.state.services
@@ -361,7 +350,7 @@ async def account_mfa_enrol(request: Request) -> Response:
         context = _context(request)
         form: dict[str, str] = {}
         if request.method == "POST":
-            posted = await _account_form(request)
+            posted = await checked_form(request, session_cookie(request), "mfa")
             if isinstance(posted, Response):
                 return posted
             form = posted
@@ -409,7 +398,7 @@ async def _account_action(request: Request, action: str) -> Response:
             return found
         session, account = found
         locale = request_locale(request)
-        form = await _account_form(request)
+        form = await checked_form(request, session_cookie(request), "mfa")
         if isinstance(form, Response):
             return form
         presented = _code_from(form)

@@ -16,7 +16,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from authserver.endpoints._http import HTML, mark_channel, unexpected
+from authserver.endpoints._http import HTML, mark_channel, read_form, unexpected
 from authserver.errors import OAuthError
 from authserver.middleware.body_limit import BodyTooLarge
 from authserver.settings import Settings
@@ -130,6 +130,17 @@ def form_token(secret: str | None, purpose: str) -> str:
 def check_form_token(secret: str | None, purpose: str, presented: str | None) -> bool:
     expected = form_token(secret, purpose)
     return bool(expected) and hmac.compare_digest(expected, presented or "")
+
+
+async def checked_form(request: Request, secret: str | None, purpose: str) -> dict[str, str] | Response:
+    """A strict form whose CSRF value matches ``form_token(secret, purpose)``; else a 400/403 page."""
+    try:
+        form = await read_form(request)
+    except OAuthError:
+        return error_page(request, "error.invalid_request")
+    if not check_form_token(secret, purpose, form.get("csrf")):
+        return error_page(request, "error.csrf", status_code=403)
+    return form
 
 
 # Forms inside an interaction (login, consent, second step, enrolment in a flow) use the same value,

@@ -29,15 +29,14 @@ from authserver.accounts.lifecycle import (
 from authserver.accounts.lockout import account_key, ip_key
 from authserver.accounts.passwords import MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS, is_common
 from authserver.endpoints._guard import client_ip, too_many_page, user_agent
-from authserver.endpoints._http import read_form
-from authserver.errors import OAuthError, TooManyRequests
+from authserver.errors import TooManyRequests
 from authserver.services import Services
 from authserver.storage.sql.models import Account, BrowserSession
 from authserver.web.i18n import translate
 from authserver.web.pages import (
     bind_browser,
     browser_id,
-    check_form_token,
+    checked_form,
     clear_session_cookie,
     error_page,
     form_token,
@@ -81,17 +80,6 @@ async def signed_in(request: Request, services: Services, return_to: str) -> tup
     return session, account
 
 
-async def _form(request: Request, secret: str | None, purpose: str) -> dict[str, str] | Response:
-    """A strict form whose CSRF value matches ``form_token(secret, purpose)``; else a 400/403 page."""
-    try:
-        form = await read_form(request)
-    except OAuthError:
-        return error_page(request, "error.invalid_request")
-    if not check_form_token(secret, purpose, form.get("csrf")):
-        return error_page(request, "error.csrf", status_code=403)
-    return form
-
-
 def password_problem(password: str, confirmation: str) -> str | None:
     """The catalogue key saying what is wrong with a new password (NIST SP 800-63B §5.1.1.2), or None."""
     if password != confirmation:
@@ -130,7 +118,7 @@ async def _account_password(request: Request, services: Services) -> Response:
 
     if request.method == "GET":
         return page()
-    form = await _form(request, cookie, "password")
+    form = await checked_form(request, cookie, "password")
     if isinstance(form, Response):
         return form
     ip = client_ip(request)
@@ -202,7 +190,7 @@ async def _password_forgot(request: Request, services: Services) -> Response:
 
     if request.method == "GET" or not services.mailer.enabled:
         return page()
-    form = await _form(request, browser_id(request), "forgot")
+    form = await checked_form(request, browser_id(request), "forgot")
     if isinstance(form, Response):
         return form
     ip = client_ip(request)
@@ -256,7 +244,7 @@ async def _password_reset(request: Request, services: Services) -> Response:
     if request.method == "GET":
         form = {"token": request.query_params.get("token", "")}
     else:
-        posted = await _form(request, browser_id(request), "reset")
+        posted = await checked_form(request, browser_id(request), "reset")
         if isinstance(posted, Response):
             return posted
         form = posted
@@ -314,7 +302,7 @@ async def _account_apps(request: Request, services: Services) -> Response:
     locale = request_locale(request)
     message = None
     if request.method == "POST":
-        form = await _form(request, cookie, "apps")
+        form = await checked_form(request, cookie, "apps")
         if isinstance(form, Response):
             return form
         client_id = form.get("client_id", "")

@@ -198,7 +198,7 @@ async def test_the_router_refuses_a_method_in_the_routes_channel(http: httpx.Asy
     """Routes with a fixed method list: the router's 405 is still JSON (admin, JWKS) with Allow."""
     headers = await admin_headers(http, services)
     answer = await http.put("/admin/api/roles", headers=headers)
-    assert answer.status_code == 405 and answer.headers["allow"] == "GET, HEAD"
+    assert answer.status_code == 405 and set(answer.headers["allow"].split(", ")) == {"GET", "HEAD"}
     assert_channel(ADMIN_JSON, answer, "admin 405")
     answer = await http.post("/jwks")
     assert answer.status_code == 405
