@@ -54,6 +54,8 @@ SCOPES = {
         # Password reset by mail: per IP, and per address (sha256 of it) so one inbox cannot be flooded.
         Scope("password_reset", "password_reset_per_ip", anonymous=True, strict=True),
         Scope("password_reset_address", "password_reset_per_address", anonymous=True, strict=True),
+        # Sign-up: per IP (each POST, accepted or not, so username availability is no free oracle).
+        Scope("signup", "signup_per_ip", anonymous=True, strict=True),
     )
 }
 

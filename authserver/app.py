@@ -45,6 +45,7 @@ from authserver.settings import Settings
 from authserver.shutdown import install_drain_on_sigterm
 from authserver.storage.cache import Cache, create_cache
 from authserver.storage.sql.account_tokens import SqlAccountTokenStore
+from authserver.storage.sql.invitations import SqlInvitationStore
 from authserver.storage.sql.accounts import SqlAccountStore
 from authserver.storage.sql.clients import SqlClientStore
 from authserver.storage.sql.engine import create_engine, create_sessionmaker
@@ -53,6 +54,7 @@ from authserver.storage.sql.lifecycle import SqlLifecycleStore
 from authserver.storage.sql.mfa import SqlMfaStore
 from authserver.storage.sql.sessions import SqlConsentStore, SqlSessionStore
 from authserver.storage.sql.tokens import SqlTokenStore
+from authserver.tokens.dpop import DpopGuard
 from authserver.tokens.feed import RevocationFeed
 from authserver.tokens.jwt import TokenSigner
 from authserver.tokens.revocation import Revocations
@@ -136,7 +138,10 @@ def build_services(settings: Settings, *, clock: Clock | None = None, passwords:
         sessions=sessions,
         cache=cache,
         encryptor=encryptor,
-        clients=SqlClientStore(sessions, clock),
+        clients=SqlClientStore(
+            sessions, clock, secret_lifetime=settings.client_secrets.lifetime,
+            usage_flush_delay=settings.client_secrets.usage_flush_interval, encryptor=encryptor,
+        ),
         accounts=accounts,
         tokens=tokens,
         browser_sessions=SqlSessionStore(
@@ -167,6 +172,8 @@ def build_services(settings: Settings, *, clock: Clock | None = None, passwords:
         metrics=metrics,
         account_tokens=SqlAccountTokenStore(sessions, clock),
         mailer=Mailer(settings.mail, create_environment()),
+        invitations=SqlInvitationStore(sessions, clock),
+        dpop=DpopGuard(settings.dpop, cache=cache, clock=clock, nonce_key=encryptor.derive_key(b"dpop-nonce")),
         fast_path=fast_path,
     )
 
@@ -273,4 +280,5 @@ def create_app(
     app.state.interactions = InteractionStore(services.cache, ttl=settings.login.interaction_ttl)
     app.state.templates = create_environment()
     app.state.templates.globals["mail_enabled"] = services.mailer.enabled
+    app.state.templates.globals["signup_enabled"] = settings.self_service.signup
     return app

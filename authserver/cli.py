@@ -10,6 +10,7 @@ import os
 import secrets
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError
@@ -72,10 +73,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _server_options(args, ("host", "port", "workers"))
     settings = load_settings()
     from authserver.logging import configure_logging, uvicorn_log_config
+    from authserver.tls import uvicorn_tls_options
 
     configure_logging(settings.observability.log_format, settings.observability.log_level)
-    from authserver.metrics import prepare_multiprocess_dir
+    from authserver.metrics import ensure_multiprocess_dir, prepare_multiprocess_dir
 
+    ensure_multiprocess_dir(settings.server.workers)
     prepare_multiprocess_dir()
     if settings.database.migrate_on_start:
         from authserver.storage.sql.migrate import upgrade
@@ -95,6 +98,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=settings.observability.graceful_timeout,
         log_level=settings.observability.log_level.lower(),
         log_config=uvicorn_log_config(),
+        **uvicorn_tls_options(settings.server),
     )
     return 0
 
@@ -150,15 +154,20 @@ async def _ensure_demo(services: Any) -> None:
 
 
 def cmd_client_create(args: argparse.Namespace) -> int:
-    """Through ``AdminService.create_client``: the admin API's validation and event, nothing written directly."""
+    """Through ``AdminService.create_client``: the admin API's validation and event, nothing written directly.
+    The key metadata (--jwks-file ...) and the RFC 8705 options are read first, for the options' own messages."""
     from authserver.admin.service import CLI
 
+    key_values = _client_key_metadata(args)
+    mtls = _mtls_options(args, jwks=key_values.get("jwks"))
     options = {
         "client_id": args.client_id, "name": args.name, "client_type": args.type, "redirect_uris": args.redirect_uri,
         "grant_types": args.grant or [], "scopes": args.scope, "audience": args.audience,
         "post_logout_redirect_uris": args.post_logout_redirect_uri, "token_endpoint_auth_method": args.auth_method,
         "first_party": args.first_party or None, "require_mfa": args.require_mfa or None,
         "can_introspect": args.can_introspect or None, "signing_alg": args.signing_alg, "access_token_ttl": args.access_token_ttl,
+        "dpop_bound_access_tokens": args.dpop_bound_access_tokens or None,
+        **mtls, **key_values,
     }
     body = {k: v for k, v in options.items() if v is not None}
     result = _admin_call(args, lambda admin: admin.create_client(body, actor=CLI), body=body, failure="client not created")
@@ -166,6 +175,45 @@ def cmd_client_create(args: argparse.Namespace) -> int:
     if "client_secret" in result and not args.json:
         print("The client secret is shown only now; store it safely.", file=sys.stderr)
     return 0
+
+
+def _mtls_options(args: argparse.Namespace, *, jwks: Any) -> dict[str, Any]:
+    """RFC 8705 metadata of ``client create``, checked as the admin API checks it (certificates.check_metadata;
+    ``jwks`` is the --jwks-file key set, read with the other key metadata)."""
+    from authserver.protocol.certificates import check_metadata
+
+    values: dict[str, Any] = {
+        "tls_client_auth_subject_dn": args.tls_subject_dn, "tls_client_auth_san_dns": args.tls_san_dns,
+        "tls_client_auth_san_uri": args.tls_san_uri, "tls_client_auth_san_ip": args.tls_san_ip,
+        "tls_client_auth_san_email": args.tls_san_email,
+        "tls_client_certificate_bound_access_tokens": args.certificate_bound_tokens,
+    }
+    problems = check_metadata({**values, "jwks": jwks, "token_endpoint_auth_method": args.auth_method})
+    if problems:
+        raise SystemExit("client not created: " + "; ".join(f"{field}: {message}" for field, message in problems))
+    return {name: value for name, value in values.items() if value is not None}
+
+
+def _client_key_metadata(args: argparse.Namespace) -> dict[str, Any]:
+    """--jwks-file / --jwks-uri / --token-endpoint-auth-signing-alg / --require-par, checked as the admin API does."""
+    from authserver.admin.client_keys import key_consistency_problems, read_key_metadata
+
+    data: dict[str, Any] = {"require_pushed_authorization_requests": bool(args.require_par)}
+    if args.jwks_file:
+        try:
+            data["jwks"] = json.loads(Path(args.jwks_file).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise SystemExit(f"--jwks-file: cannot read a JSON JWK Set: {error}") from None
+    if args.jwks_uri:
+        data["jwks_uri"] = args.jwks_uri
+    if args.token_endpoint_auth_signing_alg:
+        data["token_endpoint_auth_signing_alg"] = args.token_endpoint_auth_signing_alg
+    method = args.auth_method or ("none" if args.type == "public" else "client_secret_basic")
+    values, problems = read_key_metadata(data, https_only=_settings(args).server.production)
+    problems += key_consistency_problems({**values, "token_endpoint_auth_method": method})
+    if problems:
+        raise SystemExit("client not created: " + "; ".join(f"{p['field']} {p['message']}" for p in problems))
+    return values
 
 
 def cmd_client_list(args: argparse.Namespace) -> int:
@@ -182,6 +230,30 @@ def cmd_client_rotate_secret(args: argparse.Namespace) -> int:
     body = {} if args.grace is None else {"grace_seconds": args.grace}
     result = _admin_call(args, lambda admin: admin.rotate_secret(args.client_id, body, actor=CLI))
     _print(result, args.json)
+    return 0
+
+
+def cmd_client_secret(args: argparse.Namespace) -> int:
+    """``client secret list|add|revoke|reveal``: named secrets, their expiry and usage."""
+    from authserver.admin.service import CLI
+
+    command = args.secret_command
+    if command == "list":
+        result = _admin_call(args, lambda admin: admin.list_secrets(args.client_id))
+        _print(result["items"], args.json)
+        return 0
+    if command == "add":
+        body: dict[str, Any] = {"label": args.label}
+        if args.grace is not None:
+            body["grace_seconds"] = args.grace
+        result = _admin_call(args, lambda admin: admin.rotate_secret(args.client_id, body, actor=CLI))
+    elif command == "revoke":
+        result = _admin_call(args, lambda admin: admin.revoke_secret(args.client_id, args.secret_id, actor=CLI))
+    else:
+        result = _admin_call(args, lambda admin: admin.reveal_secret(args.client_id, args.secret_id, actor=CLI))
+    _print(result, args.json)
+    if "client_secret" in result and not args.json:
+        print("The client secret is shown only now; store it safely.", file=sys.stderr)
     return 0
 
 
@@ -220,12 +292,18 @@ def cmd_client_update(args: argparse.Namespace) -> int:
             key = {"redirect_uri": "redirect_uris", "post_logout_redirect_uri": "post_logout_redirect_uris",
                    "grant": "grant_types", "scope": "scopes"}.get(name, name)
             changes[key] = value
-    for name in ("first_party", "require_mfa", "can_introspect"):
+    for name in ("first_party", "require_mfa", "can_introspect", "dpop_bound_access_tokens"):
         value = getattr(args, name)
         if value is not None:
             changes[name] = value == "yes"
+    for name in ("owner_email", "notification_webhook"):
+        value = getattr(args, name)
+        if value is not None:
+            changes[name] = value or None  # "" clears it
     result = _admin_call(args, lambda admin: admin.update_client(args.client_id, changes, actor=CLI))
     _print(result, args.json)
+    if "notification_webhook_secret" in result and not args.json:
+        print("The webhook signing key is shown only now; give it to the webhook's receiver.", file=sys.stderr)
     return 0
 
 
@@ -355,6 +433,33 @@ def cmd_user_unlock(args: argparse.Namespace) -> int:
 
     cleared = asyncio.run(_with_services(_settings(args), action))
     print("unlocked" if cleared else "was not locked")
+    return 0
+
+
+def cmd_invitation(args: argparse.Namespace) -> int:
+    """Invitation codes for sign-up: create (the code is printed once), list, revoke."""
+    from authserver.admin import invitations
+    from authserver.admin.service import CLI
+    from authserver.admin.validation import AdminError
+
+    async def action(services: Any) -> Any:
+        if args.invitation_command == "create":
+            body: dict[str, Any] = {"max_uses": args.uses}
+            if args.ttl is not None:
+                body["ttl_seconds"] = args.ttl
+            if args.note:
+                body["note"] = args.note
+            return await invitations.create_invitation(services, body, actor=CLI)
+        if args.invitation_command == "revoke":
+            return await invitations.revoke_invitation(services, args.invitation_id, actor=CLI)
+        return (await invitations.list_invitations(services, {"limit": str(args.limit)}))["items"]
+
+    try:
+        result = asyncio.run(_with_services(_settings(args), action))
+    except AdminError as error:
+        problems = "; ".join(f"{e['field']}: {e['message']}" for e in error.errors)
+        raise SystemExit(f"{error.message}{' ' + problems if problems else ''}") from None
+    _print(result, args.json)
     return 0
 
 
@@ -551,10 +656,33 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--post-logout-redirect-uri", action="append")
     create.add_argument("--scope", action="append")
     create.add_argument("--audience", action="append")
-    create.add_argument("--auth-method", choices=["client_secret_basic", "client_secret_post", "none"])
+    create.add_argument(
+        "--auth-method",
+        choices=[
+            "client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt", "tls_client_auth",
+            "self_signed_tls_client_auth", "none",
+        ],
+    )
+    # RFC 8705: tls_client_auth names the certificate by exactly one of these; self_signed_tls_client_auth
+    # registers the certificate's public key as a JWK Set (--jwks-file).
+    create.add_argument("--tls-subject-dn", help="tls_client_auth: subject DN (RFC 4514), e.g. CN=gauges,O=CMIPRO,C=HN")
+    create.add_argument("--tls-san-dns", help="tls_client_auth: a dNSName SAN of the certificate")
+    create.add_argument("--tls-san-uri", help="tls_client_auth: a URI SAN")
+    create.add_argument("--tls-san-ip", help="tls_client_auth: an iPAddress SAN")
+    create.add_argument("--tls-san-email", help="tls_client_auth: an rfc822Name SAN")
+    create.add_argument("--certificate-bound-tokens", action="store_true",
+                        help="bind access tokens to the client's TLS certificate (cnf.x5t#S256)")
+    create.add_argument(
+        "--jwks-file",
+        help="private_key_jwt or self_signed_tls_client_auth: a file with the client's public JWK Set (JSON)",
+    )
+    create.add_argument("--jwks-uri", help="private_key_jwt: https URL of the client's JWK Set (not with --jwks-file)")
+    create.add_argument("--token-endpoint-auth-signing-alg", help="the one JWS algorithm the client's assertions may use")
+    create.add_argument("--require-par", action="store_true", help="authorization requests must come through /par (RFC 9126)")
     create.add_argument("--first-party", action="store_true", help="skip the consent page")
     create.add_argument("--require-mfa", action="store_true")
     create.add_argument("--can-introspect", action="store_true")
+    create.add_argument("--dpop-bound-access-tokens", action="store_true", help="require a DPoP proof at every token request (RFC 9449)")
     create.add_argument("--signing-alg", choices=["ES256", "RS256", "EdDSA"])
     create.add_argument("--access-token-ttl", type=int)
     create.add_argument("--json", action="store_true")
@@ -578,8 +706,13 @@ def build_parser() -> argparse.ArgumentParser:
     cupdate.add_argument("--first-party", choices=["yes", "no"])
     cupdate.add_argument("--require-mfa", choices=["yes", "no"])
     cupdate.add_argument("--can-introspect", choices=["yes", "no"])
+    cupdate.add_argument("--dpop-bound-access-tokens", choices=["yes", "no"])
     cupdate.add_argument("--signing-alg", choices=["ES256", "RS256", "EdDSA"])
     cupdate.add_argument("--access-token-ttl", type=int)
+    cupdate.add_argument("--owner-email", help="told when a secret rotates by itself (never sent the secret); '' clears")
+    cupdate.add_argument(
+        "--notification-webhook", help="https URL that receives a rotated secret in a signed POST (prints its signing key once); '' clears",
+    )
     cupdate.add_argument("--json", action="store_true")
     cupdate.set_defaults(func=cmd_client_update)
     for name, text in (("disable", "refuse the client's token requests"), ("enable", "allow a disabled client again")):
@@ -587,6 +720,27 @@ def build_parser() -> argparse.ArgumentParser:
         toggle.add_argument("client_id")
         toggle.add_argument("--json", action="store_true")
         toggle.set_defaults(func=cmd_client_disable)
+    secret = client.add_parser("secret", help="a client's named secrets: expiry, usage, add, revoke").add_subparsers(
+        dest="secret_command", required=True
+    )
+    slist = secret.add_parser("list", help="every secret with its label, expiry, state and usage (never the values)")
+    slist.add_argument("client_id")
+    slist.add_argument("--json", action="store_true")
+    sadd = secret.add_parser("add", help="issue a secret under --label; that label's current secrets work for --grace seconds")
+    sadd.add_argument("client_id")
+    sadd.add_argument("--label", required=True, help="1-64 characters of A-Z a-z 0-9 . _ ~ -")
+    sadd.add_argument("--grace", type=int, help="seconds the label's previous secrets keep working (default admin.secret_rotation_grace)")
+    sadd.add_argument("--json", action="store_true")
+    srevoke = secret.add_parser("revoke", help="end one secret now")
+    srevoke.add_argument("client_id")
+    srevoke.add_argument("secret_id")
+    srevoke.add_argument("--json", action="store_true")
+    sreveal = secret.add_parser("reveal", help="print, once, a secret the rotation job issued and did not deliver")
+    sreveal.add_argument("client_id")
+    sreveal.add_argument("secret_id")
+    sreveal.add_argument("--json", action="store_true")
+    for sub in (slist, sadd, srevoke, sreveal):
+        sub.set_defaults(func=cmd_client_secret)
     cdelete = client.add_parser("delete", help="delete a client with its grants and tokens")
     cdelete.add_argument("client_id")
     cdelete.add_argument("--yes", action="store_true", help="confirm")
@@ -646,6 +800,20 @@ def build_parser() -> argparse.ArgumentParser:
     unlock.add_argument("username")
     unlock.add_argument("--ip", help="also lift the sign-in block of this IP address")
     unlock.set_defaults(func=cmd_user_unlock)
+
+    invitation = commands.add_parser("invitation", help="invitation codes for sign-up (self_service.signup_requires_invitation)")
+    invitation_commands = invitation.add_subparsers(dest="invitation_command", required=True)
+    icreate = invitation_commands.add_parser("create", help="make an invitation code; prints it once")
+    icreate.add_argument("--uses", type=int, default=1, help="how many sign-ups it allows (default 1)")
+    icreate.add_argument("--ttl", type=int, help="seconds it is valid (default self_service.invitation_ttl, 7 days)")
+    icreate.add_argument("--note", help="who it is for (shown in listings)")
+    ilist = invitation_commands.add_parser("list", help="invitations, newest first (never the codes)")
+    ilist.add_argument("--limit", type=int, default=50)
+    irevoke = invitation_commands.add_parser("revoke", help="stop an invitation code from working")
+    irevoke.add_argument("invitation_id")
+    for sub in (icreate, ilist, irevoke):
+        sub.add_argument("--json", action="store_true")
+        sub.set_defaults(func=cmd_invitation)
 
     emergency = commands.add_parser("emergency", help="emergency mode: tighter limits for anonymous and sign-in traffic")
     emergency.add_argument("state", choices=["on", "off", "status"])

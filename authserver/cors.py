@@ -33,10 +33,11 @@ from authserver.storage.sql.clients import SqlClientStore
 
 log = logging.getLogger("authserver.cors")
 
-# Request headers a browser app may send (Authorization for UserInfo; Content-Type for JSON-ish clients).
-ALLOWED_HEADERS = frozenset({"authorization", "content-type"})
-# Response headers the app's script may read besides the safelisted ones.
-EXPOSED_HEADERS = b"WWW-Authenticate, Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset"
+# Request headers a browser app may send (Authorization for UserInfo; Content-Type for JSON-ish clients;
+# DPoP for proofs, RFC 9449).
+ALLOWED_HEADERS = frozenset({"authorization", "content-type", "dpop"})
+# Response headers the app's script may read besides the safelisted ones (DPoP-Nonce: RFC 9449 §8).
+EXPOSED_HEADERS = b"WWW-Authenticate, Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, DPoP-Nonce"
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -124,7 +125,7 @@ class CorsPolicy:
         return 204, [
             (b"access-control-allow-origin", origin.encode("latin-1")),
             (b"access-control-allow-methods", allowed_methods),
-            (b"access-control-allow-headers", b"Authorization, Content-Type"),
+            (b"access-control-allow-headers", b"Authorization, Content-Type, DPoP"),
             (b"access-control-max-age", self._max_age),
             *vary,
         ]

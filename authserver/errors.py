@@ -18,6 +18,8 @@
     ├── RequestNotSupported         request_not_supported
     ├── RequestUriNotSupported      request_uri_not_supported
     ├── InvalidTarget               invalid_target
+    ├── InvalidDpopProof            invalid_dpop_proof (RFC 9449 §5; 401 at a resource, §7.1)
+    ├── UseDpopNonce                use_dpop_nonce (RFC 9449 §8-9; with a DPoP-Nonce header)
     ├── SlowDown / TooManyRequests (429)  rate_limited
     ├── ServerError (500)           server_error
     ├── TemporarilyUnavailable (503) temporarily_unavailable
@@ -100,6 +102,16 @@ class InvalidScope(OAuthError):
 
 class InvalidTarget(OAuthError):
     error = "invalid_target"
+
+
+class InvalidDpopProof(OAuthError):
+    error = "invalid_dpop_proof"
+    default_description = "The DPoP proof is invalid."
+
+
+class UseDpopNonce(OAuthError):
+    error = "use_dpop_nonce"
+    default_description = "Resend the request with a DPoP proof that carries the nonce of the DPoP-Nonce header."
 
 
 class AccessDenied(OAuthError):

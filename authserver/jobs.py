@@ -38,6 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from authserver.clock import Clock
 from authserver.housekeeping import purge_once
+from authserver.secret_rotation import SecretRotation
 from authserver.services import Services
 from authserver.storage.sql.models import JobLease
 
@@ -146,4 +147,8 @@ def standard_jobs(services: Services) -> list[Job]:
     jobs = []
     if services.settings.lifecycle.purge_interval:
         jobs.append(Job("purge", services.settings.lifecycle.purge_interval, lambda: purge_once(services)))
+    secrets_settings = services.settings.client_secrets
+    if secrets_settings.rotation_interval and secrets_settings.lifetime:
+        rotation = SecretRotation(services)
+        jobs.append(Job("client_secret_rotation", secrets_settings.rotation_interval, rotation.run))
     return jobs

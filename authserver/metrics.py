@@ -6,12 +6,15 @@ never the concrete path; ``unmatched`` for 404s), clients by id (operator-regist
 
 Several uvicorn workers on one host: set ``PROMETHEUS_MULTIPROC_DIR`` to an empty, writable folder
 before start; each worker then writes its values there and /metrics aggregates all of them
-(prometheus_client multiprocess mode). With one worker per container nothing is needed.
+(prometheus_client multiprocess mode). ``authserver serve`` with ``server.workers`` > 1 and no folder set
+makes a private temporary one (``ensure_multiprocess_dir``), so a scrape never shows one worker's share
+as if it were the whole. With one worker per container nothing is needed.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -145,6 +148,18 @@ class Metrics:
             multiprocess.MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
             return generate_latest(registry), CONTENT_TYPE_LATEST
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+def ensure_multiprocess_dir(workers: int) -> str | None:
+    """Before workers start: with several workers and no folder configured, make a private temporary one
+    and name it in the environment the workers inherit (uvicorn spawns them after this). Returns the folder
+    in use (None: one worker, single-process metrics)."""
+    directory = multiprocess_dir()
+    if directory or workers <= 1:
+        return directory
+    directory = tempfile.mkdtemp(prefix="authserver-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    return directory
 
 
 def prepare_multiprocess_dir() -> None:

@@ -15,6 +15,7 @@ from authserver.endpoints import (
     jwks,
     metrics,
     mfa_api,
+    par,
     registration,
     revocation,
     revocation_feed,
@@ -22,7 +23,7 @@ from authserver.endpoints import (
     userinfo,
 )
 from authserver.endpoints.authorize import authorize
-from authserver.web import logout, mfa_views, self_service, views
+from authserver.web import logout, mfa_views, self_service, signup, views
 
 # Endpoints that answer a wrong method themselves, with the error their channel expects.
 ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
@@ -46,6 +47,7 @@ def build_routes(metadata: ASGIApp) -> list[Route | Mount]:
         Route("/userinfo", userinfo.userinfo, methods=ANY_METHOD, name="userinfo"),
         Route("/revoke", revocation.revoke, methods=ANY_METHOD, name="revocation"),
         Route("/authorize", authorize, methods=ANY_METHOD, name="authorize"),
+        Route("/par", par.par, methods=ANY_METHOD, name="par"),
         Route("/authorize/resume", views.resume, methods=["GET"], name="authorize_resume"),
         Route("/login", views.login, methods=ANY_METHOD, name="login"),
         Route("/consent", views.consent, methods=ANY_METHOD, name="consent"),
@@ -56,12 +58,16 @@ def build_routes(metadata: ASGIApp) -> list[Route | Mount]:
         Route("/account/apps", self_service.account_apps, methods=ANY_METHOD, name="account_apps"),
         Route("/password/forgot", self_service.password_forgot, methods=ANY_METHOD, name="password_forgot"),
         Route("/password/reset", self_service.password_reset, methods=ANY_METHOD, name="password_reset"),
+        Route("/signup", signup.signup, methods=ANY_METHOD, name="signup"),
+        Route("/email/verify", signup.email_verify, methods=ANY_METHOD, name="email_verify"),
+        Route("/account/profile", signup.account_profile, methods=ANY_METHOD, name="account_profile"),
         Route("/mfa", mfa_views.mfa_prompt, methods=ANY_METHOD, name="mfa"),
         Route("/mfa/enrol", mfa_views.mfa_enrol, methods=ANY_METHOD, name="mfa_enrol"),
         Route("/account/mfa", mfa_views.account_mfa, methods=["GET"], name="account_mfa"),
         Route("/account/mfa/enrol", mfa_views.account_mfa_enrol, methods=ANY_METHOD, name="account_mfa_enrol"),
         Route("/account/mfa/backup-codes", mfa_views.account_mfa_backup_codes, methods=ANY_METHOD, name="account_mfa_backup_codes"),
         Route("/account/mfa/disable", mfa_views.account_mfa_disable, methods=ANY_METHOD, name="account_mfa_disable"),
+        Route("/account/mfa/recover", mfa_views.account_mfa_recover, methods=ANY_METHOD, name="account_mfa_recover"),
         Route("/api/me/mfa", mfa_api.mfa_status, methods=ANY_METHOD, name="api_mfa_status"),
         Route("/api/me/mfa/totp", mfa_api.totp, methods=ANY_METHOD, name="api_mfa_totp"),
         Route("/api/me/mfa/totp/confirm", mfa_api.totp_confirm, methods=ANY_METHOD, name="api_mfa_totp_confirm"),
@@ -85,12 +91,21 @@ def admin_routes() -> list[Route]:
         Route(f"{base}/clients/{{client_id}}/disable", admin.client_disable, methods=["POST"], name="admin_client_disable"),
         Route(f"{base}/clients/{{client_id}}/enable", admin.client_enable, methods=["POST"], name="admin_client_enable"),
         Route(f"{base}/clients/{{client_id}}/secrets", admin.client_secrets, methods=["GET", "POST"], name="admin_client_secrets"),
+        Route(
+            f"{base}/clients/{{client_id}}/secrets/{{secret_id}}", admin.client_secret, methods=["DELETE"], name="admin_client_secret"
+        ),
+        Route(
+            f"{base}/clients/{{client_id}}/secrets/{{secret_id}}/reveal", admin.client_secret_reveal, methods=["POST"],
+            name="admin_client_secret_reveal",
+        ),
         Route(f"{base}/users", admin.users, methods=["GET", "POST"], name="admin_users"),
         Route(f"{base}/users/{{account_id}}", admin.user, methods=["GET", "PATCH", "DELETE"], name="admin_user"),
         *(
             Route(f"{base}/users/{{account_id}}/{action}", admin.user_action, methods=["POST"], name=f"admin_user_{action}")
             for action in ("disable", "enable", "unlock", "reset-mfa")
         ),
+        Route(f"{base}/invitations", admin.invitations, methods=["GET", "POST"], name="admin_invitations"),
+        Route(f"{base}/invitations/{{invitation_id}}", admin.invitation, methods=["GET", "DELETE"], name="admin_invitation"),
         Route(f"{base}/roles", admin.roles, methods=["GET"], name="admin_roles"),
         Route(f"{base}/events", admin.events, methods=["GET"], name="admin_events"),
         Route(f"{base}/emergency", admin.emergency, methods=["GET", "POST"], name="admin_emergency"),

@@ -12,6 +12,7 @@ from authserver.accounts.passwords import Passwords
 from authserver.chaos import Chaos
 from authserver.clock import Clock
 from authserver.events import SecurityEvents
+from authserver.keys.client_jwks import ClientKeys
 from authserver.keys.encryption import Encryptor
 from authserver.keys.keystore import KeyStore
 from authserver.keys.rotation import KeyManager
@@ -21,12 +22,14 @@ from authserver.mfa.service import MfaService
 from authserver.settings import Settings
 from authserver.storage.cache import Cache
 from authserver.storage.sql.account_tokens import SqlAccountTokenStore
+from authserver.storage.sql.invitations import SqlInvitationStore
 from authserver.storage.sql.accounts import SqlAccountStore
 from authserver.storage.sql.clients import SqlClientStore
 from authserver.storage.sql.fastpath import PgFastPath
 from authserver.storage.sql.lifecycle import SqlLifecycleStore
 from authserver.storage.sql.sessions import SqlConsentStore, SqlSessionStore
 from authserver.storage.sql.tokens import SqlTokenStore
+from authserver.tokens.dpop import DpopGuard
 from authserver.tokens.feed import RevocationFeed
 from authserver.tokens.jwt import TokenSigner
 from authserver.tokens.revocation import Revocations
@@ -63,17 +66,26 @@ class Services:
     # Self-service (docs/self-service.md): single-use mailed links and the SMTP sender (mail.host empty: off).
     account_tokens: SqlAccountTokenStore
     mailer: Mailer
+    # Invitation codes for sign-up (self_service.signup_requires_invitation), digests only.
+    invitations: SqlInvitationStore
+    # DPoP proofs (RFC 9449): jti replay across instances and the stateless server nonce (tokens/dpop.py).
+    dpop: DpopGuard
     # PostgreSQL only: refresh rotation in one statement (storage/sql/fastpath.py); None on SQLite.
     fast_path: PgFastPath | None = None
     # Run-time fault injection (authserver/chaos.py); None in production.
     chaos: Chaos | None = None
+    # Clients' public keys for private_key_jwt (jwks / jwks_uri); made on first use (grants/client_assertion.py).
+    client_keys: ClientKeys | None = None
 
     async def close(self) -> None:
         """Deliver queued mail, write buffered security events, then close the cache, the limiter and the database pool."""
         await self.mailer.close()
+        await self.clients.usage.close()
         await self.events.close()
         if self.fast_path is not None:
             await self.fast_path.close()
         await self.cache.close()
         await self.limiter.close()
+        if self.client_keys is not None:
+            await self.client_keys.close()
         await self.engine.dispose()

@@ -14,6 +14,7 @@ import dataclasses
 import ipaddress
 import json
 import os
+import re
 import sys
 import tomllib
 import types
@@ -59,6 +60,18 @@ class ServerSettings:
     max_body_bytes: int = 64 * 1024
     # Create a demo client and user on first start (embedded default only; off in production).
     demo: bool = True
+    # `authserver serve` terminates TLS itself (small deployments; behind a proxy leave these empty): the
+    # server certificate chain and its private key, PEM files. With tls_certfile set the issuer defaults to https.
+    tls_certfile: str = ""
+    tls_keyfile: str = ""
+    # CA certificates (PEM) that client certificates must chain to; set: clients may present a certificate
+    # (mutual TLS, RFC 8705), which the handshake verifies. Empty: no client certificates are asked for.
+    tls_client_ca_file: str = ""
+    # Refuse TLS connections without a client certificate (off: optional, only mTLS clients present one).
+    tls_client_cert_required: bool = False
+    # Base URL of the endpoints when reached with mutual TLS (RFC 8705 §5 mtls_endpoint_aliases), when the
+    # proxy serves mTLS on another host, e.g. https://mtls.auth.cmipro.example. Empty: the issuer's URLs.
+    mtls_base_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -103,6 +116,15 @@ class SecuritySettings:
     key_file: str = "./authserver-secrets.json"
     # Proxies whose X-Forwarded-For is trusted, as IP addresses or networks (CIDR).
     trusted_proxies: list[str] = field(default_factory=list)
+    # Request header in which a TLS-terminating proxy forwards the client certificate (mutual TLS, RFC 8705),
+    # e.g. X-SSL-Client-Cert; believed only from trusted_proxies, and the proxy must overwrite it on every
+    # request. URL-encoded PEM (nginx $ssl_client_escaped_cert), PEM, base64 DER or an Envoy
+    # x-forwarded-client-cert element (docs/sender-constrained-tokens-mtls.md). Empty: off.
+    client_certificate_header: str = ""
+    # Header in which the proxy says whether it verified the certificate's chain against the client CAs
+    # (nginx $ssl_client_verify): tls_client_auth then needs the value SUCCESS. Empty: the proxy forwards
+    # only certificates it verified (nginx ssl_verify_client on|optional, not optional_no_ca).
+    client_certificate_verify_header: str = ""
 
 
 @dataclass(frozen=True)
@@ -115,6 +137,11 @@ class TokenSettings:
     # Refresh tokens expire after this much idle time, and at the latest after the absolute lifetime.
     refresh_token_idle_ttl: int = 14 * 24 * 3600
     refresh_token_absolute_ttl: int = 90 * 24 * 3600
+    # Grace period of refresh rotation, in seconds (0: strict, every reuse revokes the family): the same client
+    # presenting a just-rotated refresh token again within it, while its successor is unused, gets the same
+    # answer back (a response lost on a bad network) instead of revoking the family. At most 300 s; see
+    # docs/token-lifecycle.md. Needs the shared cache (Redis) when several instances run.
+    refresh_token_grace_period: int = 30
     # Default signing algorithm for access and ID tokens (ES256 or RS256).
     signing_alg: str = "ES256"
     # JWKS Cache-Control max-age in seconds: verifiers may cache the key set this long.
@@ -262,6 +289,8 @@ class AbuseSettings:
     password_reset_per_ip: int = 10
     # Password-reset requests per minute per e-mail address (known or not): caps the mail one address gets.
     password_reset_per_address: int = 2
+    # Sign-up attempts (POST /signup) per minute per client IP.
+    signup_per_ip: int = 5
     # Emergency mode divides the per-IP limits and the per-IP sign-in failure threshold by this.
     emergency_divisor: int = 4
     # Emergency mode turns itself on when this many failed sign-ins and refused anonymous requests (429 at
@@ -304,6 +333,22 @@ class AdminSettings:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "registration_scopes", unique(self.registration_scopes))
+
+
+@dataclass(frozen=True)
+class ClientSecretSettings:
+    # Lifetime of a new client secret, in seconds (90 days; 0: secrets never expire). Registration answers
+    # it as client_secret_expires_at (RFC 7591 §3.2.1). The grace of a rotation is admin.secret_rotation_grace.
+    lifetime: int = 90 * 24 * 3600
+    # The rotation job issues a successor this long before a secret expires (7 days).
+    rotate_before: int = 7 * 24 * 3600
+    # Seconds between runs of the rotation job (one instance of the fleet runs it; 0: off).
+    rotation_interval: int = 3600
+    # Seconds an instance counts secret usage in memory before adding it to the database.
+    usage_flush_interval: float = 10.0
+    # Notification webhook: seconds per attempt, and attempts per run (then retried at the next run).
+    webhook_timeout: float = 5.0
+    webhook_attempts: int = 3
 
 
 @dataclass(frozen=True)
@@ -355,6 +400,18 @@ class SelfServiceSettings:
     reset_token_ttl: int = 1800
     # Lifetime of an e-mail verification link in seconds (single use).
     verify_token_ttl: int = 24 * 3600
+    # The public sign-up page /signup. Off by default: accounts are made by operators (CLI, admin API)
+    # unless the deployment chooses to let people register themselves.
+    signup: bool = False
+    # With signup on: only people holding an invitation code (`authserver invitation create`) may register.
+    signup_requires_invitation: bool = False
+    # Roles a self-registered account gets (each must be in admin.roles).
+    signup_roles: list[str] = field(default_factory=lambda: ["free_user"])
+    # Lifetime in seconds of an invitation code made without an explicit expiry (default 7 days).
+    invitation_ttl: int = 7 * 24 * 3600
+    # Seconds after a sign-in with a backup code during which the person may set up a new authenticator
+    # in one step (MFA recovery, /account/mfa/recover).
+    mfa_recovery_ttl: int = 900
 
 
 @dataclass(frozen=True)
@@ -370,6 +427,47 @@ class CorsSettings:
     max_age: int = 600
     # Seconds between reloads of the registered origins from the client registry (per instance).
     refresh_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
+class DpopSettings:
+    # DPoP (RFC 9449, docs/sender-constrained-tokens.md). Algorithms a proof may be signed with (asymmetric
+    # only; advertised as dpop_signing_alg_values_supported).
+    signing_algs: list[str] = field(default_factory=lambda: ["ES256", "ES384", "RS256", "PS256", "EdDSA"])
+    # A proof's iat may be this many seconds old, and this many seconds ahead of our clock.
+    max_age: int = 60
+    leeway: int = 5
+    # Proofs longer than this many bytes are refused before parsing.
+    max_proof_bytes: int = 8192
+    # Require a server nonce (RFC 9449 §8-9) in every proof, at /token and at our protected endpoints.
+    require_nonce: bool = False
+    # A nonce is valid for this many seconds to twice as long (stateless: derived from the encryption key).
+    nonce_lifetime: int = 300
+
+
+@dataclass(frozen=True)
+class ClientAuthSettings:
+    # private_key_jwt / client_secret_jwt (RFC 7523, docs/client-authentication.md). An assertion may live at
+    # most this many seconds (exp - now; Authlib, for one, signs for 3600 s); longer ones are refused.
+    assertion_max_lifetime: int = 3600
+    # Seconds of clock skew allowed on an assertion's exp, iat and nbf.
+    assertion_leeway: int = 5
+    # Fetching a client's jwks_uri: timeout in seconds, largest answer in bytes, and how long a fetched key
+    # set is used (seconds). An assertion with an unknown kid refetches at once, at most once per
+    # jwks_uri_refetch_interval seconds per URL and instance. http URLs are refused in production.
+    jwks_uri_timeout: float = 3.0
+    jwks_uri_max_bytes: int = 64 * 1024
+    jwks_uri_cache_ttl: int = 300
+    jwks_uri_refetch_interval: float = 30.0
+
+
+@dataclass(frozen=True)
+class ParSettings:
+    # Pushed authorization requests (RFC 9126): seconds a request_uri stays valid (single use).
+    request_uri_ttl: int = 60
+    # Require every client to push its authorization requests (a client can also be required on its own:
+    # require_pushed_authorization_requests).
+    required: bool = False
 
 
 @dataclass(frozen=True)
@@ -390,6 +488,10 @@ class Settings:
     mail: MailSettings = field(default_factory=MailSettings)
     self_service: SelfServiceSettings = field(default_factory=SelfServiceSettings)
     cors: CorsSettings = field(default_factory=CorsSettings)
+    client_secrets: ClientSecretSettings = field(default_factory=ClientSecretSettings)
+    dpop: DpopSettings = field(default_factory=DpopSettings)
+    client_auth: ClientAuthSettings = field(default_factory=ClientAuthSettings)
+    par: ParSettings = field(default_factory=ParSettings)
 
     @property
     def cookie_secure(self) -> bool:
@@ -397,6 +499,11 @@ class Settings:
             return self.server.cookie_secure
         parts = urlsplit(self.server.issuer)
         return not (parts.scheme == "http" and parts.hostname in {"localhost", "127.0.0.1", "::1"})
+
+    @property
+    def mtls_enabled(self) -> bool:
+        """Clients can present TLS certificates: serve asks for them, or a proxy forwards them (RFC 8705)."""
+        return bool(self.server.tls_client_ca_file or self.security.client_certificate_header)
 
     def replace(self, **groups: Mapping[str, Any]) -> Settings:
         """A copy with some fields changed: ``settings.replace(tokens={"code_ttl": 30})``."""
@@ -493,9 +600,22 @@ def load_settings(environ: Mapping[str, str] | None = None, path: str | os.PathL
     if not settings.server.issuer:
         host = settings.server.host
         host = f"[{host}]" if ":" in host else host
-        settings = settings.replace(server={"issuer": f"http://{host}:{settings.server.port}"})
+        scheme = "https" if settings.server.tls_certfile else "http"
+        settings = settings.replace(server={"issuer": f"{scheme}://{host}:{settings.server.port}"})
     validate(settings)
     return settings
+
+
+def _validate_dpop(dpop: DpopSettings) -> None:
+    known = {"ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "EdDSA"}
+    if not dpop.signing_algs or not set(dpop.signing_algs) <= known:
+        raise SettingsError(f"setting dpop.signing_algs: one or more of {', '.join(sorted(known))}")
+    if not 1 <= dpop.max_age <= 3600 or not 0 <= dpop.leeway <= 300:
+        raise SettingsError("setting dpop.max_age / dpop.leeway: 1-3600 and 0-300 seconds")
+    if not 1024 <= dpop.max_proof_bytes <= 65536:
+        raise SettingsError("setting dpop.max_proof_bytes: between 1024 and 65536")
+    if dpop.nonce_lifetime < 10:
+        raise SettingsError("setting dpop.nonce_lifetime: at least 10 seconds")
 
 
 def validate(settings: Settings) -> None:
@@ -517,11 +637,14 @@ def validate(settings: Settings) -> None:
     for name in ("access_token_ttl", "id_token_ttl", "refresh_token_idle_ttl", "refresh_token_absolute_ttl", "jwks_max_age"):
         if getattr(tokens, name) <= 0:
             raise SettingsError(f"setting tokens.{name}: must be positive")
+    if not 0 <= tokens.refresh_token_grace_period <= 300:
+        raise SettingsError("setting tokens.refresh_token_grace_period: must be between 0 (strict rotation) and 300 seconds")
     if tokens.revocation_feed_lifetime < 120:
         raise SettingsError("setting tokens.revocation_feed_lifetime: must be at least 120 seconds (the feed is re-signed every 60 s)")
     if not 0 <= tokens.revocation_feed_max_age <= 60:
         raise SettingsError("setting tokens.revocation_feed_max_age: must be between 0 and 60 seconds")
     _validate_keys(settings)
+    _validate_dpop(settings.dpop)
     for scope in tokens.scopes:
         if not is_scope_token(scope):
             raise SettingsError(
@@ -587,6 +710,7 @@ def validate(settings: Settings) -> None:
         raise SettingsError("setting admin.registration_scopes: a subset of tokens.scopes without the admin scope")
     if admin.secret_rotation_grace < 0:
         raise SettingsError("setting admin.secret_rotation_grace: must not be negative")
+    _validate_client_secrets(settings)
     if observability.log_format not in {"json", "text"}:
         raise SettingsError("setting observability.log_format: json or text")
     if observability.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
@@ -594,6 +718,7 @@ def validate(settings: Settings) -> None:
     if observability.shutdown_drain_seconds < 0 or observability.graceful_timeout < 0:
         raise SettingsError("setting observability.shutdown_drain_seconds/graceful_timeout: must not be negative")
     _validate_self_service(settings)
+    _validate_mtls(settings)
     if server.production:
         if settings.mail.enabled and settings.mail.security == "none":
             raise SettingsError("setting mail.security: none (no TLS) is refused in production")
@@ -615,6 +740,18 @@ def validate(settings: Settings) -> None:
             raise SettingsError("setting server.cookie_secure: cannot be false in production")
 
 
+def _validate_client_secrets(settings: Settings) -> None:
+    own = settings.client_secrets
+    if own.lifetime < 0 or own.rotation_interval < 0:
+        raise SettingsError("setting client_secrets.lifetime/rotation_interval: 0 (off) or positive")
+    if own.lifetime and not 0 < own.rotate_before < own.lifetime:
+        raise SettingsError("setting client_secrets.rotate_before: positive and shorter than client_secrets.lifetime")
+    if own.usage_flush_interval <= 0 or own.webhook_timeout <= 0:
+        raise SettingsError("setting client_secrets.usage_flush_interval/webhook_timeout: must be positive")
+    if not 1 <= own.webhook_attempts <= 10:
+        raise SettingsError("setting client_secrets.webhook_attempts: between 1 and 10")
+
+
 def _validate_self_service(settings: Settings) -> None:
     mail, own, cors = settings.mail, settings.self_service, settings.cors
     if mail.security not in {"starttls", "tls", "none"}:
@@ -627,15 +764,57 @@ def _validate_self_service(settings: Settings) -> None:
         raise SettingsError("setting mail.sender: an e-mail address is required when mail.host is set")
     if bool(mail.username) != bool(mail.password):
         raise SettingsError("setting mail.username/mail.password: give both or neither")
-    for name in ("reset_token_ttl", "verify_token_ttl"):
+    for name in ("reset_token_ttl", "verify_token_ttl", "mfa_recovery_ttl"):
         if not 60 <= getattr(own, name) <= 7 * 24 * 3600:
             raise SettingsError(f"setting self_service.{name}: between 60 seconds and 7 days")
+    if not 60 <= own.invitation_ttl <= 365 * 24 * 3600:
+        raise SettingsError("setting self_service.invitation_ttl: between 60 seconds and 365 days")
+    unknown_roles = sorted(set(own.signup_roles) - set(settings.admin.roles))
+    if unknown_roles or "admin" in own.signup_roles:
+        raise SettingsError(f"setting self_service.signup_roles: roles of admin.roles other than admin (not {unknown_roles or ['admin']})")
     for origin in cors.allowed_origins:
         parts = urlsplit(origin)
         if parts.scheme not in {"http", "https"} or not parts.hostname or origin != f"{parts.scheme}://{parts.netloc}":
             raise SettingsError(f"setting cors.allowed_origins: {origin!r} is not an origin (scheme://host[:port])")
     if cors.max_age < 0 or cors.refresh_seconds <= 0:
         raise SettingsError("setting cors.max_age/cors.refresh_seconds: must not be negative / must be positive")
+    client_auth = settings.client_auth
+    if not 10 <= client_auth.assertion_max_lifetime <= 3600 or not 0 <= client_auth.assertion_leeway <= 60:
+        raise SettingsError("setting client_auth.assertion_max_lifetime/assertion_leeway: 10-3600 / 0-60 seconds")
+    if client_auth.jwks_uri_timeout <= 0 or client_auth.jwks_uri_max_bytes < 1024 or client_auth.jwks_uri_cache_ttl < 0:
+        raise SettingsError("setting client_auth.jwks_uri_*: timeout positive, max_bytes at least 1024, cache_ttl not negative")
+    if client_auth.jwks_uri_refetch_interval < 0:
+        raise SettingsError("setting client_auth.jwks_uri_refetch_interval: must not be negative")
+    if not 5 <= settings.par.request_uri_ttl <= 600:
+        raise SettingsError("setting par.request_uri_ttl: 5-600 seconds (RFC 9126 §2.2: short-lived)")
+
+
+def _validate_mtls(settings: Settings) -> None:
+    server, security = settings.server, settings.security
+    if bool(server.tls_certfile) != bool(server.tls_keyfile):
+        raise SettingsError("setting server.tls_certfile/server.tls_keyfile: give both or neither")
+    if server.tls_client_ca_file and not server.tls_certfile:
+        raise SettingsError("setting server.tls_client_ca_file: needs server.tls_certfile (serve terminating TLS)")
+    if server.tls_client_cert_required and not server.tls_client_ca_file:
+        raise SettingsError("setting server.tls_client_cert_required: needs server.tls_client_ca_file")
+    for name in ("tls_certfile", "tls_keyfile", "tls_client_ca_file"):
+        path = getattr(server, name)
+        if path and not Path(path).is_file():
+            raise SettingsError(f"setting server.{name}: {path} is not a file")
+    for name in ("client_certificate_header", "client_certificate_verify_header"):
+        value = getattr(security, name)
+        if value and not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}", value):
+            raise SettingsError(f"setting security.{name}: a header name (RFC 9110 token)")
+    if security.client_certificate_header and not security.trusted_proxies:
+        raise SettingsError("setting security.client_certificate_header: needs security.trusted_proxies (the proxies that set it)")
+    if security.client_certificate_verify_header and not security.client_certificate_header:
+        raise SettingsError("setting security.client_certificate_verify_header: needs security.client_certificate_header")
+    if server.mtls_base_url:
+        parts = urlsplit(server.mtls_base_url)
+        if parts.scheme != "https" or not parts.hostname or parts.query or parts.fragment or server.mtls_base_url.endswith("/"):
+            raise SettingsError("setting server.mtls_base_url: an https URL with no query, fragment or trailing slash")
+        if not settings.mtls_enabled:
+            raise SettingsError("setting server.mtls_base_url: mutual TLS is off (set server.tls_client_ca_file or security.client_certificate_header)")
 
 
 def _validate_keys(settings: Settings) -> None:

@@ -29,7 +29,10 @@ import httpx
 from bench.load import (
     Measurement,
     Request,
+    collect_dpop_chains,
+    assertion_bodies,
     collect_refresh_tokens,
+    dpop_refresh_workload,
     fixed_request,
     flow_workload,
     pin_load_generator,
@@ -59,6 +62,8 @@ WORKLOADS = {
     "W4": "introspection (valid token)",
     "W5": "code + PKCE flow with sign-in (flows)",
     "W6": "refresh with rotation (refreshes)",
+    "W8": "DPoP-bound refresh, public client (refreshes)",
+    "W7": "client credentials, private_key_jwt (tokens)",
 }
 # Per server CPU-second, one worker. Peer targets are ratios ours/peer.
 TARGETS: dict[str, dict[str, float]] = {
@@ -110,6 +115,11 @@ class Bench:
         answer = http.post("/token", content=w1.body, headers={"Authorization": w1.auth, "Content-Type": "application/x-www-form-urlencoded"})
         assert answer.status_code == 200 and "access_token" in answer.json(), answer.text
         requests["W1"] = w1
+        w7 = Request("POST", "/token", body=w1.body)
+        [probe_body] = assertion_bodies(creds.extra["pkjwt"], w1.body, 1)
+        answer = http.post("/token", content=probe_body, headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert answer.status_code == 200 and "access_token" in answer.json(), answer.text
+        requests["W7"] = w7
         requests["W2"] = Request("GET", "/jwks")
         requests["W3"] = Request("GET", "/.well-known/openid-configuration")
         for key in ("W2", "W3"):
@@ -154,6 +164,29 @@ class Bench:
             before = cpu_seconds(server.pid)
             with self._profiling(server, workload, round_no):
                 result = self._run(server, Request("POST", "/token", auth=request.auth, tokens=measured), args.duration, args.connections)
+        elif workload == "W8":
+            # A public SPA's DPoP-bound chains (RFC 9449): a fresh proof per request, made on the load core.
+            assert creds is not None
+            chains = asyncio.run(collect_dpop_chains(server.base_url, creds, 2 * args.chains))
+            concurrency = max(1, min(args.connections, args.chains))
+            warm = dpop_refresh_workload(chains[: args.chains], creds, server.base_url, concurrency=concurrency)
+            asyncio.run(run_python(server.base_url, warm, seconds=args.warmup, concurrency=concurrency))
+            measured = dpop_refresh_workload(chains[args.chains :], creds, server.base_url, concurrency=concurrency)
+            before = cpu_seconds(server.pid)
+            with self._profiling(server, workload, round_no):
+                result = asyncio.run(run_python(server.base_url, measured, seconds=args.duration, concurrency=concurrency))
+        elif workload == "W7":
+            # Each assertion works once: a pool per run, sized for the expected rate (unused ones are wasted,
+            # a pool that runs out shows up as errors).
+            assert request is not None and creds is not None
+            def pool(seconds: float) -> Request:
+                count = max(200, int(args.assertion_rate * seconds))
+                return Request("POST", "/token", bodies=assertion_bodies(creds.extra["pkjwt"], request.body, count))
+            self._run(server, pool(args.warmup), args.warmup, args.connections)
+            measured = pool(args.duration)
+            before = cpu_seconds(server.pid)
+            with self._profiling(server, workload, round_no):
+                result = self._run(server, measured, args.duration, args.connections)
         elif workload == "W5":
             assert creds is not None
             one = flow_workload(creds)
@@ -367,7 +400,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=32, help="concurrent connections for wrk workloads")
     parser.add_argument("--flow-concurrency", type=int, default=8, help="concurrent sign-in flows in W5")
     parser.add_argument("--chains", type=int, help="independent refresh chains in W6 (default 64)")
-    parser.add_argument("--workloads", default="W1,W2,W3,W4,W5,W6", help="comma-separated subset")
+    parser.add_argument("--workloads", default="W1,W2,W3,W4,W5,W6,W7,W8", help="comma-separated subset")
+    parser.add_argument("--assertion-rate", type=int, help="W7: signed assertions made per measured second (default 8000; 2000 with --quick)")
     parser.add_argument("--no-peer", action="store_true", help="skip node-oidc-provider")
     parser.add_argument("--python-load", action="store_true", help="use the Python load generator even if wrk is installed")
     parser.add_argument("--quick", action="store_true", help="smoke run: SQLite, 1 s per workload, one round, no peer")
@@ -382,6 +416,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.warmup = args.warmup if args.warmup is not None else (0.3 if quick else 3.0)
     args.rounds = args.rounds or (1 if quick else 3)
     args.chains = args.chains or (8 if quick else 64)
+    args.assertion_rate = args.assertion_rate or (2000 if quick else 8000)
     if quick:
         args.no_peer = True
     return args

@@ -24,6 +24,8 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 import httpx
 from authlib.common.security import generate_token
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
+from joserfc import jws
+from joserfc.jwk import ECKey
 
 from bench.servers import REDIRECT_URI, Credentials
 
@@ -48,13 +50,38 @@ class Measurement:
 
 @dataclass
 class Request:
-    """One fixed request, or refresh chains when ``tokens`` is set."""
+    """One fixed request, refresh chains when ``tokens`` is set, or one body per request when ``bodies`` is
+    (W7: each client assertion works once, so every request carries a fresh one made beforehand)."""
 
     method: str
     path: str
     body: str = ""
     auth: str = ""
     tokens: list[str] | None = None
+    bodies: list[str] | None = None
+
+
+ASSERTION_TYPE = "urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer"
+
+
+def assertion_bodies(pkjwt: dict[str, Any], scope_body: str, count: int) -> list[str]:
+    """``count`` client-credentials bodies, each with its own private_key_jwt assertion (ES256, aud = issuer,
+    a 5-minute exp, a random jti), signed here so the server under test pays only the verification."""
+    import secrets as _secrets
+
+    from joserfc import jwt
+    from joserfc.jwk import ECKey
+
+    key = ECKey.import_key(pkjwt["key"])
+    client_id, issuer = pkjwt["client_id"], pkjwt["issuer"]
+    header = {"alg": "ES256", "kid": key.kid}
+    now = int(time.time())
+    bodies = []
+    for _ in range(count):
+        claims = {"iss": client_id, "sub": client_id, "aud": issuer, "iat": now, "exp": now + 300, "jti": _secrets.token_urlsafe(16)}
+        assertion = jwt.encode(header, claims, key, algorithms=["ES256"])
+        bodies.append(f"{scope_body}&client_assertion_type={ASSERTION_TYPE}&client_assertion={assertion}")
+    return bodies
 
 
 def wrk_available() -> bool:
@@ -73,6 +100,10 @@ def run_wrk(base_url: str, request: Request, *, seconds: float, connections: int
         tokens_file = workdir / "refresh-tokens.txt"
         tokens_file.write_text("\n".join(request.tokens) + "\n")
         env.update(BENCH_MODE="refresh", BENCH_TOKENS=str(tokens_file))
+    elif request.bodies is not None:
+        bodies_file = workdir / "bodies.txt"
+        bodies_file.write_text("\n".join(request.bodies) + "\n")
+        env.update(BENCH_MODE="once", BENCH_BODIES=str(bodies_file))
     else:
         env["BENCH_MODE"] = "post" if request.method == "POST" else "get"
     duration = max(1, round(seconds))
@@ -146,8 +177,16 @@ def fixed_request(request: Request) -> Callable[[httpx.AsyncClient, int], Awaita
         for i, token in enumerate(request.tokens):
             pools.setdefault(i, []).append(token)
 
+    bodies = list(reversed(request.bodies)) if request.bodies is not None else None
+
     async def one(client: httpx.AsyncClient, index: int) -> dict[str, float] | None:
         headers = {"Authorization": request.auth} if request.auth else {}
+        if bodies is not None:
+            if not bodies:
+                return None
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+            response = await client.post(request.path, content=bodies.pop(), headers=headers)
+            return {} if response.status_code < 300 else None
         if request.tokens is not None:
             pool = pools.get(index)
             if not pool:
@@ -202,17 +241,21 @@ class Jar:
         return {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())} if self.cookies else {}
 
 
-async def sign_in_flow(client: httpx.AsyncClient, credentials: Credentials) -> tuple[dict[str, Any], dict[str, float]]:
+async def sign_in_flow(
+    client: httpx.AsyncClient, credentials: Credentials, *, dpop_key: ECKey | None = None
+) -> tuple[dict[str, Any], dict[str, float]]:
     """Browser + client side of the code flow with PKCE: /authorize → sign-in form → redirects → /token.
 
     Works for both servers: it follows redirects and submits the one form it meets with the hidden
     fields it carries plus username and password. Returns the token response and seconds per step.
+    With ``dpop_key`` it is the public SPA client redeeming the code with a DPoP proof (W8).
     """
     jar = Jar()
     steps: dict[str, float] = {}
     verifier = generate_token(64)
+    client_id = credentials.spa_id if dpop_key is not None else credentials.web_id
     params = {
-        "response_type": "code", "client_id": credentials.web_id, "redirect_uri": REDIRECT_URI,
+        "response_type": "code", "client_id": client_id, "redirect_uri": REDIRECT_URI,
         "scope": FLOW_SCOPE, "state": generate_token(16), "code_challenge": create_s256_code_challenge(verifier),
         "code_challenge_method": "S256",
     }
@@ -250,11 +293,13 @@ async def sign_in_flow(client: httpx.AsyncClient, credentials: Credentials) -> t
             raise AssertionError(f"unexpected {response.status_code} in the flow: {response.text[:600]}")
     else:
         raise AssertionError("too many redirects")
-    token = await timed("token", client.post(
-        "/token",
-        data={"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI, "code_verifier": verifier},
-        headers={"Authorization": Credentials.basic(credentials.web_id, credentials.web_secret)},
-    ))
+    data = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI, "code_verifier": verifier}
+    if dpop_key is not None:
+        data["client_id"] = client_id
+        headers = {"DPoP": dpop_proof(dpop_key, "POST", f"{base.rstrip('/')}/token")}
+    else:
+        headers = {"Authorization": Credentials.basic(credentials.web_id, credentials.web_secret)}
+    token = await timed("token", client.post("/token", data=data, headers=headers))
     assert token.status_code == 200, token.text
     return token.json(), steps
 
@@ -280,3 +325,56 @@ async def collect_refresh_tokens(base_url: str, credentials: Credentials, count:
 
         await asyncio.gather(*(one() for _ in range(count)))
     return tokens
+
+
+# --- DPoP-bound refresh (W8) ---------------------------------------------------------------------------
+
+
+def dpop_proof(key: ECKey, method: str, url: str) -> str:
+    """A fresh RFC 9449 proof (unique jti, current iat), made by the load generator per request."""
+    header = {"typ": "dpop+jwt", "alg": "ES256", "jwk": key.as_dict(private=False)}
+    claims = {"jti": generate_token(22), "htm": method, "htu": url, "iat": int(time.time())}
+    return jws.serialize_compact(header, json.dumps(claims), key, algorithms=["ES256"])
+
+
+async def collect_dpop_chains(base_url: str, credentials: Credentials, count: int, *, concurrency: int = 8) -> list[tuple[str, ECKey]]:
+    """``count`` sign-in flows of the public SPA client, each with its own DPoP key: refresh chains bound to it."""
+    chains: list[tuple[str, ECKey]] = []
+    async with httpx.AsyncClient(base_url=base_url, timeout=30, cookies=no_cookies()) as client:
+        semaphore = asyncio.Semaphore(concurrency)
+
+        async def one() -> None:
+            key = ECKey.generate_key("P-256")
+            async with semaphore:
+                body, _ = await sign_in_flow(client, credentials, dpop_key=key)
+                assert body.get("token_type") == "DPoP", body
+                chains.append((body["refresh_token"], key))
+
+        await asyncio.gather(*(one() for _ in range(count)))
+    return chains
+
+
+def dpop_refresh_workload(
+    chains: list[tuple[str, ECKey]], credentials: Credentials, base_url: str, *, concurrency: int
+) -> Callable[[httpx.AsyncClient, int], Awaitable[dict[str, float] | None]]:
+    """Each of ``concurrency`` workers rotates its own chains with a fresh proof of the chain's key on every request."""
+    pools: dict[int, list[tuple[str, ECKey]]] = {}
+    for i, chain in enumerate(chains):
+        pools.setdefault(i % concurrency, []).append(chain)
+    token_url = f"{base_url.rstrip('/')}/token"
+
+    async def one(client: httpx.AsyncClient, index: int) -> dict[str, float] | None:
+        pool = pools.get(index)
+        if not pool:
+            return None
+        token, key = pool.pop()
+        response = await client.post(
+            "/token", data={"grant_type": "refresh_token", "refresh_token": token, "client_id": credentials.spa_id},
+            headers={"DPoP": dpop_proof(key, "POST", token_url)},
+        )
+        if response.status_code != 200 or response.json().get("token_type") != "DPoP":
+            return None
+        pool.append((response.json()["refresh_token"], key))
+        return {}
+
+    return one

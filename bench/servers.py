@@ -92,6 +92,8 @@ class Credentials:
     introspector_secret: str
     username: str = USERNAME
     password: str = PASSWORD
+    # The public SPA client of W8 (DPoP-bound refresh, RFC 9449).
+    spa_id: str = "bench-spa"
     # Token the introspection workload presents (set after start-up).
     introspect_token: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -99,6 +101,19 @@ class Credentials:
     @staticmethod
     def basic(client_id: str, secret: str) -> str:
         return "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+
+
+def pkjwt_key() -> dict[str, Any]:
+    """The W7 client's key pair (ES256), as a private JWK: the server gets its public half."""
+    from joserfc.jwk import ECKey
+
+    return ECKey.generate_key("P-256", {"kid": "bench-pkjwt-1", "alg": "ES256"}).as_dict(private=True)
+
+
+def public_jwks(private_jwk: dict[str, Any]) -> dict[str, Any]:
+    from joserfc.jwk import ECKey
+
+    return {"keys": [ECKey.import_key(private_jwk).as_dict(private=False)]}
 
 
 class Server:
@@ -264,9 +279,21 @@ class Ours(Server):
                 client_id="bench-web", name="Bench web", client_type="confidential", redirect_uris=[REDIRECT_URI],
                 grant_types=["authorization_code", "refresh_token"], scopes=ALL_SCOPES, audience=[API], first_party=True,
             )
+            await services.clients.create(
+                client_id="bench-spa", name="Bench SPA (DPoP)", client_type="public", redirect_uris=[REDIRECT_URI],
+                grant_types=["authorization_code", "refresh_token"], scopes=ALL_SCOPES, audience=[API], first_party=True,
+                dpop_bound_access_tokens=True,
+            )
             introspector, introspector_secret = await services.clients.create(
                 client_id="bench-introspector", name="Bench API", client_type="confidential", redirect_uris=[],
                 grant_types=[], scopes=[], audience=[API], can_introspect=True,
+            )
+            # W7: client credentials with private_key_jwt (RFC 7523), ES256, keys registered inline.
+            pkjwt_private = pkjwt_key()
+            await services.clients.create(
+                client_id="bench-pkjwt", name="Bench signed service", client_type="confidential", redirect_uris=[],
+                grant_types=["client_credentials"], scopes=API_SCOPES, audience=[API], token_endpoint_auth_method="private_key_jwt",
+                jwks=public_jwks(pkjwt_private), token_endpoint_auth_signing_alg="ES256",
             )
             admin, admin_secret = await services.clients.create(
                 client_id="bench-admin", name="Bench operator", client_type="confidential", redirect_uris=[],
@@ -281,7 +308,8 @@ class Ours(Server):
             await services.engine.dispose()
         assert service_secret and web_secret and introspector_secret
         return Credentials(service.client_id, service_secret, web.client_id, web_secret, introspector.client_id, introspector_secret,
-                           extra={"admin": (admin.client_id, admin_secret)})
+                           extra={"admin": (admin.client_id, admin_secret),
+                                  "pkjwt": {"client_id": "bench-pkjwt", "key": pkjwt_private, "issuer": self.env["AUTHSERVER_SERVER__ISSUER"]}})
 
     def stop(self) -> None:
         super().stop()
@@ -324,16 +352,24 @@ class Peer(Server):
         port = free_port()
         self.base_url = f"http://127.0.0.1:{port}"
         secrets_ = {name: secrets.token_urlsafe(32) for name in ("service", "web", "introspector", "opaque")}
+        pkjwt_private = pkjwt_key()
         common = {"token_endpoint_auth_method": "client_secret_basic", "id_token_signed_response_alg": "ES256"}
         clients = [
             {"client_id": "bench-service", "client_secret": secrets_["service"], "grant_types": ["client_credentials"],
              "redirect_uris": [], "response_types": [], "scope": " ".join(API_SCOPES), **common},
             {"client_id": "bench-web", "client_secret": secrets_["web"], "grant_types": ["authorization_code", "refresh_token"],
              "redirect_uris": [REDIRECT_URI], "response_types": ["code"], "scope": " ".join(ALL_SCOPES), **common},
+            {"client_id": "bench-spa", "grant_types": ["authorization_code", "refresh_token"], "redirect_uris": [REDIRECT_URI],
+             "response_types": ["code"], "scope": " ".join(ALL_SCOPES), "token_endpoint_auth_method": "none",
+             "id_token_signed_response_alg": "ES256", "dpop_bound_access_tokens": True},
             {"client_id": "bench-introspector", "client_secret": secrets_["introspector"], "grant_types": [],
              "redirect_uris": [], "response_types": [], **common},
             {"client_id": "bench-opaque", "client_secret": secrets_["opaque"], "grant_types": ["client_credentials"],
              "redirect_uris": [], "response_types": [], "scope": " ".join(API_SCOPES), **common},
+            # W7: the same private_key_jwt client as authserver's (ES256, inline jwks).
+            {"client_id": "bench-pkjwt", "grant_types": ["client_credentials"], "redirect_uris": [], "response_types": [],
+             "scope": " ".join(API_SCOPES), "token_endpoint_auth_method": "private_key_jwt", "jwks": public_jwks(pkjwt_private),
+             "token_endpoint_auth_signing_alg": "ES256", "id_token_signed_response_alg": "ES256"},
         ]
         config = {
             "port": port, "issuer": self.base_url, "api": API, "opaque_client": "bench-opaque",
@@ -344,7 +380,8 @@ class Peer(Server):
         self._wait_ready()
         self.credentials = Credentials(
             "bench-service", secrets_["service"], "bench-web", secrets_["web"], "bench-introspector", secrets_["introspector"],
-            extra={"opaque_id": "bench-opaque", "opaque_secret": secrets_["opaque"]},
+            extra={"opaque_id": "bench-opaque", "opaque_secret": secrets_["opaque"],
+                   "pkjwt": {"client_id": "bench-pkjwt", "key": pkjwt_private, "issuer": self.base_url}},
         )
 
 

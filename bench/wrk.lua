@@ -4,6 +4,8 @@
 --   refresh  POST $BENCH_PATH grant_type=refresh_token with tokens from $BENCH_TOKENS (one per line);
 --            each response's refresh_token goes back into the pool, so every chain rotates strictly
 --            (a token is never presented twice) while many chains run in parallel.
+--   once     POST $BENCH_PATH with each line of $BENCH_BODIES as the body of one request, each used once
+--            (W7: a client assertion's jti works once); when they run out, the requests fail visibly.
 -- done() prints one JSON line that the harness parses.
 local mode = os.getenv("BENCH_MODE") or "get"
 local path = os.getenv("BENCH_PATH") or "/"
@@ -28,6 +30,11 @@ elseif mode == "get" then
 end
 
 function init(args)
+  if mode == "once" then
+    for line in io.lines(os.getenv("BENCH_BODIES")) do
+      if line ~= "" then table.insert(pool, line) end
+    end
+  end
   if mode == "refresh" then
     for line in io.lines(os.getenv("BENCH_TOKENS")) do
       if line ~= "" then table.insert(pool, line) end
@@ -50,6 +57,16 @@ if mode == "refresh" then
       lost = lost + 1
       if os.getenv("BENCH_DEBUG") and lost <= 3 then io.stderr:write(status .. " " .. tostring(resp) .. "\n") end
     end
+  end
+end
+
+if mode == "once" then
+  headers["Content-Type"] = "application/x-www-form-urlencoded"
+  local next_body = 1
+  request = function()
+    local body = pool[next_body] or "grant_type=client_credentials&client_assertion=exhausted"
+    next_body = next_body + 1
+    return wrk.format("POST", path, headers, body)
   end
 end
 

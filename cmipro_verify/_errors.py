@@ -10,17 +10,34 @@ class TokenError(Exception):
     def __init__(self, description: str) -> None:
         super().__init__(description)
         self.description = description
+        # The challenge's scheme: Bearer, or DPoP with its algs (RFC 9449 §7.1) for a DPoP request.
+        self.scheme = "Bearer"
+        self.scheme_params: list[str] = []
+
+    def as_dpop(self, algorithms: tuple[str, ...]) -> TokenError:
+        """Challenge with ``DPoP algs="…"`` instead of Bearer (the request used, or needed, DPoP)."""
+        self.scheme = "DPoP"
+        self.scheme_params = [f'algs="{" ".join(algorithms)}"']
+        return self
 
     def www_authenticate(self, realm: str | None = None) -> str:
-        """The ``WWW-Authenticate`` value for the error response (RFC 6750 §3)."""
-        parts = [f'realm="{realm}"'] if realm else []
+        """The ``WWW-Authenticate`` value for the error response (RFC 6750 §3, RFC 9449 §7.1)."""
+        parts = list(self.scheme_params)
+        if realm:
+            parts.append(f'realm="{realm}"')
         parts.append(f'error="{self.error}"')
         parts.append(f'error_description="{self.description}"')
-        return "Bearer " + ", ".join(parts)
+        return f"{self.scheme} " + ", ".join(parts)
 
 
 class InvalidToken(TokenError):
     """The token is missing, malformed, expired, for someone else, or its signature does not verify."""
+
+
+class InvalidDpopProof(InvalidToken):
+    """The DPoP proof is missing, malformed, replayed, or not made for this request, token or key (RFC 9449 §7.1)."""
+
+    error = "invalid_dpop_proof"
 
 
 class InsufficientScope(TokenError):

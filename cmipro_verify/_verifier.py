@@ -10,15 +10,23 @@ are refused before any cryptography runs.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import httpx
 
 from cmipro_verify._claims import Claims
-from cmipro_verify._errors import InvalidToken
+from cmipro_verify._dpop import (
+    DEFAULT_DPOP_ALGORITHMS,
+    MemoryReplayCache,
+    ReplayCache,
+    check_proof,
+    single_proof,
+)
+from cmipro_verify._errors import InvalidDpopProof, InvalidToken, TokenError
 from cmipro_verify._jwks import ALGORITHM_KEYS, JWKSCache, VerificationKey
 from cmipro_verify._jws import MAX_TOKEN_BYTES, is_time, unverified_header, verified_claims
+from cmipro_verify._mtls import Certificate, check_certificate_binding
 from cmipro_verify._revocations import OnUnavailable, RevocationFeed
 
 DEFAULT_ALGORITHMS = ("ES256", "RS256", "EdDSA")
@@ -34,6 +42,24 @@ def bearer_token(authorization: str | None) -> str:
     if scheme.lower() != "bearer" or not token or " " in token:
         raise InvalidToken("expected Authorization: Bearer <token>")
     return token
+
+
+def _scheme_and_token(authorization: str | None) -> tuple[str, str]:
+    """``("bearer" | "dpop", token)`` of an Authorization header (RFC 6750 §2.1, RFC 9449 §7.1)."""
+    if authorization and authorization.strip().partition(" ")[0].lower() == "dpop":
+        token = authorization.strip().partition(" ")[2].strip()
+        if not token or " " in token:
+            raise InvalidToken("expected Authorization: DPoP <token>")
+        return "dpop", token
+    return "bearer", bearer_token(authorization)
+
+
+def _dpop_jkt(claims: Claims) -> str | None:
+    cnf = claims.get("cnf")
+    jkt = cnf.get("jkt") if isinstance(cnf, dict) else None
+    if cnf is not None and isinstance(cnf, dict) and "jkt" in cnf and not isinstance(jkt, str):
+        raise InvalidToken("malformed cnf claim")
+    return jkt if isinstance(jkt, str) else None
 
 
 class Verifier:
@@ -55,6 +81,10 @@ class Verifier:
         server is unreachable.
     :param on_revocation_unavailable: after that, ``"closed"`` refuses every token (503,
         :class:`RevocationUnavailable`), ``"open"`` accepts valid tokens unchecked and logs a warning.
+    :param dpop_algorithms: algorithms a DPoP proof may use (RFC 9449; :meth:`verify_request`).
+    :param dpop_max_age: seconds a DPoP proof's ``iat`` may be old (``leeway`` ahead is allowed too).
+    :param dpop_replay_cache: where proof ids are remembered (default: in this process; give a shared one
+        when the API runs on several instances).
     """
 
     def __init__(
@@ -79,6 +109,9 @@ class Verifier:
         revocation_max_stale: float = 300.0,
         on_revocation_unavailable: OnUnavailable = "closed",
         revocations: RevocationFeed | None = None,
+        dpop_algorithms: Collection[str] = DEFAULT_DPOP_ALGORITHMS,
+        dpop_max_age: float = 60.0,
+        dpop_replay_cache: ReplayCache | None = None,
     ) -> None:
         unknown = set(algorithms) - set(ALGORITHM_KEYS)
         if unknown or not algorithms:
@@ -101,6 +134,9 @@ class Verifier:
             http_client=http_client,
             async_http_client=async_http_client,
         )
+        self.dpop_algorithms = tuple(dpop_algorithms)
+        self.dpop_max_age = dpop_max_age
+        self.dpop_replay_cache: ReplayCache = dpop_replay_cache or MemoryReplayCache()
         self.revocations = revocations
         if revocations is None and revocation_check:
             self.revocations = RevocationFeed(
@@ -120,27 +156,67 @@ class Verifier:
 
     # -- public API --------------------------------------------------------------------------------
 
-    def verify(self, token: str) -> Claims:
-        """The claims of a valid, unrevoked token, else :class:`InvalidToken` (or a 503 :class:`Unavailable`)."""
-        header = self._header(token)
-        claims = self._check(token, header, self.jwks.get_key(header["kid"]))
-        if self.revocations is not None:
-            self.revocations.check(claims)
-        return claims
+    def verify(self, token: str, *, client_certificate: Certificate | None = None) -> Claims:
+        """The claims of a valid, unrevoked bearer token, else :class:`InvalidToken` (or a 503 :class:`Unavailable`).
 
-    async def verify_async(self, token: str) -> Claims:
-        header = self._header(token)
-        claims = self._check(token, header, await self.jwks.get_key_async(header["kid"]))
-        if self.revocations is not None:
-            await self.revocations.check_async(claims)
-        return claims
+        ``client_certificate``: the TLS client certificate of the request (DER bytes or PEM), if any; a
+        token bound to a certificate (``cnf.x5t#S256``, RFC 8705) is refused unless it is this one.
+        A token bound to a DPoP key (``cnf.jkt``) is refused here: use :meth:`verify_request`."""
+        return self._refuse_bound(self._verify_token(token, client_certificate))
 
-    def verify_authorization(self, authorization: str | None) -> Claims:
+    async def verify_async(self, token: str, *, client_certificate: Certificate | None = None) -> Claims:
+        return self._refuse_bound(await self._verify_token_async(token, client_certificate))
+
+    def verify_request(
+        self,
+        authorization: str | None,
+        *,
+        dpop: str | Sequence[str] | None,
+        method: str,
+        url: str,
+        client_certificate: Certificate | None = None,
+    ) -> Claims:
+        """Verify a request's token and, for ``Authorization: DPoP``, its proof (RFC 9449 §7).
+
+        ``dpop`` is the request's ``DPoP`` header value(s); ``url`` the URL the client called, built from this
+        API's configured public base URL and the request path (not from the Host header).
+        A bound token as ``Bearer``, an unbound one as ``DPoP``, or a bad proof are refused (401).
+        ``client_certificate`` as for :meth:`verify`."""
+        scheme, token = _scheme_and_token(authorization)
+        if scheme == "bearer":
+            return self.verify(token, client_certificate=client_certificate)
+        try:
+            claims = self._verify_token(token, client_certificate)
+        except TokenError as error:
+            raise error.as_dpop(self.dpop_algorithms) from None
+        return self._check_dpop(claims, token, dpop, method, url)
+
+    async def verify_request_async(
+        self,
+        authorization: str | None,
+        *,
+        dpop: str | Sequence[str] | None,
+        method: str,
+        url: str,
+        client_certificate: Certificate | None = None,
+    ) -> Claims:
+        scheme, token = _scheme_and_token(authorization)
+        if scheme == "bearer":
+            return await self.verify_async(token, client_certificate=client_certificate)
+        try:
+            claims = await self._verify_token_async(token, client_certificate)
+        except TokenError as error:
+            raise error.as_dpop(self.dpop_algorithms) from None
+        return self._check_dpop(claims, token, dpop, method, url)
+
+    def verify_authorization(self, authorization: str | None, *, client_certificate: Certificate | None = None) -> Claims:
         """Verify the token of an ``Authorization`` header value."""
-        return self.verify(bearer_token(authorization))
+        return self.verify(bearer_token(authorization), client_certificate=client_certificate)
 
-    async def verify_authorization_async(self, authorization: str | None) -> Claims:
-        return await self.verify_async(bearer_token(authorization))
+    async def verify_authorization_async(
+        self, authorization: str | None, *, client_certificate: Certificate | None = None
+    ) -> Claims:
+        return await self.verify_async(bearer_token(authorization), client_certificate=client_certificate)
 
     def close(self) -> None:
         self.jwks.close()
@@ -153,6 +229,41 @@ class Verifier:
             await self.revocations.aclose()
 
     # -- steps -------------------------------------------------------------------------------------
+
+    def _verify_token(self, token: str, client_certificate: Certificate | None = None) -> Claims:
+        header = self._header(token)
+        claims = self._check(token, header, self.jwks.get_key(header["kid"]))
+        check_certificate_binding(claims, client_certificate)
+        if self.revocations is not None:
+            self.revocations.check(claims)
+        return claims
+
+    async def _verify_token_async(self, token: str, client_certificate: Certificate | None = None) -> Claims:
+        header = self._header(token)
+        claims = self._check(token, header, await self.jwks.get_key_async(header["kid"]))
+        check_certificate_binding(claims, client_certificate)
+        if self.revocations is not None:
+            await self.revocations.check_async(claims)
+        return claims
+
+    def _refuse_bound(self, claims: Claims) -> Claims:
+        if _dpop_jkt(claims) is not None:
+            raise InvalidToken("DPoP-bound token presented as a bearer token").as_dpop(self.dpop_algorithms)
+        return claims
+
+    def _check_dpop(self, claims: Claims, token: str, dpop: str | Sequence[str] | None, method: str, url: str) -> Claims:
+        jkt = _dpop_jkt(claims)
+        if jkt is None:
+            raise InvalidToken("token is not DPoP-bound").as_dpop(self.dpop_algorithms)
+        try:
+            check_proof(
+                single_proof(dpop), method=method, url=url, access_token=token, jkt=jkt,
+                algorithms=self.dpop_algorithms, now=self._clock(), max_age=self.dpop_max_age,
+                leeway=min(self.leeway, 10.0), replay_cache=self.dpop_replay_cache,
+            )
+        except InvalidDpopProof as error:
+            raise error.as_dpop(self.dpop_algorithms) from None
+        return claims
 
     def _header(self, token: str) -> dict[str, Any]:
         return unverified_header(token, algorithms=self.algorithms, typ=self.token_type)

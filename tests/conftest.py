@@ -34,7 +34,7 @@ RUN_ID = secrets.token_hex(4)
 TEST_RELAXED_LIMITS = (
     "ip_failures", "client_failures", "client_ip_failures", "authorize_per_ip", "login_per_ip", "mfa_per_ip",
     "token_per_client", "introspection_per_client", "revocation_per_client", "userinfo_per_token",
-    "password_reset_per_ip", "password_reset_per_address",
+    "password_reset_per_ip", "password_reset_per_address", "signup_per_ip",
 )
 
 

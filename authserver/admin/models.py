@@ -23,8 +23,10 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from pydantic.json_schema import models_json_schema
 
 from authserver.admin.validation import has_control_characters, invalid
+from authserver.protocol.jwks import jwks_problem, jwks_uri_problem
 from authserver.protocol.redirect_uri import REGISTRATION_RULE, is_acceptable_registration
 from authserver.protocol.scopes import is_scope_token
+from authserver.secret_rotation import webhook_problem
 
 SIGNING_ALGS = ("ES256", "RS256", "EdDSA")
 MAX_GRACE = 30 * 24 * 3600
@@ -38,6 +40,8 @@ class Context:
 
     scopes: frozenset[str] = frozenset()
     roles: tuple[str, ...] = ()
+    # server.production: jwks_uri and notification_webhook must be https (no loopback http).
+    production: bool = True
 
 
 def _context(info: ValidationInfo) -> Context:
@@ -103,6 +107,27 @@ def _email(value: str) -> str:
     return value
 
 
+def _jwks(value: dict[str, Any]) -> dict[str, Any]:
+    problem = jwks_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def _jwks_uri(value: str, info: ValidationInfo) -> str:
+    problem = jwks_uri_problem(value, https_only=_context(info).production)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def _webhook(value: str, info: ValidationInfo) -> str:
+    problem = webhook_problem(value, production=_context(info).production)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
 def optional(description: str) -> Any:
     """A field that may be left out (not sent as null), with its description in the document."""
     return Field(default=None, description=description)
@@ -119,7 +144,21 @@ Scope = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_know
 Scopes = Annotated[list[Scope], Field(max_length=50), AfterValidator(_unique)]
 GrantType = Literal["authorization_code", "refresh_token", "client_credentials"]
 GrantTypes = Annotated[list[GrantType], Field(max_length=3), AfterValidator(_unique)]
-AuthMethod = Literal["client_secret_basic", "client_secret_post", "none"]
+AuthMethod = Literal[
+    "client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt", "tls_client_auth",
+    "self_signed_tls_client_auth", "none",
+]
+# admin/client_keys.ALL_SIGNING_ALGS (private_key_jwt's, then client_secret_jwt's).
+AuthSigningAlg = Literal["PS256", "ES256", "Ed25519", "RS256", "PS384", "PS512", "ES384", "ES512", "RS384", "RS512", "HS256", "HS384", "HS512"]
+OwnerEmail = Annotated[str, Field(max_length=320, pattern=r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")]
+Webhook = Annotated[str, Field(min_length=1, max_length=2000), AfterValidator(_webhook)]
+MtlsName = Annotated[str, Field(min_length=1, max_length=1000), AfterValidator(_printable)]
+Jwks = Annotated[dict[str, Any], AfterValidator(_jwks), Field(description=(
+    "Public JWK Set (RSA/EC/OKP, each key with a distinct kid, at most 10 keys, 16 KiB); private_key_jwt and "
+    "self_signed_tls_client_auth."
+))]
+JwksUri = Annotated[str, Field(min_length=1, max_length=2000), AfterValidator(_jwks_uri)]
+SecretLabel = Annotated[str, Field(pattern=r"^[A-Za-z0-9._~-]{1,64}$")]
 SigningAlg = Literal["ES256", "RS256", "EdDSA"]
 AccessTtl = Annotated[int, Field(ge=60, le=24 * 3600)]
 RefreshTtl = Annotated[int, Field(ge=60, le=400 * 24 * 3600)]
@@ -161,6 +200,23 @@ class ClientSettings(Strict):
     refresh_token_idle_ttl: RefreshTtl | None = None
     refresh_token_absolute_ttl: RefreshTtl | None = None
     rate_limit_per_minute: RateLimit | None = None
+    dpop_bound_access_tokens: bool = optional("Require a DPoP proof (RFC 9449) at every token request.")
+    owner_email: OwnerEmail | None = optional("Told when a secret rotates by itself (never sent a secret).")
+    notification_webhook: Webhook | None = optional(
+        "https URL that receives a rotated secret in a signed POST; setting it answers a new notification_webhook_secret once."
+    )
+    # RFC 8705: tls_client_auth needs exactly one name; self_signed_tls_client_auth the certificate's key in jwks.
+    tls_client_auth_subject_dn: MtlsName | None = None
+    tls_client_auth_san_dns: MtlsName | None = None
+    tls_client_auth_san_uri: MtlsName | None = None
+    tls_client_auth_san_ip: MtlsName | None = None
+    tls_client_auth_san_email: MtlsName | None = None
+    tls_client_certificate_bound_access_tokens: bool = FIELD
+    # JWT client authentication and PAR (docs/client-authentication.md, admin/client_keys.py).
+    jwks: Jwks | None = None
+    jwks_uri: JwksUri | None = optional("https URL of the client's JWK Set; not with jwks.")
+    token_endpoint_auth_signing_alg: AuthSigningAlg | None = None
+    require_pushed_authorization_requests: bool = optional("Authorization requests must come through /par (RFC 9126).")
 
 
 class ClientUpdate(ClientSettings):
@@ -195,15 +251,35 @@ class Client(Response):
     refresh_token_idle_ttl: int | None = None
     refresh_token_absolute_ttl: int | None = None
     rate_limit_per_minute: int | None = None
+    client_secret_expires_at: int | None = optional(
+        "Confidential clients: when the last valid secret expires (seconds since the epoch; 0: never; RFC 7591 §3.2.1)."
+    )
+    dpop_bound_access_tokens: bool | None = None
+    owner_email: str | None = None
+    notification_webhook: str | None = None
+    tls_client_auth_subject_dn: str | None = None
+    tls_client_auth_san_dns: str | None = None
+    tls_client_auth_san_uri: str | None = None
+    tls_client_auth_san_ip: str | None = None
+    tls_client_auth_san_email: str | None = None
+    tls_client_certificate_bound_access_tokens: bool | None = None
+    jwks: dict[str, Any] | None = None
+    jwks_uri: str | None = None
+    token_endpoint_auth_signing_alg: str | None = None
+    require_pushed_authorization_requests: bool | None = None
 
 
 class ClientWithSecret(Client):
     client_secret: str | None = optional("Confidential clients only; shown only now.")
+    notification_webhook_secret: str | None = optional("When the request set a webhook; shown only now.")
 
 
 class Rotation(Strict):
     grace_seconds: Annotated[int, Field(ge=0, le=MAX_GRACE)] = optional(
         "How long the previous secrets keep working (default admin.secret_rotation_grace, 24 h; 0 ends them now)."
+    )
+    label: SecretLabel = optional(
+        "Replace only this label's secrets (a new label adds a secret). Without it every secret is replaced."
     )
 
 
@@ -212,13 +288,32 @@ class RotatedSecret(Response):
     client_secret: str
     previous_secrets_expire_at: str = Field(json_schema_extra={"format": "date-time"})
     grace_seconds: int
+    id: int | None = None
+    label: str | None = None
+    expires_at: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
+
+
+class RevealedSecret(Response):
+    client_id: str
+    id: int
+    label: str
+    client_secret: str
+    expires_at: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
+    previous_secret_expires_at: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
 
 
 class Secret(Response):
     id: int
+    label: str
     created_at: str = Field(json_schema_extra={"format": "date-time"})
     expires_at: str | None = Field(json_schema_extra={"format": "date-time"})
     valid: bool
+    revoked_at: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
+    rotated_at: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
+    replaces: int | None = None
+    pending_delivery: bool | None = None
+    last_used_at: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
+    use_count: int | None = None
 
 
 class SecretList(Response):
@@ -326,7 +421,7 @@ class Error(Response):
 
 
 REQUESTS: tuple[type[BaseModel], ...] = (ClientCreate, ClientUpdate, Rotation, UserCreate, UserUpdate, EmergencySwitch, ChaosStart)
-RESPONSES: tuple[type[BaseModel], ...] = (Client, ClientWithSecret, RotatedSecret, SecretList, User, RoleList, Event, Emergency, Chaos, Error)
+RESPONSES: tuple[type[BaseModel], ...] = (Client, ClientWithSecret, RotatedSecret, RevealedSecret, Secret, SecretList, User, RoleList, Event, Emergency, Chaos, Error)
 
 
 # -- validation ----------------------------------------------------------------------------------------

@@ -54,6 +54,23 @@ def _path_param(name: str) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1, "maxLength": 64}}
 
 
+def _invitation_schema(*, code: bool) -> dict[str, Any]:
+    properties: dict[str, Any] = {
+        "invitation_id": {"type": "string"},
+        "state": {"type": "string", "enum": ["active", "used", "expired", "revoked"]},
+        "max_uses": {"type": "integer"},
+        "uses": {"type": "integer"},
+        "note": {"type": ["string", "null"]},
+        "created_by": {"type": "string"},
+        "created_at": {"type": "string", "format": "date-time"},
+        "expires_at": {"type": "string", "format": "date-time"},
+        "revoked_at": {"type": ["string", "null"], "format": "date-time"},
+    }
+    if code:
+        properties["code"] = {"type": "string", "description": "The invitation code, shown only now."}
+    return {"type": "object", "required": sorted(set(properties) - {"note", "revoked_at"}), "properties": properties}
+
+
 def _page_of(item: str) -> dict[str, Any]:
     return {
         "type": "object",
@@ -157,6 +174,20 @@ def openapi_document(issuer: str) -> dict[str, Any]:
                     },
                 },
             },
+            "/admin/api/clients/{client_id}/secrets/{secret_id}": {
+                "delete": {
+                    "summary": "Revoke one secret now (not the calling client's own)",
+                    "parameters": [*client_path, _path_param("secret_id")],
+                    "responses": {"200": _json(_ref("Secret"), "The secret, revoked."), **_errors(404, 409, *_COMMON)},
+                }
+            },
+            "/admin/api/clients/{client_id}/secrets/{secret_id}/reveal": {
+                "post": {
+                    "summary": "Take, once, a secret the rotation job issued and did not deliver; the old secret's grace starts",
+                    "parameters": [*client_path, _path_param("secret_id")],
+                    "responses": {"200": _json(_ref("RevealedSecret"), "The secret (shown once)."), **_errors(404, *_COMMON)},
+                }
+            },
             "/admin/api/users": {
                 "get": {
                     "summary": "List users",
@@ -193,6 +224,38 @@ def openapi_document(issuer: str) -> dict[str, Any]:
             "/admin/api/users/{account_id}/enable": user_action("Enable a user"),
             "/admin/api/users/{account_id}/unlock": user_action("Lift a brute-force lock", 501),
             "/admin/api/users/{account_id}/reset-mfa": user_action("Forget the user's TOTP and backup codes"),
+            "/admin/api/invitations": {
+                "get": {
+                    "summary": "Invitation codes for sign-up, newest first (never the codes)",
+                    "parameters": _page_params(),
+                    "responses": {"200": _json(_page_of("Invitation"), "A page of invitations."), **_errors(400, *_COMMON)},
+                },
+                "post": {
+                    "summary": "Make an invitation code for sign-up; the code is shown once",
+                    "requestBody": {"required": False, "content": {"application/json": {"schema": {
+                        "type": "object", "additionalProperties": False, "properties": {
+                            "max_uses": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 1},
+                            "ttl_seconds": {"type": "integer", "minimum": 60, "maximum": 31536000,
+                                            "description": "Default self_service.invitation_ttl (7 days)."},
+                            "note": {"type": ["string", "null"], "minLength": 1, "maxLength": 200},
+                        },
+                    }}}},
+                    "responses": {"201": _json(_ref("NewInvitation"), "The invitation and its code (shown once)."),
+                                  **_errors(400, 413, 415, *_COMMON)},
+                },
+            },
+            "/admin/api/invitations/{invitation_id}": {
+                "get": {
+                    "summary": "Read an invitation",
+                    "parameters": [_path_param("invitation_id")],
+                    "responses": {"200": _json(_ref("Invitation"), "The invitation."), **_errors(404, *_COMMON)},
+                },
+                "delete": {
+                    "summary": "Revoke an invitation code (it stops working at once)",
+                    "parameters": [_path_param("invitation_id")],
+                    "responses": {"200": _json(_ref("Invitation"), "The revoked invitation."), **_errors(404, *_COMMON)},
+                },
+            },
             "/admin/api/roles": {
                 "get": {
                     "summary": "Roles users may hold (the access token's roles claim)",
@@ -250,6 +313,10 @@ def openapi_document(issuer: str) -> dict[str, Any]:
                     "description": "An access token of this server with the admin scope.",
                 }
             },
-            "schemas": schemas(),
+            "schemas": {
+                **schemas(),
+                "Invitation": _invitation_schema(code=False),
+                "NewInvitation": _invitation_schema(code=True),
+            },
         },
     }

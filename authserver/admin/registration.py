@@ -13,10 +13,16 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
+from authserver.admin.client_keys import (
+    KEY_FIELDS,
+    key_consistency_problems,
+    read_key_metadata,
+)
 from authserver.admin.service import Actor, AdminService
-from authserver.admin.validation import AdminError
+from authserver.admin.validation import AdminError, has_control_characters
 from authserver.errors import InvalidScope
 from authserver.errors import RegistrationError as RegistrationError  # noqa: PLC0414 - re-exported
+from authserver.protocol import certificates
 from authserver.protocol.redirect_uri import REGISTRATION_RULE, is_acceptable_registration
 from authserver.protocol.scopes import parse_scope, unique
 from authserver.services import Services
@@ -28,7 +34,7 @@ REGISTRATION_CLIENT = "authserver-cli"
 
 # RFC 7591 §2 metadata this server understands; anything else is ignored (§2, last paragraph).
 SUPPORTED_GRANTS = ("authorization_code", "refresh_token", "client_credentials")
-SUPPORTED_METHODS = ("client_secret_basic", "client_secret_post", "none")
+SUPPORTED_METHODS = ("client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt", "none")
 # Admin field names as RFC 7591 §2 calls them, for error descriptions.
 _RFC7591_NAMES = {"name": "client_name", "scopes": "scope", "token_endpoint_auth_method": "token_endpoint_auth_method"}
 
@@ -76,8 +82,10 @@ async def register_client(services: Services, data: Any, *, token_kind: str, ip:
         if not is_acceptable_registration(uri):
             raise RegistrationError("invalid_redirect_uri", f"Redirect URIs must be {REGISTRATION_RULE}.")
     method = data.get("token_endpoint_auth_method", "client_secret_basic")
-    if method not in SUPPORTED_METHODS:
-        raise RegistrationError("invalid_client_metadata", f"token_endpoint_auth_method must be one of {', '.join(SUPPORTED_METHODS)}.")
+    methods = SUPPORTED_METHODS + (certificates.MTLS_METHODS if services.settings.mtls_enabled else ())
+    if method not in methods:
+        raise RegistrationError("invalid_client_metadata", f"token_endpoint_auth_method must be one of {', '.join(methods)}.")
+    mtls = _mtls_metadata(data, method)
     grant_types = _strings(data, "grant_types", max_items=3) or ["authorization_code"]
     if not set(grant_types) <= set(SUPPORTED_GRANTS):
         raise RegistrationError("invalid_client_metadata", f"grant_types must be among {', '.join(SUPPORTED_GRANTS)}.")
@@ -107,11 +115,24 @@ async def register_client(services: Services, data: Any, *, token_kind: str, ip:
             raise RegistrationError("invalid_client_metadata", "scope names a scope that registered clients may not have.")
     else:
         raise RegistrationError("invalid_client_metadata", "scope must be a space-separated string.")
+    # jwks / jwks_uri / token_endpoint_auth_signing_alg / require_pushed_authorization_requests (admin/client_keys.py),
+    # read first for RFC 7591 error descriptions; the admin service validates the whole client again.
+    key_values, problems = read_key_metadata(data, https_only=services.settings.server.production)
+    problems += key_consistency_problems({**key_values, "token_endpoint_auth_method": method})
+    if problems:
+        raise RegistrationError("invalid_client_metadata", f"{problems[0]['field']} {problems[0]['message']}."[:300])
+    name = data.get("client_name", "Registered client")
+    if not isinstance(name, str) or not name.strip() or len(name) > 200 or has_control_characters(name):
+        raise RegistrationError("invalid_client_metadata", "client_name must have 1-200 printable characters.")
+    dpop_bound = data.get("dpop_bound_access_tokens", False)
+    if not isinstance(dpop_bound, bool):
+        raise RegistrationError("invalid_client_metadata", "dpop_bound_access_tokens must be a boolean (RFC 9449 §5.2).")
     # The client itself is validated and written by the admin service, as for the admin API and the CLI.
     metadata = {
-        "name": data.get("client_name", "Registered client"), "client_type": "public" if public else "confidential",
+        "name": name, "client_type": "public" if public else "confidential",
         "token_endpoint_auth_method": method, "redirect_uris": redirect_uris, "grant_types": grant_types, "scopes": scopes,
-        "first_party": False,
+        "first_party": False, "dpop_bound_access_tokens": dpop_bound,
+        **{k: v for k, v in mtls.items() if v is not None}, **key_values,
     }
     try:
         created = await AdminService(services).create_client(
@@ -131,8 +152,34 @@ async def register_client(services: Services, data: Any, *, token_kind: str, ip:
         "response_types": response_types,
         "token_endpoint_auth_method": created["token_endpoint_auth_method"],
         "scope": " ".join(created["scopes"]),
+        "dpop_bound_access_tokens": bool(created.get("dpop_bound_access_tokens")),
     }
+    body.update({name: value for name, value in mtls.items() if value is not None})
+    body.update({name: created.get(name) for name in KEY_FIELDS if created.get(name) not in (None, False)})
     if "client_secret" in created:
         body["client_secret"] = created["client_secret"]
-        body["client_secret_expires_at"] = 0
+        # RFC 7591 §3.2.1: when the secret expires, seconds since the epoch; 0 if it never does
+        # (client_secrets.lifetime = 0). The rotation job replaces it before then (docs/operations.md).
+        body["client_secret_expires_at"] = created.get("client_secret_expires_at") or 0
     return body
+
+
+def _mtls_metadata(data: dict[str, Any], method: str) -> dict[str, Any]:
+    """RFC 8705 §2.1.2 and §3.4 metadata (tls_client_auth_*, certificate-bound tokens), checked as a whole with
+    the jwks that self_signed_tls_client_auth needs (certificates.check_metadata; jwks itself is read and
+    checked with the other key metadata, admin/client_keys.py)."""
+    values: dict[str, Any] = {}
+    for name in certificates.NAME_FIELDS:
+        value = data.get(name)
+        if value is not None and (not isinstance(value, str) or not 0 < len(value) <= 1000 or has_control_characters(value)):
+            raise RegistrationError("invalid_client_metadata", f"{name} must be a string of 1-1000 printable characters.")
+        values[name] = value
+    bound = data.get("tls_client_certificate_bound_access_tokens", False)
+    if not isinstance(bound, bool):
+        raise RegistrationError("invalid_client_metadata", "tls_client_certificate_bound_access_tokens must be true or false.")
+    values["tls_client_certificate_bound_access_tokens"] = bound
+    problems = certificates.check_metadata({**values, "jwks": data.get("jwks"), "token_endpoint_auth_method": method})
+    if problems:
+        field, message = problems[0]
+        raise RegistrationError("invalid_client_metadata", f"{field} {message}.")
+    return values

@@ -11,12 +11,13 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
 
 from authserver.accounts.passwords import PasswordPolicyError
+from authserver.admin.client_keys import key_consistency_problems, key_metadata_view
 from authserver.admin.models import (
     ClientCreate,
     ClientUpdate,
@@ -36,9 +37,12 @@ from authserver.admin.validation import (
     page,
     timestamp,
 )
+from authserver.keys.encryption import DecryptionError
+from authserver.protocol import certificates
+from authserver.secret_rotation import SecretRotation, new_webhook_secret
 from authserver.services import Services
 from authserver.storage.errors import Conflict, NotFound
-from authserver.storage.sql.clients import ClientInfo
+from authserver.storage.sql.clients import ClientInfo, webhook_aad
 from authserver.storage.sql.models import (
     Account,
     Client,
@@ -48,6 +52,8 @@ from authserver.storage.sql.models import (
 from authserver.tokens.revocation import issued_before_reenabling
 
 EVENT_NAME = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+# Set on the row after creation (the store's create does not take them).
+CLIENT_CONTACT_FIELDS = ("owner_email", "notification_webhook")
 
 Unlocker = Callable[[Account], Awaitable[None]]
 
@@ -70,10 +76,31 @@ class Actor:
 CLI = Actor(via="cli")
 
 
-def client_view(info: ClientInfo) -> dict[str, Any]:
+def client_view(info: ClientInfo, now: datetime | None = None) -> dict[str, Any]:
     body = info.public_dict()
     body["rate_limit_per_minute"] = info.rate_limit_per_minute
+    if now is not None and not info.is_public:
+        # RFC 7591 §3.2.1: seconds since the epoch, 0 when a secret never expires; here the last one to end.
+        body["client_secret_expires_at"] = info.secret_expires_at(now)
+    body.update(key_metadata_view(info))
     return body
+
+
+def secret_view(row: ClientSecret, now: datetime) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "label": row.label,
+        "created_at": iso(row.created_at),
+        "expires_at": iso(row.expires_at),
+        "valid": row.revoked_at is None and (row.expires_at is None or row.expires_at > now),
+        "revoked_at": iso(row.revoked_at),
+        "rotated_at": iso(row.rotated_at),
+        "replaces": row.replaces_id,
+        # Automatic rotation: issued, not yet delivered to the webhook nor revealed.
+        "pending_delivery": row.pending_secret_encrypted is not None,
+        "last_used_at": iso(row.last_used_at),
+        "use_count": row.use_count,
+    }
 
 
 def account_view(row: Account) -> dict[str, Any]:
@@ -126,7 +153,10 @@ class AdminService:
     # -- clients --------------------------------------------------------------------------------------
 
     def _context(self) -> Context:
-        return Context(scopes=frozenset(self._s.settings.tokens.scopes), roles=tuple(self._s.settings.admin.roles))
+        return Context(
+            scopes=frozenset(self._s.settings.tokens.scopes), roles=tuple(self._s.settings.admin.roles),
+            production=self._s.settings.server.production,
+        )
 
     def _read_client(self, data: Any, *, creating: bool) -> dict[str, Any]:
         """The fields the body gave (explicit nulls of nullable fields kept), validated by the models."""
@@ -139,7 +169,9 @@ class AdminService:
         client_type = merged["client_type"]
         method = merged.get("token_endpoint_auth_method") or ("none" if client_type == "public" else "client_secret_basic")
         if (method == "none") != (client_type == "public"):
-            errors.append({"field": "token_endpoint_auth_method", "message": "public clients use none; confidential clients a client_secret_* method"})
+            errors.append({"field": "token_endpoint_auth_method", "message": "public clients use none; confidential clients another method"})
+        errors.extend({"field": f, "message": m} for f, m in certificates.check_metadata({**merged, "token_endpoint_auth_method": method}))
+        errors.extend(key_consistency_problems({**merged, "token_endpoint_auth_method": method}))
         grants = merged.get("grant_types") or []
         if client_type == "public" and "client_credentials" in grants:
             errors.append({"field": "grant_types", "message": "client_credentials is for confidential clients only"})
@@ -159,6 +191,9 @@ class AdminService:
         values.setdefault("redirect_uris", [])
         values.setdefault("scopes", [])
         rate_limit = values.pop("rate_limit_per_minute", None)
+        contacts = {name: values.pop(name) for name in CLIENT_CONTACT_FIELDS if values.get(name) is not None}
+        if contacts.get("notification_webhook") and values.get("client_type") == "public":
+            raise invalid("The request has invalid fields.", [{"field": "notification_webhook", "message": "public clients have no secret to rotate"}])
         args = {k: v for k, v in values.items() if v is not None}
         try:
             info, secret = await self._s.clients.create(**args)
@@ -166,17 +201,38 @@ class AdminService:
             raise conflict("A client with this client_id exists.") from None
         except ValueError as error:
             raise invalid(str(error)) from None
+        extra: dict[str, Any] = dict(contacts)
+        webhook_secret = self._webhook_secret(info.client_id, extra)
         if rate_limit is not None:
-            await self._update_client_row(info.client_id, {"rate_limit_per_minute": rate_limit})
+            extra["rate_limit_per_minute"] = rate_limit
+        if extra:
+            await self._update_client_row(info.client_id, extra)
             info = await self._fresh_client(info.client_id)
         await self._s.events.record(
             event, "success", client_id=info.client_id, ip=ip, actor=actor.describe(),
             client_type=info.client_type, grant_types=list(info.grant_types), scopes=list(info.scopes),
         )
-        body = client_view(info)
+        body = self._view(info)
         if secret is not None:
             body["client_secret"] = secret
+        if webhook_secret is not None:
+            body["notification_webhook_secret"] = webhook_secret
         return body
+
+    def _view(self, info: ClientInfo) -> dict[str, Any]:
+        return client_view(info, self._s.clock.now())
+
+    def _webhook_secret(self, client_id: str, values: dict[str, Any]) -> str | None:
+        """A new webhook signing key when ``values`` sets a webhook (added to ``values`` encrypted; returned in
+        clear to be shown once); clearing the webhook clears its key."""
+        if "notification_webhook" not in values:
+            return None
+        if values["notification_webhook"] is None:
+            values["webhook_secret_encrypted"] = None
+            return None
+        key = new_webhook_secret()
+        values["webhook_secret_encrypted"] = self._s.encryptor.encrypt(key.encode(), aad=webhook_aad(client_id))
+        return key
 
     async def _fresh_client(self, client_id: str) -> ClientInfo:
         self._s.clients.forget(client_id)
@@ -186,7 +242,7 @@ class AdminService:
         return info
 
     async def get_client(self, client_id: str) -> dict[str, Any]:
-        return client_view(await self._fresh_client(client_id))
+        return self._view(await self._fresh_client(client_id))
 
     async def list_clients(self, params: Mapping[str, str]) -> dict[str, Any]:
         limit, offset = page(params, allowed=set())
@@ -198,7 +254,7 @@ class AdminService:
         for client_id in ids[:limit]:
             info = await self._s.clients.get(client_id)
             if info is not None:
-                items.append(client_view(info))
+                items.append(self._view(info))
         return listing(items, limit, offset, len(ids) > limit)
 
     async def _update_client_row(self, client_id: str, values: Mapping[str, Any]) -> None:
@@ -220,7 +276,10 @@ class AdminService:
         for name in ("grant_types", "redirect_uris", "post_logout_redirect_uris", "scopes", "audience"):
             if name in changes and changes[name] is None:
                 changes[name] = []
-        for name in ("first_party", "require_mfa", "can_introspect", "token_endpoint_auth_method"):
+        for name in (
+            "first_party", "require_mfa", "can_introspect", "token_endpoint_auth_method", "dpop_bound_access_tokens",
+            "require_pushed_authorization_requests",
+        ):
             if name in changes and changes[name] is None:
                 raise invalid("The request has invalid fields.", [{"field": name, "message": "must not be null"}])
         if actor.client_id == client_id:
@@ -232,12 +291,19 @@ class AdminService:
                 or (audience and issuer not in audience)
             ):
                 self._not_self(client_id, actor)
+        if changes.get("notification_webhook") and current.is_public:
+            raise invalid("The request has invalid fields.", [{"field": "notification_webhook", "message": "public clients have no secret to rotate"}])
+        fields = sorted(changes)
+        webhook_secret = self._webhook_secret(client_id, changes)
         if changes:
             await self._update_client_row(client_id, changes)
             await self._s.events.record(
-                "admin.client_updated", "success", client_id=client_id, actor=actor.describe(), fields=sorted(changes),
+                "admin.client_updated", "success", client_id=client_id, actor=actor.describe(), fields=fields,
             )
-        return client_view(await self._fresh_client(client_id))
+        body = self._view(await self._fresh_client(client_id))
+        if webhook_secret is not None:
+            body["notification_webhook_secret"] = webhook_secret
+        return body
 
     @staticmethod
     def _not_self(client_id: str, actor: Actor) -> None:
@@ -261,7 +327,7 @@ class AdminService:
         await self._s.events.record(
             "admin.client_disabled" if disabled else "admin.client_enabled", "success", client_id=client_id, actor=actor.describe()
         )
-        return client_view(await self._fresh_client(client_id))
+        return self._view(await self._fresh_client(client_id))
 
     async def delete_client(self, client_id: str, *, actor: Actor) -> None:
         self._not_self(client_id, actor)
@@ -275,42 +341,80 @@ class AdminService:
         await self._s.events.record("admin.client_deleted", "success", client_id=client_id, actor=actor.describe())
 
     async def list_secrets(self, client_id: str) -> dict[str, Any]:
-        info = await self._fresh_client(client_id)
+        """Every secret of the client with its label, expiry, state and usage (never a value)."""
+        try:
+            rows = await self._s.clients.secrets(client_id)
+        except NotFound:
+            raise not_found("client") from None
         now = self._s.clock.now()
-        async with self._s.sessions() as session:
-            rows = (
-                await session.scalars(select(ClientSecret).where(ClientSecret.client_id == info.client_id).order_by(ClientSecret.id))
-            ).all()
-        return {
-            "items": [
-                {
-                    "id": row.id,
-                    "created_at": iso(row.created_at),
-                    "expires_at": iso(row.expires_at),
-                    "valid": row.expires_at is None or row.expires_at > now,
-                }
-                for row in rows
-            ]
-        }
+        return {"items": [secret_view(row, now) for row in rows]}
 
     async def rotate_secret(self, client_id: str, data: Any, *, actor: Actor) -> dict[str, Any]:
-        """A new secret, valid at once; the previous ones stay valid for ``grace_seconds`` (0: end now)."""
+        """A new secret, valid at once; the previous ones stay valid for ``grace_seconds`` (0: end now).
+        With ``label``: only that label's secrets are replaced (a new label adds a secret beside the others)."""
         _, given = read(Rotation, {} if data is None else data)
         grace = given.get("grace_seconds")
+        label = given.get("label")
         if grace is None:
             grace = self._s.settings.admin.secret_rotation_grace
         info = await self._fresh_client(client_id)
         if info.is_public:
             raise AdminError(409, "conflict", "Public clients have no secret.")
         try:
-            secret = await self._s.clients.rotate_secret(client_id, grace_seconds=grace)
+            secret, row = await self._s.clients.add_secret(client_id, label=label, grace_seconds=grace)
         except NotFound:
             raise not_found("client") from None
         expires = self._s.clock.now() + timedelta(seconds=grace)
         await self._s.events.record(
             "admin.client_secret_rotated", "success", client_id=client_id, actor=actor.describe(), grace_seconds=grace,
+            label=row.label, secret_id=row.id,
         )
-        return {"client_id": client_id, "client_secret": secret, "previous_secrets_expire_at": iso(expires), "grace_seconds": grace}
+        return {
+            "client_id": client_id, "client_secret": secret, "previous_secrets_expire_at": iso(expires), "grace_seconds": grace,
+            "id": row.id, "label": row.label, "expires_at": iso(row.expires_at),
+        }
+
+    @staticmethod
+    def _secret_id(secret_id: str) -> int:
+        # ASCII digits only, within the column's 32-bit range (a larger number is no row, not a driver error).
+        if not (secret_id.isascii() and secret_id.isdigit()) or len(secret_id) > 10 or int(secret_id) >= 2**31:
+            raise not_found("secret")
+        return int(secret_id)
+
+    async def revoke_secret(self, client_id: str, secret_id: str, *, actor: Actor) -> dict[str, Any]:
+        """End one secret now (a leaked one). An admin client cannot revoke its own secrets (lock-out)."""
+        number = self._secret_id(secret_id)
+        await self._fresh_client(client_id)
+        if actor.client_id is not None and actor.client_id == client_id:
+            raise conflict("A client cannot revoke its own secret; use another admin client or the CLI.")
+        try:
+            row = await self._s.clients.revoke_secret(client_id, number)
+        except NotFound:
+            raise not_found("secret") from None
+        await self._s.events.record(
+            "admin.client_secret_revoked", "success", client_id=client_id, actor=actor.describe(), secret_id=number,
+            label=row.label,
+        )
+        return secret_view(row, self._s.clock.now())
+
+    async def reveal_secret(self, client_id: str, secret_id: str, *, actor: Actor) -> dict[str, Any]:
+        """Take, once, a secret the rotation job issued and could not deliver; the replaced secret's grace starts."""
+        number = self._secret_id(secret_id)
+        await self._fresh_client(client_id)
+        try:
+            result = await SecretRotation(self._s).reveal(client_id, number)
+        except DecryptionError:
+            raise conflict("The secret cannot be decrypted with the configured encryption keys; rotate it instead.") from None
+        if result is None:
+            raise not_found("undelivered secret")
+        row, secret, ends = result
+        await self._s.events.record(
+            "admin.client_secret_revealed", "success", client_id=client_id, actor=actor.describe(), secret_id=number,
+        )
+        return {
+            "client_id": client_id, "id": row.id, "label": row.label, "client_secret": secret,
+            "expires_at": iso(row.expires_at), "previous_secret_expires_at": iso(ends),
+        }
 
     # -- users ----------------------------------------------------------------------------------------
 

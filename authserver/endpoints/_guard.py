@@ -16,6 +16,7 @@ from starlette.responses import Response
 from authserver.abuse import retry_error
 from authserver.accounts.lockout import client_ip_key, client_key
 from authserver.errors import InvalidClient, TooManyRequests
+from authserver.endpoints._mtls import client_certificate
 from authserver.grants.base import authenticate_client
 from authserver.protocol import client_ip as client_ip_rules
 from authserver.protocol.client_auth import PresentedCredentials
@@ -68,8 +69,9 @@ async def authenticate_client_guarded(request: Request, services: Services, pres
             method=presented.method,
         )
         raise retry_error(locked)
+    certificate = client_certificate(request)  # a malformed one is a 400 before anything is counted
     try:
-        return await authenticate_client(services, presented)
+        return await authenticate_client(services, presented, certificate=certificate)
     except InvalidClient:
         limits = services.limiter
         by_client = await services.lockout.failure(keys[0], limits.client_policy())

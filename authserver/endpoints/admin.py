@@ -19,6 +19,7 @@ from typing import Any
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
+from authserver.admin import invitations as invitation_admin
 from authserver.admin import operations
 from authserver.admin.openapi import openapi_document
 from authserver.admin.service import Actor, AdminService
@@ -150,6 +151,18 @@ async def client_secrets(request: Request, admin: AdminService, actor: Actor) ->
 
 
 @admin_endpoint
+async def client_secret(request: Request, admin: AdminService, actor: Actor) -> Response:
+    """DELETE: revoke one secret now."""
+    return json_response(await admin.revoke_secret(_path(request, "client_id"), _path(request, "secret_id"), actor=actor))
+
+
+@admin_endpoint
+async def client_secret_reveal(request: Request, admin: AdminService, actor: Actor) -> Response:
+    """POST: take, once, a secret the rotation job could not deliver."""
+    return json_response(await admin.reveal_secret(_path(request, "client_id"), _path(request, "secret_id"), actor=actor))
+
+
+@admin_endpoint
 async def users(request: Request, admin: AdminService, actor: Actor) -> Response:
     if request.method == "POST":
         return json_response(await admin.create_user(await read_json(request), actor=actor), 201)
@@ -180,6 +193,23 @@ async def user_action(request: Request, admin: AdminService, actor: Actor) -> Re
     if action == "reset-mfa":
         return json_response(await admin.reset_mfa(account_id, actor=actor))
     raise AdminError(404, "not_found", "No such action.")
+
+
+@admin_endpoint
+async def invitations(request: Request, admin: AdminService, actor: Actor) -> Response:
+    services: Services = request.app.state.services
+    if request.method == "POST":
+        return json_response(await invitation_admin.create_invitation(services, await read_optional_json(request), actor=actor), 201)
+    return json_response(await invitation_admin.list_invitations(services, _query(request)))
+
+
+@admin_endpoint
+async def invitation(request: Request, admin: AdminService, actor: Actor) -> Response:
+    services: Services = request.app.state.services
+    invitation_id = _path(request, "invitation_id")
+    if request.method == "DELETE":
+        return json_response(await invitation_admin.revoke_invitation(services, invitation_id, actor=actor))
+    return json_response(await invitation_admin.get_invitation(services, invitation_id))
 
 
 @admin_endpoint

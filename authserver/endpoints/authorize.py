@@ -7,6 +7,7 @@ After that, errors go back to the client's redirect URI with ``error``, ``state`
 from __future__ import annotations
 
 import logging
+import re
 from datetime import timedelta
 from typing import NoReturn
 
@@ -27,6 +28,7 @@ from authserver.errors import (
 )
 from authserver.grants.authorization_code import new_code_value
 from authserver.grants.base import check_scopes, check_user_audience
+from authserver.interaction import pushed as pushed_requests
 from authserver.interaction.policy import (
     AuthorizationRequest,
     Interaction,
@@ -55,6 +57,8 @@ from authserver.web.pages import (
 log = logging.getLogger("authserver.authorize")
 
 PROMPT_VALUES = frozenset({"none", "login", "consent", "select_account"})
+# RFC 9449 §10 dpop_jkt: a base64url SHA-256 JWK thumbprint (43 characters).
+JKT = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
 class RedirectError(Exception):
@@ -80,7 +84,15 @@ async def authorize(request: Request) -> Response:
             params = query(request) if request.method == "GET" else await read_form(request)
         except OAuthError:
             raise PageError("error.invalid_request") from None
-        client, auth_request = await validate_request(services, params)
+        # A request_uri of ours comes from /par (RFC 9126 §4); any other (a request object by reference)
+        # is refused by validate_request with request_uri_not_supported.
+        pushed = params.get("request_uri", "").startswith(pushed_requests.REQUEST_URI_PREFIX)
+        if pushed:
+            taken = await pushed_requests.take(services, request_uri=params["request_uri"], client_id=params.get("client_id"))
+            if taken is None:
+                raise PageError("error.invalid_request_uri")
+            params = taken
+        client, auth_request = await validate_request(services, params, pushed=pushed)
         session = await services.browser_sessions.get(session_cookie(request))
         return await continue_flow(request, services, client, auth_request, session, interaction=None)
     except PageError as error:
@@ -94,7 +106,10 @@ def _ui_locales(request: Request) -> str | None:
     return value if value and len(value) < 100 else None
 
 
-async def validate_request(services: Services, params: dict[str, str]) -> tuple[ClientInfo, AuthorizationRequest]:
+async def validate_request(
+    services: Services, params: dict[str, str], *, pushed: bool = False
+) -> tuple[ClientInfo, AuthorizationRequest]:
+    """``pushed``: the parameters came through /par (RFC 9126), which the client or the server may require."""
     client_id = params.get("client_id")
     client = await services.clients.get(client_id) if client_id else None
     if client is None or client.disabled:
@@ -116,10 +131,12 @@ async def validate_request(services: Services, params: dict[str, str]) -> tuple[
     def fail(error: OAuthError) -> NoReturn:
         raise RedirectError(error, target, state)
 
+    if not pushed and (client.require_pushed_authorization_requests or services.settings.par.required):
+        fail(InvalidRequest("This client must push its authorization requests (RFC 9126)."))
     if "request" in params:
         fail(RequestNotSupported("Request objects are not supported."))
     if "request_uri" in params:
-        fail(RequestUriNotSupported("request_uri is not supported."))
+        fail(RequestUriNotSupported("Only request_uri values from the pushed authorization request endpoint are supported."))
     response_type = params.get("response_type")
     if response_type is None:
         fail(InvalidRequest("Missing response_type."))
@@ -149,6 +166,10 @@ async def validate_request(services: Services, params: dict[str, str]) -> tuple[
     nonce = params.get("nonce")
     if nonce is not None and len(nonce) > 512:
         fail(InvalidRequest("nonce is too long."))
+    dpop_jkt = params.get("dpop_jkt")
+    if dpop_jkt is not None and not JKT.fullmatch(dpop_jkt):
+        # RFC 9449 §10: the base64url SHA-256 JWK thumbprint (RFC 7638) of the client's DPoP key.
+        fail(InvalidRequest("Invalid parameter: dpop_jkt."))
     hint_sub = None
     if "id_token_hint" in params:
         # OIDC Core §3.1.2.1: an ID token we issued to this client (expired ones too: it names, it grants nothing).
@@ -177,6 +198,7 @@ async def validate_request(services: Services, params: dict[str, str]) -> tuple[
         ui_locales=params.get("ui_locales"),
         acr_values=params.get("acr_values", "").split(),
         id_token_hint_sub=hint_sub,
+        dpop_jkt=dpop_jkt,
     )
 
 
@@ -224,6 +246,7 @@ async def continue_flow(
             audience=auth_request.audience,
             code_challenge=auth_request.code_challenge,
             nonce=auth_request.nonce,
+            dpop_jkt=auth_request.dpop_jkt,
             auth_time=session.auth_time,
             amr=list(session.amr),
             acr=session.acr,

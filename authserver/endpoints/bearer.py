@@ -8,9 +8,14 @@ An endpoint declares what it needs as a :class:`Protection` and calls :func:`gat
 :class:`Bearer` or raises ``InvalidToken`` (401) / ``InsufficientScope`` (403) with a ``WWW-Authenticate``
 challenge. In order, cheapest first:
 
-1. the token: ``Authorization: Bearer`` (or, where allowed, the ``access_token`` form field, §2.2; never both);
+1. the token: ``Authorization: Bearer`` (or, where allowed, the ``access_token`` form field, §2.2; never both),
+   or ``Authorization: DPoP`` (RFC 9449 §7.1);
 2. signature with our keys, ``typ`` = ``at+jwt``, ``iss``, ``exp`` (``TokenSigner.verify_access_token``);
+   the sender constraint: a DPoP-bound token (``cnf.jkt``) only as ``DPoP`` with a valid ``DPoP`` proof of
+   that key for this request (``htm``, ``htu``, ``ath``; jti single use), a bearer token never as ``DPoP``
+   (:func:`check_dpop`);
 3. ``aud`` names one of the endpoint's own audiences (a token for a data API is not a token for us);
+   a token bound to a TLS certificate (``cnf.x5t#S256``, RFC 8705 §3) comes with that certificate;
 4. the per-token rate limit, if the endpoint has one (before any SQL, so a leaked token cannot hammer it);
 5. the scope;
 6. the deny list (the token's ``jti``, its grant ``gid``, its person, its client; shared by every instance);
@@ -24,6 +29,7 @@ nothing about which check failed.
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -33,7 +39,15 @@ from starlette.responses import Response
 
 from authserver.endpoints._guard import client_ip
 from authserver.endpoints._http import FORM_TYPE, read_form
-from authserver.errors import InsufficientScope, InvalidRequest, InvalidToken, OAuthError
+from authserver.endpoints._mtls import client_certificate
+from authserver.errors import (
+    InsufficientScope,
+    InvalidDpopProof,
+    InvalidRequest,
+    InvalidToken,
+    OAuthError,
+    UseDpopNonce,
+)
 from authserver.services import Services
 from authserver.storage.sql.clients import ClientInfo
 from authserver.storage.sql.models import Account
@@ -116,7 +130,7 @@ async def presented_token(request: Request, protection: Protection) -> str:
     token = None
     if header is not None:
         scheme, _, value = header.partition(" ")
-        if scheme.lower() != "bearer" or not value.strip():
+        if scheme.lower() not in ("bearer", "dpop") or not value.strip():
             raise challenge(InvalidToken("Malformed Authorization header."), protection)
         token = value.strip()
     if (
@@ -131,7 +145,7 @@ async def presented_token(request: Request, protection: Protection) -> str:
             token = form["access_token"]
     if not token:
         error = InvalidToken("An access token is required.")
-        error.headers["WWW-Authenticate"] = f'Bearer realm="{protection.realm}"'
+        error.headers["WWW-Authenticate"] = f'Bearer realm="{protection.realm}", {dpop_challenge_params(request)}'
         raise error
     return token
 
@@ -143,9 +157,11 @@ async def gate(request: Request, services: Services, protection: Protection) -> 
     claims = services.signer.verify_access_token(token)
     if claims is None:
         raise refused
+    await check_dpop(request, services, protection, token, claims)
     issuer = services.settings.server.issuer
     if protection.audience_values(issuer).isdisjoint(audiences_of(claims)):
         raise challenge(InvalidToken(REFUSED, debug="audience"), protection)
+    _check_certificate_binding(request, claims, protection)
     client_id = claims.get("client_id")
     if not isinstance(client_id, str) or not client_id:
         raise refused
@@ -167,6 +183,72 @@ async def gate(request: Request, services: Services, protection: Protection) -> 
             raise refused
     account = await _person(services, claims, protection, refused)
     return Bearer(token, claims, scopes, client, account)
+
+
+class ResourceDpopProofError(InvalidDpopProof):
+    status_code = 401  # RFC 9449 §7.1: at a resource the proof's errors are 401 with a DPoP challenge
+
+
+class ResourceUseDpopNonce(UseDpopNonce):
+    status_code = 401  # RFC 9449 §9
+
+
+def dpop_challenge_params(request: Request) -> str:
+    """``DPoP algs="…"`` (RFC 9449 §7.1): the proof algorithms we accept."""
+    services: Services = request.app.state.services
+    return f'DPoP algs="{" ".join(services.dpop.algorithms)}"'
+
+
+def dpop_challenge(error: OAuthError, request: Request) -> OAuthError:
+    value = dpop_challenge_params(request)
+    if error.description:
+        value += f', error="{error.error}", error_description="{error.description}"'
+    error.headers["WWW-Authenticate"] = value
+    return error
+
+
+async def check_dpop(request: Request, services: Services, protection: Protection, token: str, claims: dict[str, Any]) -> None:
+    """RFC 9449 §7: a token bound to a DPoP key (``cnf.jkt``) comes as ``Authorization: DPoP`` with a proof
+    of that key for this request and token; an unbound token never comes as ``DPoP``. Refusals of the token
+    itself read like every other (``invalid_token``); a bad proof is ``invalid_dpop_proof``."""
+    cnf = claims.get("cnf")
+    jkt = cnf.get("jkt") if isinstance(cnf, dict) else None
+    header = request.headers.get("authorization") or ""
+    as_dpop = header.partition(" ")[0].lower() == "dpop"
+    if not as_dpop:
+        if jkt is not None:
+            raise dpop_challenge(InvalidToken(REFUSED, debug="DPoP-bound token presented as a bearer token"), request)
+        return
+    if not isinstance(jkt, str):
+        raise dpop_challenge(InvalidToken(REFUSED, debug="unbound token presented with the DPoP scheme"), request)
+    url = services.settings.server.issuer + request.url.path
+    try:
+        proof = await services.dpop.check(request.headers.getlist("dpop"), method=request.method, url=url, access_token=token)
+    except UseDpopNonce as error:
+        raise dpop_challenge(_with_headers(ResourceUseDpopNonce(error.description), error), request) from None
+    except InvalidDpopProof as error:
+        raise dpop_challenge(ResourceDpopProofError(error.description), request) from None
+    if proof is None:
+        raise dpop_challenge(ResourceDpopProofError("A DPoP proof is required with a DPoP-bound token."), request)
+    if not hmac.compare_digest(proof.jkt.encode(), jkt.encode()):
+        raise dpop_challenge(InvalidToken(REFUSED, debug="DPoP proof of another key"), request)
+
+
+def _with_headers(error: OAuthError, source: OAuthError) -> OAuthError:
+    error.headers.update(source.headers)
+    return error
+
+
+def _check_certificate_binding(request: Request, claims: dict[str, Any], protection: Protection) -> None:
+    """RFC 8705 §3: a token bound to a certificate (``cnf.x5t#S256``) is honoured only on a request that
+    presents that certificate (mutual TLS); a stolen bound token is refused like any invalid one."""
+    cnf = claims.get("cnf")
+    bound = cnf.get("x5t#S256") if isinstance(cnf, dict) else None
+    if bound is None:
+        return
+    certificate = client_certificate(request)
+    if certificate is None or not isinstance(bound, str) or not hmac.compare_digest(bound, certificate.thumbprint):
+        raise challenge(InvalidToken(REFUSED, debug="certificate binding"), protection)
 
 
 async def _person(services: Services, claims: dict[str, Any], protection: Protection, refused: OAuthError) -> Account | None:
@@ -209,4 +291,4 @@ def protection_of(endpoint: object, services: Services) -> Protection | None:
     return declared if isinstance(declared, Protection) else declared(services)
 
 
-__all__ = ["Bearer", "Protection", "audiences_of", "challenge", "gate", "protected", "protection_of"]
+__all__ = ["Bearer", "Protection", "audiences_of", "challenge", "check_dpop", "gate", "protected", "protection_of"]

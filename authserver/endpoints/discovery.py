@@ -7,23 +7,46 @@ from typing import Any
 
 from authserver.endpoints._http import OAUTH_JSON, mark_channel
 from authserver.endpoints.prepared import PreparedDocument
+from authserver.grants.base import CLIENT_AUTHENTICATORS
+from authserver.grants.client_assertion import CLIENT_SECRET_JWT_ALGS, PRIVATE_KEY_JWT_ALGS
 from authserver.keys.rotation import configured_algorithms
 from authserver.mfa.service import ACR_MFA, ACR_PASSWORD
+from authserver.protocol.certificates import MTLS_METHODS
 from authserver.settings import Settings
+from authserver.storage.sql.clients import AUTH_METHODS
+
+
+def auth_methods(settings: Settings) -> list[str]:
+    """The client authentication methods that work: registered ones with an authenticator, the mTLS ones only
+    while clients can present certificates (serve asks for them or a proxy forwards them)."""
+    return [
+        method for method in AUTH_METHODS
+        if method in CLIENT_AUTHENTICATORS and (settings.mtls_enabled or method not in MTLS_METHODS)
+    ]
+
+
+def auth_signing_algs(methods: list[str]) -> list[str]:
+    algs = list(PRIVATE_KEY_JWT_ALGS) if "private_key_jwt" in methods else []
+    return algs + (list(CLIENT_SECRET_JWT_ALGS) if "client_secret_jwt" in methods else [])
 
 
 def build_metadata(settings: Settings, grant_types: list[str]) -> dict[str, Any]:
     issuer = settings.server.issuer
-    return {
+    methods = auth_methods(settings)
+    confidential_methods = [m for m in methods if m != "none"]
+    algs = auth_signing_algs(methods)
+    return _with_mtls(settings, {
         "issuer": issuer,
         "authorization_endpoint": f"{issuer}/authorize",
         "token_endpoint": f"{issuer}/token",
         "userinfo_endpoint": f"{issuer}/userinfo",
         "jwks_uri": f"{issuer}/jwks",
         "revocation_endpoint": f"{issuer}/revoke",
-        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "revocation_endpoint_auth_methods_supported": methods,
+        "revocation_endpoint_auth_signing_alg_values_supported": algs,
         "introspection_endpoint": f"{issuer}/introspect",
-        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "introspection_endpoint_auth_methods_supported": confidential_methods,
+        "introspection_endpoint_auth_signing_alg_values_supported": algs,
         "end_session_endpoint": f"{issuer}/logout",
         "registration_endpoint": f"{issuer}/register",
         "scopes_supported": list(settings.tokens.scopes),
@@ -32,8 +55,13 @@ def build_metadata(settings: Settings, grant_types: list[str]) -> dict[str, Any]
         "grant_types_supported": grant_types,
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": list(configured_algorithms(settings)),
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "token_endpoint_auth_methods_supported": methods,
+        "token_endpoint_auth_signing_alg_values_supported": algs,
+        # RFC 9126 §5: pushed authorization requests, required of every client when par.required.
+        "pushed_authorization_request_endpoint": f"{issuer}/par",
+        "require_pushed_authorization_requests": settings.par.required,
         "code_challenge_methods_supported": ["S256"],
+        "dpop_signing_alg_values_supported": list(settings.dpop.signing_algs),
         "authorization_response_iss_parameter_supported": True,
         "claims_supported": [
             "sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "azp", "at_hash",
@@ -49,7 +77,24 @@ def build_metadata(settings: Settings, grant_types: list[str]) -> dict[str, Any]
         # Not registered metadata (hence the prefix): the signed revocation feed for offline verifiers
         # (authserver/tokens/feed.py, docs/verifying-tokens.md).
         "cmipro_revocation_feed_uri": f"{issuer}/revocations",
+    })
+
+
+def _with_mtls(settings: Settings, metadata: dict[str, Any]) -> dict[str, Any]:
+    """RFC 8705 metadata when clients can present certificates (serve asks for them or a proxy forwards them):
+    certificate-bound tokens (§3.3) and the endpoints' mTLS aliases (§5); the two methods come with
+    :func:`auth_methods`."""
+    if not settings.mtls_enabled:
+        return metadata
+    metadata["tls_client_certificate_bound_access_tokens"] = True
+    base = settings.server.mtls_base_url or settings.server.issuer
+    metadata["mtls_endpoint_aliases"] = {
+        f"{name}_endpoint": f"{base}/{path}"
+        for name, path in (("token", "token"), ("revocation", "revoke"), ("introspection", "introspect"),
+                           ("userinfo", "userinfo"), ("registration", "register"),
+                           ("pushed_authorization_request", "par"))
     }
+    return metadata
 
 
 def metadata_endpoint(metadata: dict[str, Any]) -> PreparedDocument:

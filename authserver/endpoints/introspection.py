@@ -70,10 +70,13 @@ async def _access_token(services: Services, caller: ClientInfo, token: str) -> d
     if await services.revocations.is_revoked(claims):
         return INACTIVE
     body: dict[str, Any] = {"active": True}
-    for name in ("scope", "client_id", "sub", "exp", "iat", "aud", "iss", "jti"):
+    # cnf: the key the token is bound to (RFC 8705 §3.2 x5t#S256), for the resource server to check.
+    for name in ("scope", "client_id", "sub", "exp", "iat", "aud", "iss", "jti", "cnf"):
         if name in claims:
             body[name] = claims[name]
-    body["token_type"] = "Bearer"
+    # RFC 9449 §6.2: a DPoP-bound token is of type DPoP, and cnf.jkt tells the resource server its key.
+    cnf = claims.get("cnf")
+    body["token_type"] = "DPoP" if isinstance(cnf, dict) and "jkt" in cnf else "Bearer"
     return body
 
 

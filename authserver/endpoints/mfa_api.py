@@ -22,6 +22,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from authserver.accounts.lifecycle import sign_out_other_sessions
+from authserver.accounts.notices import notify
 from authserver.endpoints._guard import client_ip, user_agent
 from authserver.endpoints._http import json_response, method_not_allowed, oauth_json
 from authserver.endpoints.bearer import Bearer, Protection, gate, protected
@@ -37,6 +38,7 @@ from authserver.mfa.service import (
     SecretUnavailable,
 )
 from authserver.services import Services
+from authserver.web.pages import request_locale
 
 SCOPE = "mfa:manage"
 PROTECTION = Protection(scope=SCOPE)
@@ -83,6 +85,12 @@ async def _end_other_sessions(request: Request, services: Services, identity: Be
     await sign_out_other_sessions(
         services, identity.person.account_id, keep_grant=gid if isinstance(gid, str) else None, reason=reason, ip=client_ip(request)
     )
+    _notify(request, services, identity, "mfa_enabled" if reason == "mfa_enrolled" else "mfa_disabled")
+
+
+def _notify(request: Request, services: Services, identity: Bearer, what: str) -> None:
+    """The security notice mail (accounts/notices.py), in the account's language, else the request's."""
+    notify(services, identity.person, what, locale=request_locale(request))
 
 
 async def _json_body(request: Request) -> dict[str, str]:
@@ -226,4 +234,5 @@ async def regenerate_backup_codes(request: Request) -> Response:
         raise _translate_domain_errors(error) from None
     if not outcome.ok:
         _raise_failure(outcome, services)
+    _notify(request, services, identity, "backup_codes_regenerated")
     return json_response({"backup_codes": codes})

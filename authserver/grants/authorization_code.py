@@ -10,7 +10,7 @@ import logging
 from typing import Any, ClassVar
 
 from authserver.errors import InvalidGrant, InvalidRequest
-from authserver.grants.base import issue_user_tokens, require_grant_type
+from authserver.grants.base import TokenBinding, issue_user_tokens, require_grant_type
 from authserver.protocol.pkce import verify_s256
 from authserver.services import Services
 from authserver.storage.errors import AlreadyConsumed, Expired
@@ -31,7 +31,7 @@ class AuthorizationCodeGrant:
         self._services = services
 
     async def create_token_response(
-        self, client: ClientInfo, params: dict[str, str], *, ip: str | None = None
+        self, client: ClientInfo, params: dict[str, str], *, ip: str | None = None, binding: TokenBinding | None = None
     ) -> dict[str, Any]:
         require_grant_type(client, self.GRANT_TYPE)
         code_value = params.get("code")
@@ -55,6 +55,9 @@ class AuthorizationCodeGrant:
             raise InvalidGrant("redirect_uri does not match the authorization request.")
         if not verify_s256(verifier, code.code_challenge):
             raise InvalidGrant("The code_verifier does not match the code_challenge.")
+        if code.dpop_jkt is not None and (binding is None or binding.jkt != code.dpop_jkt):
+            # RFC 9449 §10: the code was bound to a DPoP key at /authorize (dpop_jkt).
+            raise InvalidGrant("The authorization code is bound to another DPoP key.")
         account = await services.accounts.get(code.account_id)
         if account is None or account.disabled_at is not None:
             raise InvalidGrant("The account is not active.")
@@ -72,6 +75,8 @@ class AuthorizationCodeGrant:
                 code,
                 absolute_ttl=absolute_ttl,
                 refresh=refresh,
+                # RFC 9449 §5: a public client's refresh tokens are bound to its DPoP key, a confidential one's are not.
+                dpop_jkt=binding.jkt if binding is not None and client.is_public and refresh is not None else None,
             )
         except AlreadyConsumed as reused:
             await self._revoke_reused(reused.grant_id, client.client_id, code.account_id, ip)
@@ -80,7 +85,8 @@ class AuthorizationCodeGrant:
             raise InvalidGrant("The authorization code has expired.") from None
 
         return issue_user_tokens(
-            services, client, account, grant, scopes=list(code.scopes), nonce=code.nonce, refresh_token=refresh_value
+            services, client, account, grant, scopes=list(code.scopes), nonce=code.nonce, refresh_token=refresh_value,
+            binding=binding,
         )
 
     async def _revoke_reused(self, grant_id: str | None, client_id: str, account_id: str, ip: str | None) -> None:

@@ -11,6 +11,8 @@ from typing import Any, ClassVar
 from authserver.errors import InvalidScope, UnauthorizedClient
 from authserver.grants.base import (
     USER_SCOPES,
+    TokenBinding,
+    bound_claims,
     check_audience,
     check_scopes,
     require_grant_type,
@@ -28,7 +30,7 @@ class ClientCredentialsGrant:
         self._services = services
 
     async def create_token_response(
-        self, client: ClientInfo, params: dict[str, str], *, ip: str | None = None
+        self, client: ClientInfo, params: dict[str, str], *, ip: str | None = None, binding: TokenBinding | None = None
     ) -> dict[str, Any]:
         require_grant_type(client, self.GRANT_TYPE)
         if client.is_public:
@@ -46,5 +48,7 @@ class ClientCredentialsGrant:
             audience=audience,
             ttl=client.access_token_ttl or settings.access_token_ttl,
             alg=client.signing_alg,
+            extra=bound_claims(binding) or None,
         )
-        return token_response(issued.token, issued.expires_in, scopes)
+        token_type = binding.token_type if binding is not None else "Bearer"
+        return token_response(issued.token, issued.expires_in, scopes, token_type=token_type)

@@ -38,6 +38,8 @@ class AuthorizationRequest:
     acr_values: list[str] = field(default_factory=list)
     # ``sub`` of a verified id_token_hint (OIDC Core §3.1.2.1): the person the client expects to be signed in.
     id_token_hint_sub: str | None = None
+    # RFC 9449 §10: the DPoP key (JWK SHA-256 thumbprint) the code is bound to.
+    dpop_jkt: str | None = None
 
 
 @dataclass

@@ -16,7 +16,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 
 class DecryptionError(Exception):
@@ -34,6 +36,7 @@ def _b64e(data: bytes) -> str:
 class Encryptor:
     def __init__(self, keys: Mapping[str, str], active_key_id: str) -> None:
         self._keys: dict[str, AESGCM] = {}
+        self._raw: dict[str, bytes] = {}
         for key_id, encoded in keys.items():
             if "." in key_id or not key_id:
                 raise ValueError(f"encryption key id {key_id!r}: no dots, not empty")
@@ -41,6 +44,7 @@ class Encryptor:
             if len(raw) != 32:
                 raise ValueError(f"encryption key {key_id!r}: must be 32 bytes, base64url encoded")
             self._keys[key_id] = AESGCM(raw)
+            self._raw[key_id] = raw
         if active_key_id not in self._keys:
             raise ValueError(f"active encryption key {active_key_id!r} is not configured")
         self.active_key_id = active_key_id
@@ -67,6 +71,13 @@ class Encryptor:
             return self._keys[key_id].decrypt(raw[:12], raw[12:], aad)
         except InvalidTag:
             raise DecryptionError("ciphertext does not authenticate") from None
+
+    def derive_key(self, purpose: bytes) -> bytes:
+        """A 32-byte key for another purpose (HKDF-SHA256 over the active key, RFC 5869), the same on every
+        instance that shares the key configuration (e.g. the DPoP nonce's MAC key)."""
+        return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"authserver/" + purpose).derive(
+            self._raw[self.active_key_id]
+        )
 
     def needs_reencrypt(self, token: str) -> bool:
         return not token.startswith(f"v1.{self.active_key_id}.")

@@ -35,7 +35,8 @@ from authserver.events import SecurityEvents
 from authserver.keys.encryption import DecryptionError, Encryptor
 from authserver.keys.keystore import KEYS_LOCK_ID, PUBLISHED_STATES, KeyStore, new_signing_key_row
 from authserver.settings import Settings
-from authserver.storage.sql.models import Account, Client, SigningKey
+from authserver.storage.sql.clients import pending_aad, webhook_aad
+from authserver.storage.sql.models import Account, Client, ClientSecret, SigningKey
 
 __all__ = [
     "KeyInfo",
@@ -204,6 +205,9 @@ ENCRYPTED_COLUMNS: tuple[tuple[Any, str, str, Any], ...] = (
     (SigningKey, "kid", "private_key_encrypted", lambda kid: kid.encode()),
     # bound to the bare account id, as authserver.mfa.service encrypts it
     (Account, "account_id", "totp_secret_encrypted", lambda account_id: account_id.encode()),
+    # client secrets' rotation (authserver.secret_rotation): webhook signing keys and undelivered secrets
+    (Client, "client_id", "webhook_secret_encrypted", webhook_aad),
+    (ClientSecret, "id", "pending_secret_encrypted", pending_aad),
 )
 
 

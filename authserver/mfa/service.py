@@ -277,6 +277,12 @@ class MfaService:
         await self._event("mfa.disable", "success", account_id, context)
         return outcome
 
+    async def recover(self, account_id: str, context: Context) -> None:
+        """The person signed in with a backup code and sets up a new authenticator: the lost one's secret and
+        the remaining backup codes are removed now (web/mfa_views.account_mfa_recover)."""
+        await self._store.disable(account_id)
+        await self._event("mfa.disable", "recovery", account_id, context)
+
     async def reset(self, account_id: str, context: Context) -> None:
         """An operator removes the second factor (lost phone and backup codes); recorded as a security event."""
         await self._store.disable(account_id)

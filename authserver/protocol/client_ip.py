@@ -54,3 +54,9 @@ def resolve(peer: str | None, forwarded_for: list[str], networks: tuple[Network,
         if not _trusted(current, networks):
             break
     return str(current)
+
+
+def is_trusted(peer: str | None, networks: tuple[Network, ...]) -> bool:
+    """Whether the TCP peer is one of the trusted proxies (their headers are believed)."""
+    address = _address(peer) if peer else None
+    return address is not None and bool(networks) and _trusted(address, networks)

@@ -1,5 +1,7 @@
 """Storage outcomes, in storage words (grants translate them into OAuth errors)."""
 
+from datetime import datetime
+
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
@@ -23,9 +25,11 @@ class Expired(StorageError):
 class AlreadyConsumed(StorageError):
     """A single-use value (code, refresh token) was presented again."""
 
-    def __init__(self, grant_id: str | None) -> None:
+    def __init__(self, grant_id: str | None, *, consumed_at: datetime | None = None) -> None:
         super().__init__("already consumed")
         self.grant_id = grant_id
+        # When the first use consumed it (refresh tokens: the grace period counts from here).
+        self.consumed_at = consumed_at
 
 
 class Unavailable(StorageError):

@@ -17,6 +17,10 @@ SESSION_PREFIX = "ss_"
 # Single-use links sent by mail (authserver/web/self_service.py): password reset, e-mail verification.
 RESET_PREFIX = "pr_"
 VERIFY_PREFIX = "ev_"
+# One step of MFA recovery: offered after a sign-in with a backup code, to set up a new authenticator.
+RECOVER_PREFIX = "mr_"
+# Invitation codes for sign-up (self_service.signup_requires_invitation), made by an operator.
+INVITATION_PREFIX = "inv_"
 
 
 def new_secret(prefix: str) -> str:

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from authserver.accounts.lifecycle import sign_out_other_sessions
+from authserver.accounts.notices import notify
 from authserver.endpoints._guard import client_ip, too_many_page
 from authserver.endpoints._http import read_form
 from authserver.errors import OAuthError, TooManyRequests
@@ -126,10 +127,12 @@ async def _upgraded_session(request: Request, services: Services, account_id: st
     return cookie
 
 
-async def _after_factor_change(request: Request, services: Services, account_id: str, reason: str) -> str:
-    """A new enrolment: the upgraded session, and every other session and token family ends (ASVS 5 7.4.3)."""
-    cookie = await _upgraded_session(request, services, account_id)
-    await sign_out_other_sessions(services, account_id, keep=digest(cookie), reason=reason, ip=client_ip(request))
+async def _after_factor_change(request: Request, services: Services, account: Account, reason: str, *, locale: str) -> str:
+    """A new enrolment: the upgraded session, every other session and token family ends (ASVS 5 7.4.3),
+    and the person gets a security notice by mail."""
+    cookie = await _upgraded_session(request, services, account.account_id)
+    await sign_out_other_sessions(services, account.account_id, keep=digest(cookie), reason=reason, ip=client_ip(request))
+    notify(services, account, "mfa_enabled", locale=locale)
     return cookie
 
 
@@ -236,9 +239,15 @@ async def mfa_prompt(request: Request) -> Response:
         target = _continue_target(interaction)
         if outcome.method == "backup_code":
             remaining = outcome.backup_codes_remaining or 0
+            # Lost phone? Offer to set up a new authenticator now, without a second backup code: a
+            # single-use value bound to this account, valid self_service.mfa_recovery_ttl (account_mfa_recover).
+            recovery = await services.account_tokens.issue(
+                account.account_id, "recover", ttl=services.settings.self_service.mfa_recovery_ttl
+            )
             response = render(
                 request, "mfa_backup_used.html", locale=locale, remaining=remaining,
                 low=remaining <= LOW_BACKUP_CODES, continue_to=target,
+                recovery={"token": recovery}, csrf=form_token(cookie, "mfa"),
             )
         else:
             response = RedirectResponse(target, status_code=303, headers={"Cache-Control": "no-store"})
@@ -288,7 +297,7 @@ async def mfa_enrol(request: Request) -> Response:
                 request, services, account, locale=locale, secret=enrolment.secret, uri=enrolment.otpauth_uri,
                 action="/mfa/enrol", hidden=hidden, error=translate(locale, "mfa.invalid"), status_code=400,
             )
-        cookie = await _after_factor_change(request, services, account.account_id, "mfa_enrolled")
+        cookie = await _after_factor_change(request, services, account, "mfa_enrolled", locale=locale)
         response = _render_backup_codes(request, locale=locale, codes=codes, continue_to=_continue_target(interaction))
         set_session_cookie(response, services.settings, cookie)
         return response
@@ -366,7 +375,7 @@ async def account_mfa_enrol(request: Request) -> Response:
                 request, services, account, locale=locale, secret=enrolment.secret, uri=enrolment.otpauth_uri,
                 action="/account/mfa/enrol", hidden=hidden, error=translate(locale, "mfa.invalid"), status_code=400,
             )
-        cookie = await _after_factor_change(request, services, account.account_id, "mfa_enrolled")
+        cookie = await _after_factor_change(request, services, account, "mfa_enrolled", locale=locale)
         response = _render_backup_codes(request, locale=locale, codes=codes, continue_to="/account/mfa")
         set_session_cookie(response, services.settings, cookie)
         return response
@@ -409,6 +418,7 @@ async def _account_action(request: Request, action: str) -> Response:
                 account.account_id, code=presented[0], method=presented[1], context=_context(request)
             )
             if outcome.ok:
+                notify(services, account, "backup_codes_regenerated", locale=locale)
                 return _render_backup_codes(request, locale=locale, codes=codes, continue_to="/account/mfa")
         else:
             outcome = await services.mfa.disable(
@@ -419,6 +429,7 @@ async def _account_action(request: Request, action: str) -> Response:
                 await sign_out_other_sessions(
                     services, account.account_id, keep=session.session_digest, reason="mfa_disabled", ip=client_ip(request)
                 )
+                notify(services, account, "mfa_disabled", locale=locale)
                 fresh = await services.accounts.get(account.account_id)
                 message = f'{translate(locale, "mfa.disabled")} {translate(locale, "mfa.sessions_ended")}'
                 return await _account_page(request, services, fresh or account, locale=locale, message=message)
@@ -431,4 +442,42 @@ async def _account_action(request: Request, action: str) -> Response:
     except NotEnabled:
         return RedirectResponse("/account/mfa", status_code=303)
     except (SecretUnavailable, MfaError):
+        return error_page(request, "error.unavailable", status_code=503)
+
+
+@html_page
+async def account_mfa_recover(request: Request) -> Response:
+    """MFA recovery: someone who signed in with a backup code (lost phone) sets up a new authenticator.
+
+    The backup-code page carries a single-use value (``account_tokens`` purpose ``recover``, digest only,
+    valid ``self_service.mfa_recovery_ttl``) bound to the account. Using it removes the lost phone's
+    secret and the remaining backup codes at once, ends every other session and token family, mails a
+    security notice and leads to enrolment (which ends the other sessions again and issues new codes).
+    Without it (expired, used, another account's, another browser's form) nothing changes.
+    """
+    services: Services = request.app.state.services
+    try:
+        if request.method != "POST":
+            return error_page(request, "error.method", status_code=405)
+        found = await _account_session(request, services)
+        if isinstance(found, Response):
+            return found
+        session, account = found
+        locale = request_locale(request)
+        form = await checked_form(request, session_cookie(request), "mfa")
+        if isinstance(form, Response):
+            return form
+        value = form.get("recovery", "")
+        owner = await services.account_tokens.peek(value, "recover")
+        if owner is None or owner.account_id != account.account_id or not is_enrolled(account):
+            return error_page(request, "mfa.recover_invalid", locale=locale)
+        if await services.account_tokens.claim(value, "recover") is None:  # a parallel use won
+            return error_page(request, "mfa.recover_invalid", locale=locale)
+        await services.mfa.recover(account.account_id, _context(request))
+        await sign_out_other_sessions(
+            services, account.account_id, keep=session.session_digest, reason="mfa_recovery", ip=client_ip(request)
+        )
+        notify(services, account, "mfa_replaced", locale=locale)
+        return RedirectResponse("/account/mfa/enrol", status_code=303, headers={"Cache-Control": "no-store"})
+    except SecretUnavailable:
         return error_page(request, "error.unavailable", status_code=503)

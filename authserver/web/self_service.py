@@ -27,6 +27,7 @@ from authserver.accounts.lifecycle import (
     withdraw_consent,
 )
 from authserver.accounts.lockout import account_key, ip_key
+from authserver.accounts.notices import notify
 from authserver.accounts.passwords import MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS, is_common
 from authserver.endpoints._guard import client_ip, too_many_page, user_agent
 from authserver.errors import TooManyRequests
@@ -155,6 +156,7 @@ async def _account_password(request: Request, services: Services) -> Response:
     await services.events.record(
         "password_change", "success", account_id=account.account_id, ip=ip, user_agent=user_agent(request), grants_revoked=revoked
     )
+    notify(services, account, "password_changed", locale=locale)
     return page(message="password.changed")
 
 
@@ -277,6 +279,7 @@ async def _password_reset(request: Request, services: Services) -> Response:
     await services.events.record(
         "password_reset", "success", account_id=account.account_id, ip=ip, user_agent=user_agent(request), grants_revoked=revoked
     )
+    notify(services, account, "password_reset", locale=locale)
     response = render(
         request, "notice.html", locale=locale, heading=translate(locale, "reset.done_heading"), notice_id="reset-done",
         message=translate(locale, "reset.done"), link="/account", link_text=translate(locale, "reset.sign_in"),

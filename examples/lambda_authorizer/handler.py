@@ -19,6 +19,19 @@ Configuration (environment variables of the function):
   (accept valid tokens unchecked, with a warning in the log) once the feed is older than that
 - ``CMIPRO_REVOCATION_CHECK``: ``false`` to turn the revocation check off
 - ``CMIPRO_REVOCATION_URL``: default ``{CMIPRO_ISSUER}/revocations``
+- ``CMIPRO_API_BASE_URL``: this API's public base URL (e.g. https://api.cmipro.example), needed to accept
+  DPoP-bound tokens (RFC 9449): a proof names the URL it was made for. Without it, DPoP tokens are refused.
+
+DPoP-bound tokens (``Authorization: DPoP <token>`` plus a ``DPoP`` proof) are checked by the HTTP API and
+REST REQUEST authorizers. A proof is single use, so such routes need authorizer caching off (TTL 0) and the
+``DPoP`` header among the identity sources; the REST TOKEN authorizer sees only the token and refuses
+bound tokens. The jti replay cache is per execution environment (docs/sender-constrained-tokens.md).
+
+Mutual TLS (RFC 8705): with a custom domain that has mutual TLS on, API Gateway passes the client certificate
+in ``requestContext.identity.clientCert.clientCertPem`` (REST API REQUEST authorizer) or
+``requestContext.authentication.clientCert.clientCertPem`` (HTTP API); it is handed to the verifier, so a
+token bound to a certificate (``cnf.x5t#S256``) passes only with that certificate. A TOKEN authorizer sees
+no certificate: it refuses bound tokens. Tokens without ``cnf`` are not affected.
 
 The verifier is built once per execution environment, so warm invocations reuse the cached JWKS and
 revocation feed: the JWKS is fetched when its max-age runs out (or once every 30 seconds for an unknown
@@ -46,6 +59,7 @@ VERIFIER = Verifier(
     on_revocation_unavailable="open" if os.environ.get("CMIPRO_ON_REVOCATION_UNAVAILABLE", "").strip().lower() == "open" else "closed",
 )
 REQUIRED_SCOPES = tuple(os.environ.get("CMIPRO_REQUIRED_SCOPES", "").split())
+API_BASE_URL = (os.environ.get("CMIPRO_API_BASE_URL") or "").rstrip("/")
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -56,11 +70,32 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     raise ValueError("unsupported authorizer event")
 
 
-def _header(event: dict[str, Any]) -> str | None:
+def _header(event: dict[str, Any], wanted: str = "authorization") -> str | None:
     headers = event.get("headers") or {}
     for name, value in headers.items():
-        if name.lower() == "authorization":
+        if name.lower() == wanted:
             return str(value)
+    return None
+
+
+def _verify(event: dict[str, Any], authorization: str | None, method: str, path: str) -> Any:
+    """Bearer, or DPoP with its proof (for the URL under CMIPRO_API_BASE_URL; none configured: refused), and
+    the certificate binding of an mTLS-bound token."""
+    certificate = _client_certificate(event)
+    if not API_BASE_URL:
+        return VERIFIER.verify_authorization(authorization, client_certificate=certificate)
+    return VERIFIER.verify_request(
+        authorization, dpop=_header(event, "dpop"), method=method, url=API_BASE_URL + path, client_certificate=certificate
+    )
+
+
+def _client_certificate(event: dict[str, Any]) -> str | None:
+    """The mutual-TLS client certificate (PEM) API Gateway verified, if the domain has mTLS on."""
+    context = event.get("requestContext") or {}
+    for holder in ("identity", "authentication"):
+        cert = ((context.get(holder) or {}).get("clientCert") or {}).get("clientCertPem")
+        if isinstance(cert, str) and cert:
+            return cert
     return None
 
 
@@ -76,7 +111,8 @@ def _context(claims: Any) -> dict[str, str]:
 
 def _http_api(event: dict[str, Any]) -> dict[str, Any]:
     try:
-        claims = VERIFIER.verify_authorization(_header(event)).require_scopes(*REQUIRED_SCOPES)
+        http = (event.get("requestContext") or {}).get("http") or {}
+        claims = _verify(event, _header(event), str(http.get("method", "")), str(event.get("rawPath", ""))).require_scopes(*REQUIRED_SCOPES)
     except (InvalidToken, InsufficientScope) as error:
         print(f"authorizer: denied ({error.error}: {error.description})")
         return {"isAuthorized": False}
@@ -89,7 +125,10 @@ def _http_api(event: dict[str, Any]) -> dict[str, Any]:
 def _rest_api(event: dict[str, Any]) -> dict[str, Any]:
     authorization = event.get("authorizationToken") if event["type"] == "TOKEN" else _header(event)
     try:
-        claims = VERIFIER.verify(bearer_token(authorization))
+        if event["type"] == "TOKEN":
+            claims = VERIFIER.verify(bearer_token(authorization), client_certificate=_client_certificate(event))
+        else:
+            claims = _verify(event, authorization, str(event.get("httpMethod", "")), str(event.get("path", "")))
     except InvalidToken as error:
         print(f"authorizer: unauthorized ({error.description})")
         raise Exception("Unauthorized") from None  # noqa: TRY002 - the exact message API Gateway expects

@@ -12,6 +12,7 @@ import pytest
 from authserver.services import Services
 from tests.support.apps import running_app
 from tests.support.factories import authorize, make_client, make_user, redeem
+from tests.support.lifecycle import STRICT_ROTATION
 
 CALLER = "203.0.113.7"
 FORWARDED = {"X-Forwarded-For": CALLER}
@@ -23,6 +24,7 @@ async def behind_proxy(database_url: str, tmp_root: Path) -> AsyncIterator[tuple
     async with running_app(
         database_url, tmp_root,
         AUTHSERVER_SECURITY__TRUSTED_PROXIES='["127.0.0.1"]', AUTHSERVER_ADMIN__REGISTRATION_TOKENS=INITIAL_TOKEN,
+        **STRICT_ROTATION,  # an immediate second refresh is reuse
     ) as (_, services, http):
         yield http, services
 

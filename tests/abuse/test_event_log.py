@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import httpx
+import pytest
 
 from authserver.services import Services
+from authserver.settings import Settings
 from tests.support.factories import authorize, make_client, make_user, redeem
+from tests.support.lifecycle import strict_settings
+
+
+@pytest.fixture
+def settings(backend: str, database_url: str, tmp_root: Path) -> Settings:
+    return strict_settings(backend, database_url, tmp_root)  # an immediate second refresh is reuse
 
 
 async def test_token_issued_and_refresh_reuse_are_logged(http: httpx.AsyncClient, services: Services) -> None:

@@ -1,4 +1,5 @@
-"""The benchmark harness runs end to end (`python -m bench --quick`: SQLite, ~1 s per workload, no peer).
+"""The benchmark harness runs end to end (`python -m bench --quick`: SQLite, ~1 s per workload, no peer),
+W7 (private_key_jwt client credentials, one fresh assertion per request) included.
 
 Only that it works is checked, never how fast: every workload completes requests without errors, and
 the results file has the shape docs/performance.md describes.
@@ -24,7 +25,7 @@ def test_quick_bench_runs_every_workload(tmp_path: Path) -> None:
     assert "| W1 client credentials" in completed.stdout
     results = json.loads(output.read_text())
     samples = {s["workload"]: s for s in results["samples"] if s["server"] == "authserver"}
-    for workload in ("W1", "W2", "W3", "W5", "W6"):
+    for workload in ("W1", "W2", "W3", "W5", "W6", "W7", "W8"):
         assert samples[workload]["ok"] > 0, samples[workload]
         assert samples[workload]["errors"] == 0, samples[workload]
         assert samples[workload]["cpu_seconds"] > 0

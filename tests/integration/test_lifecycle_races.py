@@ -1,7 +1,8 @@
 """Races of the token lifecycle, run many times on each backend (SPEC R-07, R-08, R-09):
 
 - ten parallel refreshes of one token: exactly one wins, the family never forks, and under the strict
-  policy the losers' reuse revokes it, the winner's tokens included;
+  policy (grace period 0, set for this module) the losers' reuse revokes it, the winner's tokens included
+  (with the grace period: tests/integration/test_refresh_grace.py);
 - five parallel redemptions of one code: exactly one wins, and (pinned) the duplicates count as reuse, so
   the winner's tokens are revoked;
 - a refresh racing a revocation of the same family: once /revoke has answered 200, nothing the refresh
@@ -12,10 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+from pathlib import Path
 
 import httpx
+import pytest
 
 from authserver.services import Services
+from authserver.settings import Settings
 from authserver.tokens.opaque import digest
 from tests.support.factories import authorize, make_client, make_user, redeem
 from tests.support.lifecycle import (
@@ -25,10 +29,16 @@ from tests.support.lifecycle import (
     refresh,
     resource_server,
     revoke,
+    strict_settings,
 )
 
 # Rounds per test and backend; a soak run sets e.g. AUTHSERVER_RACE_ROUNDS=300 (docs/token-lifecycle.md).
 ROUNDS = int(os.environ.get("AUTHSERVER_RACE_ROUNDS", "6"))
+
+
+@pytest.fixture
+def settings(backend: str, database_url: str, tmp_root: Path) -> Settings:
+    return strict_settings(backend, database_url, tmp_root)
 
 
 async def _grant_of(services: Services, refresh_token: str) -> str:

@@ -27,7 +27,9 @@ async def test_metadata_document_is_complete(http: httpx.AsyncClient, path: str)
     assert meta["code_challenge_methods_supported"] == ["S256"]
     assert meta["authorization_response_iss_parameter_supported"] is True
     assert sorted(meta["grant_types_supported"]) == ["authorization_code", "client_credentials", "refresh_token"]
-    assert sorted(meta["token_endpoint_auth_methods_supported"]) == ["client_secret_basic", "client_secret_post", "none"]
+    assert sorted(meta["token_endpoint_auth_methods_supported"]) == [
+        "client_secret_basic", "client_secret_jwt", "client_secret_post", "none", "private_key_jwt",
+    ]
     assert meta["subject_types_supported"] == ["public"]
     assert "RS256" in meta["id_token_signing_alg_values_supported"]
     assert "openid" in meta["scopes_supported"]

@@ -44,6 +44,7 @@ async def test_purge_deletes_only_what_can_no_longer_matter(backend: str, databa
         assert not await _exists(services, DenyListEntry, f"jti:{jti}")
         # The consumed predecessor of a live token is kept: its reuse is still detected.
         assert await _exists(services, RefreshToken, digest(recent.refresh))
+        clock.advance(services.settings.tokens.refresh_token_grace_period + 1)  # past the grace period: reuse
         replay = await refresh(http, recent.client, recent.refresh)
         assert replay.status_code == 400
         assert (await refresh(http, recent.client, recent_rotated["refresh_token"])).status_code == 400

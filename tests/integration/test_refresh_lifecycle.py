@@ -1,5 +1,8 @@
 """Refresh-token rotation with strict reuse detection (RFC 9700 §4.14.2), code reuse (RFC 6749 §4.1.2),
-per-client idle and absolute lifetimes, and offline_access deciding whether a family outlives the session."""
+per-client idle and absolute lifetimes, and offline_access deciding whether a family outlives the session.
+
+These run with strict rotation (grace period 0), which pins what an immediate reuse does; the grace
+period is tests/integration/test_refresh_grace.py."""
 
 from __future__ import annotations
 
@@ -7,9 +10,11 @@ import re
 from pathlib import Path
 
 import httpx
+import pytest
 from sqlalchemy import select
 
 from authserver.services import Services
+from authserver.settings import Settings
 from authserver.storage.sql.models import SecurityEvent
 from tests.support.factories import authorize as browser_authorize
 from tests.support.factories import make_client, make_user, redeem
@@ -19,7 +24,13 @@ from tests.support.lifecycle import (
     issue,
     refresh,
     resource_server,
+    strict_settings,
 )
+
+
+@pytest.fixture
+def settings(backend: str, database_url: str, tmp_root: Path) -> Settings:
+    return strict_settings(backend, database_url, tmp_root)
 
 
 async def _events(services: Services, event: str, account_id: str) -> list[SecurityEvent]:

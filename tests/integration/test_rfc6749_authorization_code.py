@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import jwt as pyjwt
@@ -14,7 +15,9 @@ from authserver.services import Services
 from authserver.storage.errors import Expired
 from authserver.storage.sql.models import AuthorizationCode, SecurityEvent
 from authserver.tokens.opaque import digest
+from tests.support.apps import running_app
 from tests.support.factories import Person, authorize, make_client, make_user, redeem, sign_in
+from tests.support.lifecycle import STRICT_ROTATION
 
 
 async def test_code_flow_issues_access_refresh_and_id_tokens(http: httpx.AsyncClient, services: Services) -> None:
@@ -72,21 +75,23 @@ async def test_wrong_verifier_is_invalid_grant_and_leaves_the_code_usable(http: 
     assert (await redeem(http, client, params["code"], verifier)).status_code == 200
 
 
-async def test_refresh_rotates_and_detects_reuse(http: httpx.AsyncClient, services: Services) -> None:
-    client = await make_client(services)
-    user = await make_user(services)
-    params, verifier = await authorize(http, client, user)
-    tokens = (await redeem(http, client, params["code"], verifier)).json()
-    auth = (client.client_id, client.secret)
-    first = await http.post("/token", data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}, auth=auth)
-    assert first.status_code == 200, first.text
-    new_refresh = first.json()["refresh_token"]
-    assert new_refresh != tokens["refresh_token"]
-    replay = await http.post("/token", data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}, auth=auth)
-    assert replay.status_code == 400 and replay.json()["error"] == "invalid_grant"
-    # the replay revoked the family: the successor is dead too
-    after = await http.post("/token", data={"grant_type": "refresh_token", "refresh_token": new_refresh}, auth=auth)
-    assert after.status_code == 400
+async def test_refresh_rotates_and_detects_reuse(database_url: str, tmp_root: Path) -> None:
+    """Strict rotation (grace period 0): an immediate replay is reuse (the grace period: test_refresh_grace.py)."""
+    async with running_app(database_url, tmp_root, **STRICT_ROTATION) as (_, services, http):
+        client = await make_client(services)
+        user = await make_user(services)
+        params, verifier = await authorize(http, client, user)
+        tokens = (await redeem(http, client, params["code"], verifier)).json()
+        auth = (client.client_id, str(client.secret))
+        first = await http.post("/token", data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}, auth=auth)
+        assert first.status_code == 200, first.text
+        new_refresh = first.json()["refresh_token"]
+        assert new_refresh != tokens["refresh_token"]
+        replay = await http.post("/token", data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}, auth=auth)
+        assert replay.status_code == 400 and replay.json()["error"] == "invalid_grant"
+        # the replay revoked the family: the successor is dead too
+        after = await http.post("/token", data={"grant_type": "refresh_token", "refresh_token": new_refresh}, auth=auth)
+        assert after.status_code == 400
 
 
 async def test_public_client_uses_pkce_without_secret(http: httpx.AsyncClient, services: Services) -> None:

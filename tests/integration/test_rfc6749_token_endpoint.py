@@ -16,6 +16,7 @@ from authserver.clock import FrozenClock
 from authserver.services import Services
 from tests.support.apps import running_app
 from tests.support.factories import AppClient, authorize, make_client, make_user, redeem
+from tests.support.lifecycle import STRICT_ROTATION
 
 
 async def refresh(http: httpx.AsyncClient, client: AppClient, token: str, **extra: str) -> httpx.Response:
@@ -239,13 +240,14 @@ async def test_database_down_is_503_temporarily_unavailable(database_url: str, t
         assert (await redeem(http, client, code, verifier)).status_code == 200
 
 
-async def test_parallel_refreshes_never_fork_the_family(http: httpx.AsyncClient, services: Services) -> None:
-    """SPEC R-07 (strict policy): exactly one winner; the losers are reuse, which revokes the family."""
-    client = await make_client(services)
-    code, verifier = await code_for(http, services, client)
-    tokens = (await redeem(http, client, code, verifier)).json()
-    responses = await asyncio.gather(*(refresh(http, client, tokens["refresh_token"]) for _ in range(5)))
-    assert sorted(r.status_code for r in responses) == [200, 400, 400, 400, 400]
-    winner = next(r for r in responses if r.status_code == 200).json()
-    assert all(r.json()["error"] == "invalid_grant" for r in responses if r.status_code == 400)
-    assert (await refresh(http, client, winner["refresh_token"])).status_code == 400
+async def test_parallel_refreshes_never_fork_the_family(database_url: str, tmp_root: Path) -> None:
+    """SPEC R-07 (strict policy, grace period 0): exactly one winner; the losers are reuse, which revokes the family."""
+    async with running_app(database_url, tmp_root, **STRICT_ROTATION) as (_, services, http):
+        client = await make_client(services)
+        code, verifier = await code_for(http, services, client)
+        tokens = (await redeem(http, client, code, verifier)).json()
+        responses = await asyncio.gather(*(refresh(http, client, tokens["refresh_token"]) for _ in range(5)))
+        assert sorted(r.status_code for r in responses) == [200, 400, 400, 400, 400]
+        winner = next(r for r in responses if r.status_code == 200).json()
+        assert all(r.json()["error"] == "invalid_grant" for r in responses if r.status_code == 400)
+        assert (await refresh(http, client, winner["refresh_token"])).status_code == 400

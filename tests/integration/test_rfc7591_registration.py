@@ -45,7 +45,10 @@ async def test_confidential_client_registers_and_gets_tokens(reg: tuple[httpx.As
     )
     assert response.status_code == 201, response.text
     body = response.json()
-    assert body["client_secret"] and body["client_secret_expires_at"] == 0 and body["client_id_issued_at"] > 0
+    assert body["client_secret"] and body["client_id_issued_at"] > 0
+    # RFC 7591 §3.2.1: the secret's expiry, client_secrets.lifetime (90 days) after issue.
+    lifetime = 90 * 24 * 3600  # (the secret is made a moment before client_id_issued_at is read)
+    assert body["client_id_issued_at"] - 1 + lifetime <= body["client_secret_expires_at"] <= body["client_id_issued_at"] + lifetime
     assert body["scope"] == "read:levels read:alerts" and body["response_types"] == []
     token = await http.post("/token", data={"grant_type": "client_credentials", "scope": "read:levels"}, auth=(body["client_id"], body["client_secret"]))
     assert token.status_code == 200, token.text
@@ -111,3 +114,17 @@ async def test_bad_metadata_is_refused(reg: tuple[httpx.AsyncClient, Services], 
 async def test_discovery_advertises_the_registration_endpoint(http: httpx.AsyncClient) -> None:
     metadata = (await http.get("/.well-known/openid-configuration")).json()
     assert metadata["registration_endpoint"] == f"{ISSUER}/register"
+
+
+async def test_a_secret_that_never_expires_is_announced_as_zero(backend: str, database_url: str, tmp_root: Path) -> None:
+    settings = load_settings(environ_for(
+        backend, database_url, tmp_root, AUTHSERVER_ADMIN__REGISTRATION_TOKENS=CONFIGURED, AUTHSERVER_CLIENT_SECRETS__LIFETIME="0",
+    ))
+    app = create_app(settings, passwords=fast_passwords())
+    async with LifespanManager(app), httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=ISSUER) as http:
+        response = await http.post(
+            "/register", headers={"Authorization": f"Bearer {CONFIGURED}"},
+            json={"client_name": "Forever", "grant_types": ["client_credentials"], "scope": "read:levels"},
+        )
+        assert response.status_code == 201, response.text
+        assert response.json()["client_secret_expires_at"] == 0

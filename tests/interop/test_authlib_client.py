@@ -3,11 +3,13 @@ client credentials through httpx's ASGITransport; tokens verified by joserfc and
 
 from __future__ import annotations
 
+import json
 import warnings
 from typing import Any
 
 import httpx
 import jwt as pyjwt
+import pytest
 from joserfc import jwt as jose_jwt
 from joserfc.jwk import KeySet
 from starlette.applications import Starlette
@@ -27,11 +29,13 @@ AUDIENCE = "https://api.cmipro.example"
 TOKEN_URL = f"{ISSUER}/token"
 
 
-def oauth_client(app: Starlette, client_id: str, client_secret: str | None, **kwargs: Any) -> AsyncOAuth2Client:
+def oauth_client(
+    app: Starlette, client_id: str, client_secret: str | None, *, transport: httpx.AsyncBaseTransport | None = None, **kwargs: Any
+) -> AsyncOAuth2Client:
     return AsyncOAuth2Client(
         client_id,
         client_secret,
-        transport=httpx.ASGITransport(app=app),
+        transport=transport or httpx.ASGITransport(app=app),
         base_url=ISSUER,
         redirect_uri=REDIRECT_URI,
         code_challenge_method="S256",
@@ -116,3 +120,49 @@ async def test_client_credentials_with_basic_and_post(app: Starlette, http: http
             assert pyjwt.get_unverified_header(token["access_token"])["alg"] == "RS256"
             assert verify_with_joserfc(token["access_token"], jwks, audience=AUDIENCE)["scope"] == "read:levels"
             assert verify_with_pyjwt(token["access_token"], jwks, audience=AUDIENCE)["sub"] == registered.client_id
+
+
+class LosesAnswers(httpx.AsyncBaseTransport):
+    """A bad mobile network: while ``losing``, the server gets and handles each request, the client never
+    hears back (the connection drops on the way back). The lost answers are kept for the test to compare."""
+
+    def __init__(self, app: Starlette) -> None:
+        self._inner = httpx.ASGITransport(app=app)
+        self.losing = False
+        self.lost: list[dict[str, Any]] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self._inner.handle_async_request(request)
+        if not self.losing:
+            return response
+        self.lost.append(json.loads(await response.aread()))
+        raise httpx.ReadError("connection reset by peer", request=request)
+
+
+async def test_a_refresh_whose_answer_was_lost_is_retried_with_the_same_token(
+    app: Starlette, http: httpx.AsyncClient, services: Services
+) -> None:
+    """The grace period (docs/token-lifecycle.md) as Authlib's client lives it: the refresh's answer is lost,
+    the app retries with the refresh token it still holds, and gets that same answer; the family lives on."""
+    registered = await make_client(services)
+    user = await make_user(services)
+    network = LosesAnswers(app)
+    async with oauth_client(app, registered.client_id, registered.secret, transport=network, scope="openid read:levels") as client:
+        verifier = generate_token(64)
+        url, state = client.create_authorization_url(f"{ISSUER}/authorize", code_verifier=verifier)
+        callback = await browse(http, url, user)
+        token = await client.fetch_token(TOKEN_URL, authorization_response=callback, code_verifier=verifier, state=state)
+
+        network.losing = True
+        with pytest.raises(httpx.ReadError):
+            await client.refresh_token(TOKEN_URL, refresh_token=token["refresh_token"])
+        network.losing = False
+        [lost] = network.lost
+        assert lost["refresh_token"] != token["refresh_token"]
+
+        retried = await client.refresh_token(TOKEN_URL, refresh_token=token["refresh_token"])
+        assert retried["refresh_token"] == lost["refresh_token"] and retried["access_token"] == lost["access_token"]
+        info = await client.get("/userinfo")  # Authlib now holds the retried tokens
+        assert info.status_code == 200 and info.json()["sub"] == user.account_id
+        following = await client.refresh_token(TOKEN_URL, refresh_token=retried["refresh_token"])
+        assert following["refresh_token"] not in (token["refresh_token"], retried["refresh_token"])

@@ -88,8 +88,11 @@ async def test_a_failing_job_neither_stops_the_others_nor_keeps_its_lease(databa
         assert ran == [broken, healthy, broken, healthy]
 
 
-async def test_the_app_schedules_the_purge(database_url: str, tmp_root: Path) -> None:
+async def test_the_app_schedules_the_purge_and_the_secret_rotation(database_url: str, tmp_root: Path) -> None:
     async with running_app(database_url, tmp_root) as (app, _s, _h):
-        assert list(app.state.scheduler.jobs) == ["purge"]
-    async with running_app(database_url, tmp_root, AUTHSERVER_LIFECYCLE__PURGE_INTERVAL="0") as (app, _s, _h):
+        assert list(app.state.scheduler.jobs) == ["purge", "client_secret_rotation"]
+        assert app.state.scheduler.jobs["client_secret_rotation"].interval == 3600
+    async with running_app(
+        database_url, tmp_root, AUTHSERVER_LIFECYCLE__PURGE_INTERVAL="0", AUTHSERVER_CLIENT_SECRETS__ROTATION_INTERVAL="0"
+    ) as (app, _s, _h):
         assert app.state.scheduler.jobs == {}

@@ -63,7 +63,8 @@ async def test_purge_job_applies_retention_on_one_of_two_instances(own_database:
         assert len(await _events(a)) == 7
 
         ran = await asyncio.gather(*(s.run_due() for s in schedulers))
-        assert sorted(map(len, ran)) == [0, 1] and ["purge"] in ran  # one instance purged, the other did not
+        # one instance purged, the other did not (it may have run another due job, the secret rotation)
+        assert sorted(jobs.count("purge") for jobs in ran) == [0, 1]
 
         events = await _events(b)
         assert set(events) == {"old", "recent"}  # older than 400 days: deleted

@@ -117,6 +117,8 @@ def test_compose_environment_names_real_settings_and_loads() -> None:
     environment = compose()["services"]["authserver"]["environment"]
     groups = {f.name: f.type for f in Settings.__dataclass_fields__.values()}
     for key in environment:
+        if not key.startswith("AUTHSERVER_"):
+            continue  # e.g. PROMETHEUS_MULTIPROC_DIR, checked below
         group, _, name = key.removeprefix("AUTHSERVER_").lower().partition("__")
         assert group in groups and name in getattr(Settings(), group).__dataclass_fields__, f"unknown setting {key}"
     variables = {"AUTHSERVER_ENCRYPTION_KEYS": json.dumps({"k1": generate_key()})}
@@ -146,3 +148,20 @@ def test_compose_in_production_mode_needs_an_https_issuer() -> None:
     variables["AUTHSERVER_ISSUER"] = "https://auth.cmipro.example"
     environ = {key: interpolate(str(value), variables) for key, value in environment.items()}
     assert load_settings(environ).server.production
+
+
+def test_compose_workers_share_one_metrics_folder() -> None:
+    """Several workers: prometheus_client multiprocess mode needs PROMETHEUS_MULTIPROC_DIR, a folder the
+    non-root user can write, empty at start (a tmpfs is, and goes with the container)."""
+    authserver = compose()["services"]["authserver"]
+    environment = authserver["environment"]
+    variables = {"AUTHSERVER_ENCRYPTION_KEYS": json.dumps({"k1": generate_key()})}
+    settings = load_settings({key: interpolate(str(value), variables) for key, value in environment.items()})
+    assert settings.server.workers > 1
+    directory = environment.get("PROMETHEUS_MULTIPROC_DIR")
+    assert directory and directory.startswith("/"), "several workers need PROMETHEUS_MULTIPROC_DIR"
+    mounts = {str(entry).split(":", 1)[0]: str(entry) for entry in authserver.get("tmpfs", [])}
+    assert directory in mounts, "the folder is a tmpfs mount"
+    assert "mode=1777" in mounts[directory] or "uid=10001" in mounts[directory], "writable by the image's non-root user"
+    runtime = dockerfile_stages()[-1]
+    assert not any(directory in i for i in runtime if i.upper().startswith("VOLUME ")), "never a persistent volume"

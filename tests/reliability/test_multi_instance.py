@@ -69,6 +69,9 @@ async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Clu
     # Every flow comes from one address: per-IP limits relaxed as in the rest of the suite, except the
     # client-authentication lock per (client, IP), which keeps its shipped default (tested below).
     settings_env.update({f"AUTHSERVER_ABUSE__{n.upper()}": "1000000" for n in TEST_RELAXED_LIMITS if n != "client_failures"})
+    # Strict refresh rotation (no grace period): the races below pin what reuse does across processes. The
+    # grace period across instances: tests/reliability/test_refresh_grace_instances.py.
+    settings_env["AUTHSERVER_TOKENS__REFRESH_TOKEN_GRACE_PERIOD"] = "0"
     servers = [ServerProcess(free_port(), server_env(settings_env), tmp / f"server{i}.log") for i in range(3)]
     for server in servers:  # all at once: first-start key creation must not race
         server.start()

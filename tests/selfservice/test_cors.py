@@ -48,12 +48,12 @@ async def test_registered_public_client_origin_is_allowed_at_the_machine_endpoin
         await make_client(services, redirect_uris=["https://server-side.example/cb"])  # confidential: no CORS
         await app.state.cors.reload()
         for path, method in (("/token", "POST"), ("/revoke", "POST"), ("/userinfo", "GET")):
-            answer = await http.options(path, headers=preflight(spa, method, "authorization, content-type"))
+            answer = await http.options(path, headers=preflight(spa, method, "authorization, content-type, dpop"))
             assert answer.status_code == 204, path
             assert answer.headers["access-control-allow-origin"] == spa
             assert "access-control-allow-credentials" not in answer.headers
             assert method in answer.headers["access-control-allow-methods"]
-            assert answer.headers["access-control-allow-headers"] == "Authorization, Content-Type"
+            assert answer.headers["access-control-allow-headers"] == "Authorization, Content-Type, DPoP"
             assert answer.headers["access-control-max-age"] == "600"
             assert answer.headers["vary"] == "Origin"
         actual = await http.post("/token", data={"grant_type": "client_credentials"}, headers={"origin": spa})
@@ -61,6 +61,7 @@ async def test_registered_public_client_origin_is_allowed_at_the_machine_endpoin
         assert actual.headers["access-control-allow-origin"] == spa and actual.headers["vary"] == "Origin"
         assert "access-control-allow-credentials" not in actual.headers
         assert "WWW-Authenticate" in actual.headers["access-control-expose-headers"]
+        assert "DPoP-Nonce" in actual.headers["access-control-expose-headers"]  # RFC 9449 §8: the SPA reads the nonce
 
 
 async def test_other_origins_get_no_allow_headers(database_url: str, tmp_root: Path, spa: str) -> None:

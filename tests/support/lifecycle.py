@@ -16,12 +16,20 @@ from sqlalchemy import func, select
 from authserver.app import create_app
 from authserver.clock import FrozenClock
 from authserver.services import Services
-from authserver.settings import load_settings
+from authserver.settings import Settings, load_settings
 from authserver.storage.sql.models import Grant, RefreshToken
 from tests.conftest import ISSUER, environ_for, fast_passwords
 from tests.support.factories import AppClient, Person, authorize, make_client, make_user, redeem
 
 SCOPE = "openid profile email offline_access read:levels"
+# Strict refresh rotation (no grace period): for tests that pin what an immediate reuse does. The grace
+# period itself is tested in tests/integration/test_refresh_grace.py.
+STRICT_ROTATION = {"AUTHSERVER_TOKENS__REFRESH_TOKEN_GRACE_PERIOD": "0"}
+
+
+def strict_settings(backend: str, database_url: str, tmp_root: Path) -> Settings:
+    """The shared ``settings`` fixture's settings, with strict rotation (override ``settings`` in a module)."""
+    return load_settings(environ_for(backend, database_url, tmp_root, **STRICT_ROTATION))
 
 
 @dataclass

@@ -23,6 +23,8 @@ def test_defaults_without_file_or_environment() -> None:
     settings = load_settings({})
     assert settings.server.issuer == "http://127.0.0.1:8000"
     assert settings.tokens.code_ttl == 60 and settings.tokens.signing_alg == "ES256"
+    assert settings.tokens.refresh_token_grace_period == 30
+    assert load_settings({"AUTHSERVER_TOKENS__REFRESH_TOKEN_GRACE_PERIOD": "0"}).tokens.refresh_token_grace_period == 0
     assert settings.database.url.startswith("sqlite+aiosqlite://") and settings.cache.url == "memory://"
     assert settings.cookie_secure is False  # http on loopback: the embedded default works in a browser
 
@@ -77,6 +79,8 @@ def test_cookie_secure_follows_an_https_issuer_unless_set() -> None:
         ({"AUTHSERVER_SERVER__PRODUCTION": "maybe"}, "server.production"),
         ({"AUTHSERVER_TOKENS__CODE_TTL": "61"}, "tokens.code_ttl"),
         ({"AUTHSERVER_TOKENS__CODE_TTL": "0"}, "tokens.code_ttl"),
+        ({"AUTHSERVER_TOKENS__REFRESH_TOKEN_GRACE_PERIOD": "-1"}, "tokens.refresh_token_grace_period"),
+        ({"AUTHSERVER_TOKENS__REFRESH_TOKEN_GRACE_PERIOD": "301"}, "tokens.refresh_token_grace_period"),
         ({"AUTHSERVER_TOKENS__SIGNING_ALG": "HS256"}, "tokens.signing_alg"),
         ({"AUTHSERVER_TOKENS__ID_TOKEN_TTL": "-1"}, "tokens.id_token_ttl"),
         ({"AUTHSERVER_TOKENS__SCOPES": "profile email"}, "tokens.scopes"),

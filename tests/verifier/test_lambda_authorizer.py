@@ -88,3 +88,39 @@ async def test_a_revoked_token_is_refused_by_the_warm_handler(live: LiveServer, 
     with pytest.raises(Exception, match="^Unauthorized$"):
         lambda_module.handler({"type": "TOKEN", "authorizationToken": f"Bearer {token}", "methodArn": METHOD_ARN}, None)
     assert lambda_module.handler(http_api_event(f"Bearer {keep}"), None)["isAuthorized"] is True
+
+
+async def test_dpop_bound_tokens_at_the_http_api(live: LiveServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With CMIPRO_API_BASE_URL the authorizer checks DPoP proofs (RFC 9449); a stolen bound token fails."""
+    from tests.support.dpop import Prover
+
+    monkeypatch.setenv("CMIPRO_API_BASE_URL", "https://api.cmipro.example/")
+    monkeypatch.setenv("CMIPRO_ISSUER", live.issuer)
+    monkeypatch.setenv("CMIPRO_AUDIENCE", AUDIENCE)
+    spec = importlib.util.spec_from_file_location("lambda_authorizer_dpop", HANDLER)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    prover = Prover()
+    client = await live.service_client()
+    async with httpx.AsyncClient(base_url=live.url) as http:
+        response = await http.post(
+            "/token", data={"grant_type": "client_credentials", "scope": "read:levels"},
+            auth=(client.client_id, client.secret or ""), headers={"DPoP": prover.proof("POST", f"{live.url}/token")},
+        )
+    token = response.json()["access_token"]
+
+    def event(headers: dict[str, str]) -> dict[str, object]:
+        return {"version": "2.0", "type": "REQUEST", "rawPath": "/levels", "headers": headers,
+                "requestContext": {"http": {"method": "GET"}}}
+
+    proof = prover.proof("GET", "https://api.cmipro.example/levels", access_token=token)
+    assert module.handler(event({"authorization": f"DPoP {token}", "dpop": proof}), None)["isAuthorized"] is True
+    assert module.handler(event({"authorization": f"DPoP {token}", "dpop": proof}), None) == {"isAuthorized": False}  # replay
+    assert module.handler(event({"authorization": f"Bearer {token}"}), None) == {"isAuthorized": False}
+    thief = Prover().proof("GET", "https://api.cmipro.example/levels", access_token=token)
+    assert module.handler(event({"authorization": f"DPoP {token}", "dpop": thief}), None) == {"isAuthorized": False}
+    two = f"{prover.proof('GET', 'https://api.cmipro.example/levels', access_token=token)},{proof}"  # API Gateway joins repeats
+    assert module.handler(event({"authorization": f"DPoP {token}", "dpop": two}), None) == {"isAuthorized": False}
+    with pytest.raises(Exception, match="^Unauthorized$"):
+        module.handler({"type": "TOKEN", "authorizationToken": f"DPoP {token}", "methodArn": METHOD_ARN}, None)

@@ -1,4 +1,5 @@
-"""Single-use links sent by mail (password reset, e-mail verification), stored as SHA-256 digests.
+"""Single-use links sent by mail (password reset, e-mail verification) and the one-step MFA recovery
+value, stored as SHA-256 digests.
 
 A link is claimed with one conditional ``UPDATE … WHERE used_at IS NULL AND expires_at > now RETURNING``,
 so two parallel uses cannot both win. Issuing a new link of a purpose retires the person's older unused
@@ -15,9 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from authserver.clock import Clock
 from authserver.storage.sql.models import AccountToken
-from authserver.tokens.opaque import RESET_PREFIX, VERIFY_PREFIX, digest, new_secret
+from authserver.tokens.opaque import RECOVER_PREFIX, RESET_PREFIX, VERIFY_PREFIX, digest, new_secret
 
-PREFIXES = {"reset": RESET_PREFIX, "verify": VERIFY_PREFIX}
+PREFIXES = {"reset": RESET_PREFIX, "verify": VERIFY_PREFIX, "recover": RECOVER_PREFIX}
 MAX_TOKEN_CHARS = 128
 
 

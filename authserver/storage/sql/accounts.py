@@ -90,6 +90,24 @@ class SqlAccountStore:
     async def set_password_hash(self, account_id: str, password_hash: str) -> None:
         await self._update(account_id, password_hash=password_hash)
 
+    async def set_profile(self, account_id: str, *, name: str | None, locale: str | None) -> None:
+        await self._update(account_id, name=name, locale=locale)
+
+    async def change_email(self, account_id: str, email: str | None) -> None:
+        """A new address is unverified until its link is used (docs/self-service.md)."""
+        await self._update(account_id, email=email, email_verified=False)
+
+    async def mark_email_verified(self, account_id: str, email: str) -> bool:
+        """Verify ``email`` only if it is still the account's address (a link from before a later change
+        must not verify the new one). True if the row changed."""
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                update(Account)
+                .where(Account.account_id == account_id, func.lower(Account.email) == email.strip().lower(), Account.disabled_at.is_(None))
+                .values(email_verified=True, updated_at=self._clock.now())
+            )
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
     async def set_roles(self, account_id: str, roles: list[str]) -> None:
         await self._update(account_id, roles=list(roles))
 

@@ -9,15 +9,17 @@ statement in autocommit, on a small asyncpg pool of its own:
    row (``FOR UPDATE OF g``), the same lock ``SqlTokenStore.rotate_refresh_token`` and
    ``SqlTokenStore.revoke_grant`` take first, so a revocation or a parallel rotation of the family waits
    for us or we for it, and PostgreSQL re-checks the grant after the wait (READ COMMITTED re-reads a row
-   it waited for);
+   it waited for); a family bound to a DPoP key (RFC 9449 §5) is found only with a proof of that key
+   (``$6``, the proof's thumbprint, or NULL);
 2. ``claimed`` consumes the token if it is still unconsumed, unrevoked and unexpired (a parallel caller
    who got there first leaves nothing to claim);
 3. ``successor`` inserts the new token with the family's scope (RFC 6749 §6), expiring at the idle
    lifetime or the family's end, whichever is first.
 
 It answers the grant and account fields the token response needs, or no row. No row means nothing was
-changed, and the caller runs the general path, which tells reuse (revoke the family) from an unknown,
-foreign, revoked or expired token. Requests that narrow ``scope`` also take the general path.
+changed, and the caller runs the general path, which tells reuse (revoke the family) and a retry within
+the grace period (answered from the cache; authserver/tokens/refresh_grace.py) from an unknown, foreign,
+revoked or expired token. Requests that narrow ``scope`` also take the general path.
 
 SQLite (the embedded default) has no data-modifying CTEs and does not need this: there the ORM path is
 the only one. Every integration test runs on both engines.
@@ -48,6 +50,7 @@ WITH fam AS (
     JOIN accounts a ON a.account_id = g.account_id
     WHERE t.token_digest = $1 AND t.client_id = $2
       AND g.revoked_at IS NULL AND g.expires_at > $3 AND a.disabled_at IS NULL
+      AND (g.dpop_jkt IS NULL OR g.dpop_jkt = $6::text)
     FOR UPDATE OF g
 ), claimed AS (
     UPDATE refresh_tokens t SET consumed_at = $3
@@ -127,9 +130,11 @@ class PgFastPath:
         return self._pool
 
     async def rotate_refresh_token(
-        self, token_digest: str, *, client_id: str, new_digest: str, idle_ttl: int, now: datetime
+        self, token_digest: str, *, client_id: str, new_digest: str, idle_ttl: int, now: datetime,
+        dpop_jkt: str | None = None,
     ) -> Rotated | None:
-        """Consume a live refresh token of ``client_id`` and store its successor; None if nothing was changed."""
+        """Consume a live refresh token of ``client_id`` and store its successor; None if nothing was changed
+        (also when the family is bound to a DPoP key other than ``dpop_jkt``)."""
         moment = _naive_utc(now)
         try:
             if self._before is not None:
@@ -137,7 +142,7 @@ class PgFastPath:
             pool = await self._acquire_pool()
             async with pool.acquire(timeout=self._settings.pool_timeout) as connection:
                 row = await connection.fetchrow(
-                    ROTATE, token_digest, client_id, moment, new_digest, moment + timedelta(seconds=idle_ttl)
+                    ROTATE, token_digest, client_id, moment, new_digest, moment + timedelta(seconds=idle_ttl), dpop_jkt
                 )
         except DRIVER_ERRORS as error:
             raise Unavailable(f"database: {type(error).__name__}") from error

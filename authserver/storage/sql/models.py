@@ -21,6 +21,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    false,
     TypeDecorator,
     text,
 )
@@ -84,9 +85,32 @@ class Client(Base):
     refresh_token_idle_ttl: Mapped[int | None] = mapped_column(Integer, default=None)
     refresh_token_absolute_ttl: Mapped[int | None] = mapped_column(Integer, default=None)
     rate_limit_per_minute: Mapped[int | None] = mapped_column(Integer, default=None)
+    # Sender-constrained and high-assurance clients (issue 13). The client's public keys, given inline (a JWK
+    # Set, RFC 7591 `jwks`) or by URL (`jwks_uri`), for private_key_jwt (RFC 7523) and self_signed_tls_client_auth.
+    jwks: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    jwks_uri: Mapped[str | None] = mapped_column(String(2000), default=None)
+    # The JWS algorithm the client signs its assertions with (RFC 7591 token_endpoint_auth_signing_alg).
+    token_endpoint_auth_signing_alg: Mapped[str | None] = mapped_column(String(16), default=None)
+    # tls_client_auth (RFC 8705 §2.1.2): exactly one of these names the certificate the client presents.
+    tls_client_auth_subject_dn: Mapped[str | None] = mapped_column(String(1000), default=None)
+    tls_client_auth_san_dns: Mapped[str | None] = mapped_column(String(1000), default=None)
+    tls_client_auth_san_uri: Mapped[str | None] = mapped_column(String(1000), default=None)
+    tls_client_auth_san_ip: Mapped[str | None] = mapped_column(String(1000), default=None)
+    tls_client_auth_san_email: Mapped[str | None] = mapped_column(String(1000), default=None)
+    # Access tokens bound to the client's certificate (RFC 8705 §3, cnf.x5t#S256) or to a DPoP key (RFC 9449).
+    tls_client_certificate_bound_access_tokens: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    dpop_bound_access_tokens: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # RFC 9126 §6: this client must push its authorization requests to /par.
+    require_pushed_authorization_requests: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     disabled_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Who is told when the secret rotates by itself (authserver/secret_rotation.py): an address (never sent
+    # the secret) and an https webhook that receives the new secret in a signed POST. The webhook's HMAC key
+    # is encrypted with the Encryptor (the server signs with it, so it must read it back).
+    owner_email: Mapped[str | None] = mapped_column(String(320), default=None)
+    notification_webhook: Mapped[str | None] = mapped_column(String(2000), default=None)
+    webhook_secret_encrypted: Mapped[str | None] = mapped_column(Text, default=None)
 
 
 class ClientSecret(Base):
@@ -95,9 +119,23 @@ class ClientSecret(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id", ondelete="CASCADE"), index=True)
     secret_digest: Mapped[str] = mapped_column(String(64))
+    # client_secret_jwt clients only: the secret itself, Encryptor-encrypted (the HMAC key must be read back).
+    secret_encrypted: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime]
     # None: valid until rotated. Set on rotation to the end of the grace period.
     expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    # A client may hold several named secrets (one per deployment, say); rotation replaces a label's secrets.
+    label: Mapped[str] = mapped_column(String(64), default="default", server_default="default")
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Set when a successor was issued (by hand or by the rotation job): the job does not rotate it again.
+    rotated_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The secret this one replaces (automatic rotation: its grace starts when this one reaches the owner).
+    replaces_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    # Automatic rotation only: the new secret, encrypted, until it is delivered (webhook) or revealed once.
+    pending_secret_encrypted: Mapped[str | None] = mapped_column(Text, default=None)
+    # Usage, counted in memory per instance and added here in batches (storage/sql/clients.SecretUsage).
+    last_used_at: Mapped[datetime | None] = mapped_column(default=None)
+    use_count: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class Account(Base):
@@ -179,6 +217,24 @@ class AccountToken(Base):
     used_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
+class Invitation(Base):
+    """An invitation code for sign-up (``self_service.signup_requires_invitation``), made by an operator.
+    Only the SHA-256 digest of the code is stored; ``invitation_id`` names it in listings and revocation.
+    Each use is claimed with one conditional ``UPDATE … SET uses = uses + 1 WHERE uses < max_uses``."""
+
+    __tablename__ = "invitations"
+
+    invitation_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    code_digest: Mapped[str] = mapped_column(String(64), unique=True)
+    max_uses: Mapped[int] = mapped_column(Integer, default=1)
+    uses: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    note: Mapped[str | None] = mapped_column(String(200), default=None)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
 class Grant(Base):
     """One authorization: the family of every token issued from one code (or one client-credentials call)."""
 
@@ -199,6 +255,8 @@ class Grant(Base):
     expires_at: Mapped[datetime] = mapped_column(index=True)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
     revoked_reason: Mapped[str | None] = mapped_column(String(64), default=None)
+    # RFC 9449 §5: the DPoP key (RFC 7638 thumbprint) a public client's refresh tokens are bound to.
+    dpop_jkt: Mapped[str | None] = mapped_column(String(64), default=None)
 
 
 class AuthorizationCode(Base):
@@ -219,6 +277,8 @@ class AuthorizationCode(Base):
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime] = mapped_column(index=True)
     consumed_at: Mapped[datetime | None] = mapped_column(default=None)
+    # RFC 9449 §10: the DPoP key the code was bound to at /authorize (dpop_jkt); the token request's proof must match.
+    dpop_jkt: Mapped[str | None] = mapped_column(String(64), default=None)
     # The grant created when the code was redeemed: revoked if the code is presented again.
     grant_id: Mapped[str | None] = mapped_column(String(64), default=None)
 

@@ -45,11 +45,13 @@ class SqlTokenStore:
         *,
         absolute_ttl: int,
         refresh: NewRefreshToken | None,
+        dpop_jkt: str | None = None,
     ) -> Grant:
         """Claim the code and create its grant (and first refresh token) in one transaction.
 
         Raises AlreadyConsumed (with the grant of the first redemption) if the code was used before, and
         Expired if it ran out before the claim (checked in the same statement: never reported as reuse).
+        ``dpop_jkt`` binds the family's refresh tokens to a DPoP key (RFC 9449 §5, public clients).
         """
         now = self._clock.now()
         grant = Grant(
@@ -63,6 +65,7 @@ class SqlTokenStore:
             amr=list(code.amr),
             acr=code.acr,
             nonce=code.nonce,
+            dpop_jkt=dpop_jkt,
             created_at=now,
             expires_at=now + timedelta(seconds=absolute_ttl),
         )
@@ -118,13 +121,17 @@ class SqlTokenStore:
             ).first()
             return None if found is None else (found[0], found[1])
 
-    async def rotate_refresh_token(self, token_digest: str, *, new: NewRefreshToken, grant_id: str | None = None) -> Grant:
+    async def rotate_refresh_token(
+        self, token_digest: str, *, new: NewRefreshToken, grant_id: str | None = None, revoke_on_reuse: bool = True
+    ) -> Grant:
         """Consume a live refresh token and issue its successor, atomically.
 
         The successor carries the family's scope (RFC 6749 §6: "identical" to the original grant), whatever
         scope the refresh request narrowed its access token to.
 
-        A token already consumed is reuse: the whole family is revoked and AlreadyConsumed raised.
+        A token already consumed is reuse: the whole family is revoked and AlreadyConsumed raised (with
+        the first use's ``consumed_at``). With ``revoke_on_reuse=False`` the family is left alone and the
+        caller decides (the refresh grant's grace period, docs/token-lifecycle.md).
         A revoked or expired family raises NotFound. Exactly one of several parallel callers wins.
         ``grant_id`` (known from :meth:`get_refresh_token`) saves re-reading the token first; the
         claiming UPDATE checks it, so a wrong one only makes the rotation fail.
@@ -161,12 +168,13 @@ class SqlTokenStore:
                 )
                 reused = consumed_at is not None
             else:
-                reused = False
+                reused, consumed_at = False, None
                 session.add(self._refresh_row(grant, new, now))
         if claimed is None:
             if reused:
-                await self.revoke_grant(grant.grant_id, reason="refresh_token_reuse")
-                raise AlreadyConsumed(grant.grant_id)
+                if revoke_on_reuse:
+                    await self.revoke_grant(grant.grant_id, reason="refresh_token_reuse")
+                raise AlreadyConsumed(grant.grant_id, consumed_at=consumed_at)
             raise NotFound("refresh token revoked")
         return grant
 
