@@ -126,7 +126,7 @@ async def register_client(services: Services, data: Any, *, token_kind: str, ip:
         raise RegistrationError("invalid_client_metadata", "client_name must have 1-200 printable characters.")
     dpop_bound = data.get("dpop_bound_access_tokens", False)
     if not isinstance(dpop_bound, bool):
-        raise RegistrationError("invalid_client_metadata", "dpop_bound_access_tokens must be a boolean (RFC 9449 §5.2).")
+        raise RegistrationError("invalid_client_metadata", "dpop_bound_access_tokens must be a boolean (RFC 9449 section 5.2).")
     # The client itself is validated and written by the admin service, as for the admin API and the CLI.
     metadata = {
         "name": name, "client_type": "public" if public else "confidential",
