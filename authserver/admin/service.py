@@ -169,7 +169,7 @@ class AdminService:
         client_type = merged["client_type"]
         method = merged.get("token_endpoint_auth_method") or ("none" if client_type == "public" else "client_secret_basic")
         if (method == "none") != (client_type == "public"):
-            errors.append({"field": "token_endpoint_auth_method", "message": "public clients use none; confidential clients another method"})
+            errors.append({"field": "token_endpoint_auth_method", "message": "public clients use none; confidential clients another method (client_secret_basic, client_secret_post, client_secret_jwt, private_key_jwt, tls_client_auth, self_signed_tls_client_auth)"})
         errors.extend({"field": f, "message": m} for f, m in certificates.check_metadata({**merged, "token_endpoint_auth_method": method}))
         errors.extend(key_consistency_problems({**merged, "token_endpoint_auth_method": method}))
         grants = merged.get("grant_types") or []
