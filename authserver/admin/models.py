@@ -377,6 +377,31 @@ class Event(Response):
     details: dict[str, Any] = {}
 
 
+# -- invitations (admin/invitations.py) -----------------------------------------------------------------
+
+
+class InvitationCreate(Strict):
+    max_uses: Annotated[int, Field(ge=1, le=10_000)] = optional("Default 1.")
+    ttl_seconds: Annotated[int, Field(ge=60, le=365 * 24 * 3600)] = optional("Default self_service.invitation_ttl (7 days).")
+    note: Text200 | None = None
+
+
+class Invitation(Response):
+    invitation_id: str
+    state: Literal["active", "used", "expired", "revoked"]
+    max_uses: int
+    uses: int
+    note: str | None = None
+    created_by: str
+    created_at: str = Field(json_schema_extra={"format": "date-time"})
+    expires_at: str = Field(json_schema_extra={"format": "date-time"})
+    revoked_at: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
+
+
+class NewInvitation(Invitation):
+    code: str = Field(description="The invitation code, shown only now.")
+
+
 # -- operations ----------------------------------------------------------------------------------------
 
 
@@ -420,8 +445,10 @@ class Error(Response):
     errors: list[FieldProblem] | None = None
 
 
-REQUESTS: tuple[type[BaseModel], ...] = (ClientCreate, ClientUpdate, Rotation, UserCreate, UserUpdate, EmergencySwitch, ChaosStart)
-RESPONSES: tuple[type[BaseModel], ...] = (Client, ClientWithSecret, RotatedSecret, RevealedSecret, Secret, SecretList, User, RoleList, Event, Emergency, Chaos, Error)
+REQUESTS: tuple[type[BaseModel], ...] = (
+    ClientCreate, ClientUpdate, Rotation, UserCreate, UserUpdate, InvitationCreate, EmergencySwitch, ChaosStart,
+)
+RESPONSES: tuple[type[BaseModel], ...] = (Client, ClientWithSecret, RotatedSecret, RevealedSecret, Secret, SecretList, Invitation, NewInvitation, User, RoleList, Event, Emergency, Chaos, Error)
 
 
 # -- validation ----------------------------------------------------------------------------------------

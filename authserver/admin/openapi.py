@@ -54,23 +54,6 @@ def _path_param(name: str) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1, "maxLength": 64}}
 
 
-def _invitation_schema(*, code: bool) -> dict[str, Any]:
-    properties: dict[str, Any] = {
-        "invitation_id": {"type": "string"},
-        "state": {"type": "string", "enum": ["active", "used", "expired", "revoked"]},
-        "max_uses": {"type": "integer"},
-        "uses": {"type": "integer"},
-        "note": {"type": ["string", "null"]},
-        "created_by": {"type": "string"},
-        "created_at": {"type": "string", "format": "date-time"},
-        "expires_at": {"type": "string", "format": "date-time"},
-        "revoked_at": {"type": ["string", "null"], "format": "date-time"},
-    }
-    if code:
-        properties["code"] = {"type": "string", "description": "The invitation code, shown only now."}
-    return {"type": "object", "required": sorted(set(properties) - {"note", "revoked_at"}), "properties": properties}
-
-
 def _page_of(item: str) -> dict[str, Any]:
     return {
         "type": "object",
@@ -232,14 +215,7 @@ def openapi_document(issuer: str) -> dict[str, Any]:
                 },
                 "post": {
                     "summary": "Make an invitation code for sign-up; the code is shown once",
-                    "requestBody": {"required": False, "content": {"application/json": {"schema": {
-                        "type": "object", "additionalProperties": False, "properties": {
-                            "max_uses": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 1},
-                            "ttl_seconds": {"type": "integer", "minimum": 60, "maximum": 31536000,
-                                            "description": "Default self_service.invitation_ttl (7 days)."},
-                            "note": {"type": ["string", "null"], "minLength": 1, "maxLength": 200},
-                        },
-                    }}}},
+                    "requestBody": _body("InvitationCreate", required=False),
                     "responses": {"201": _json(_ref("NewInvitation"), "The invitation and its code (shown once)."),
                                   **_errors(400, 413, 415, *_COMMON)},
                 },
@@ -313,10 +289,6 @@ def openapi_document(issuer: str) -> dict[str, Any]:
                     "description": "An access token of this server with the admin scope.",
                 }
             },
-            "schemas": {
-                **schemas(),
-                "Invitation": _invitation_schema(code=False),
-                "NewInvitation": _invitation_schema(code=True),
-            },
+            "schemas": schemas(),
         },
     }
