@@ -40,6 +40,11 @@ _RFC7591_NAMES = {"name": "client_name", "scopes": "scope", "token_endpoint_auth
 
 
 
+def _safe(text: str) -> str:
+    """A description RFC 6749 §5.2 allows (a problem may quote the client's own kid): others become ``?``."""
+    return "".join(c if " " <= c <= "~" and c not in '"\\' else "?" for c in text)
+
+
 def registration_audience(services: Services) -> str:
     return f"{services.settings.server.issuer}/register"
 
@@ -120,7 +125,7 @@ async def register_client(services: Services, data: Any, *, token_kind: str, ip:
     key_values, problems = read_key_metadata(data, https_only=services.settings.server.production)
     problems += key_consistency_problems({**key_values, "token_endpoint_auth_method": method})
     if problems:
-        raise RegistrationError("invalid_client_metadata", f"{problems[0]['field']} {problems[0]['message']}."[:300])
+        raise RegistrationError("invalid_client_metadata", _safe(f"{problems[0]['field']} {problems[0]['message']}.")[:300])
     name = data.get("client_name", "Registered client")
     if not isinstance(name, str) or not name.strip() or len(name) > 200 or has_control_characters(name):
         raise RegistrationError("invalid_client_metadata", "client_name must have 1-200 printable characters.")
@@ -181,5 +186,5 @@ def _mtls_metadata(data: dict[str, Any], method: str) -> dict[str, Any]:
     problems = certificates.check_metadata({**values, "jwks": data.get("jwks"), "token_endpoint_auth_method": method})
     if problems:
         field, message = problems[0]
-        raise RegistrationError("invalid_client_metadata", f"{field} {message}.")
+        raise RegistrationError("invalid_client_metadata", _safe(f"{field} {message}."))
     return values
