@@ -491,6 +491,7 @@ def _message(item: Any) -> str:
         "int_type": "must be an integer",
         "float_type": "must be a number",
         "list_type": "must be a list",
+        "dict_type": "must be an object",
         "string_pattern_mismatch": "has characters that are not allowed",
     }
     if kind in simple:
