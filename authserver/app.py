@@ -21,7 +21,9 @@ from authserver.admin.service import AdminService
 from authserver.chaos import Chaos, FaultyCache, FaultyLimiter
 from authserver.clock import Clock, SystemClock
 from authserver.cors import CorsPolicy
+from authserver.endpoints._http import ADMIN_JSON, HTML, OAUTH_JSON, channel_of, error_response
 from authserver.endpoints.discovery import build_metadata, metadata_endpoint
+from authserver.errors import AdminError, InvalidRequest, OAuthError
 from authserver.events import SecurityEvents, configure_security_log
 from authserver.grants.authorization_code import AuthorizationCodeGrant
 from authserver.grants.base import TokenGrant
@@ -229,10 +231,25 @@ def create_app(
             mark_worker_dead()
             await services.close()
 
-    async def not_found(request: Request, exc: Exception) -> Response:
-        if request.url.path.startswith("/static/") or "text/html" not in request.headers.get("accept", ""):
-            return Response("Not Found", status_code=404, media_type="text/plain")
-        return error_page(request, "error.not_found", status_code=404)
+    async def router_error(request: Request, exc: Exception) -> Response:
+        """The router's own refusals (no such path, a method the route does not take), answered in the
+        channel of the route that matched (``_http.channel_of``); unknown paths keep their plain 404."""
+        status = getattr(exc, "status_code", 404)
+        channel = channel_of(request.scope.get("endpoint"))
+        if channel is None and request.url.path.startswith("/admin/api/"):
+            channel = ADMIN_JSON
+        if channel in (OAUTH_JSON, ADMIN_JSON):
+            error: OAuthError = (
+                AdminError(404, "not_found", "No such resource.") if status == 404 else InvalidRequest("This method is not allowed here.")
+            )
+            response = error_response(error)
+            response.status_code = status
+        elif channel == HTML or (status == 404 and "text/html" in request.headers.get("accept", "") and not request.url.path.startswith("/static/")):
+            response = error_page(request, "error.not_found" if status == 404 else "error.method", status_code=status)
+        else:
+            response = Response("Not Found" if status == 404 else "Method Not Allowed", status_code=status, media_type="text/plain")
+        response.headers.update(getattr(exc, "headers", None) or {})
+        return response
 
     tracing = []
     if settings.observability.tracing:
@@ -251,7 +268,7 @@ def create_app(
                 chaos=services.chaos,
             ),
         ],
-        exception_handlers={404: not_found},
+        exception_handlers={404: router_error, 405: router_error},
         lifespan=lifespan,
     )
     app.state.services = services

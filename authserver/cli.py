@@ -120,26 +120,28 @@ async def _ensure_demo(services: Any) -> None:
     if await services.clients.get(DEMO_SERVICE) is not None:
         print(f"demo clients exist ({DEMO_SERVICE}, {DEMO_WEB}); `authserver client rotate-secret {DEMO_SERVICE}` prints a new secret")
         return
+    from authserver.admin.service import CLI, AdminService
+
+    admin = AdminService(services)
     scopes = list(services.settings.tokens.scopes)
-    _, secret = await services.clients.create(
-        client_id=DEMO_SERVICE, name="Demo service", client_type="confidential",
-        redirect_uris=[], grant_types=["client_credentials"],
-        scopes=[s for s in scopes if s not in {"openid", "profile", "email", "offline_access", services.settings.admin.scope}],
-        audience=["https://api.cmipro.example"],
-    )
-    await services.clients.create(
-        client_id=DEMO_WEB, name="Demo web app", client_type="public",
-        redirect_uris=["http://127.0.0.1:8080/callback", "http://localhost:8080/callback"],
-        grant_types=["authorization_code", "refresh_token"], scopes=[s for s in scopes if s != services.settings.admin.scope],
-        first_party=False,
-        audience=["https://api.cmipro.example"],
-    )
+    created = await admin.create_client({
+        "client_id": DEMO_SERVICE, "name": "Demo service", "client_type": "confidential", "grant_types": ["client_credentials"],
+        "scopes": [s for s in scopes if s not in {"openid", "profile", "email", "offline_access", services.settings.admin.scope}],
+        "audience": ["https://api.cmipro.example"],
+    }, actor=CLI)
+    secret = created["client_secret"]
+    await admin.create_client({
+        "client_id": DEMO_WEB, "name": "Demo web app", "client_type": "public",
+        "redirect_uris": ["http://127.0.0.1:8080/callback", "http://localhost:8080/callback"],
+        "grant_types": ["authorization_code", "refresh_token"], "scopes": [s for s in scopes if s != services.settings.admin.scope],
+        "first_party": False, "audience": ["https://api.cmipro.example"],
+    }, actor=CLI)
     password = secrets.token_urlsafe(12)
     if await services.accounts.get_by_username(DEMO_USER) is None:
-        await services.accounts.create(
-            username=DEMO_USER, password_hash=await services.passwords.hash(password),
-            email="demo@cmipro.example", email_verified=True, name="Demo User", roles=["free_user"],
-        )
+        await admin.create_user({
+            "username": DEMO_USER, "password": password, "email": "demo@cmipro.example", "email_verified": True,
+            "name": "Demo User", "roles": ["free_user"],
+        }, actor=CLI)
     print(
         "\n=== demo set-up (shown once) ===\n"
         f"service client   client_id={DEMO_SERVICE} client_secret={secret}\n"
@@ -152,43 +154,23 @@ async def _ensure_demo(services: Any) -> None:
 
 
 def cmd_client_create(args: argparse.Namespace) -> int:
-    from authserver.admin.client_keys import key_metadata_view
+    """Through ``AdminService.create_client``: the admin API's validation and event, nothing written directly.
+    The key metadata (--jwks-file ...) and the RFC 8705 options are read first, for the options' own messages."""
+    from authserver.admin.service import CLI
 
-    async def action(services: Any) -> dict[str, Any]:
-        info, secret = await services.clients.create(
-            client_id=args.client_id, name=args.name, client_type=args.type,
-            redirect_uris=args.redirect_uri or [], grant_types=args.grant or [],
-            scopes=args.scope or [], audience=args.audience or [],
-            post_logout_redirect_uris=args.post_logout_redirect_uri or [],
-            token_endpoint_auth_method=args.auth_method, first_party=args.first_party,
-            require_mfa=args.require_mfa, can_introspect=args.can_introspect, signing_alg=args.signing_alg,
-            access_token_ttl=args.access_token_ttl, dpop_bound_access_tokens=args.dpop_bound_access_tokens,
-            **mtls, **key_values,
-        )
-        result: dict[str, Any] = info.public_dict() | key_metadata_view(info)
-        if secret:
-            result["client_secret"] = secret
-        return result
-
-    from authserver.protocol.redirect_uri import REGISTRATION_RULE, is_acceptable_registration
-    from authserver.protocol.scopes import unique
-
-    bad = [uri for uri in (args.redirect_uri or []) + (args.post_logout_redirect_uri or []) if not is_acceptable_registration(uri)]
-    if bad:
-        raise SystemExit(f"redirect URI not acceptable ({REGISTRATION_RULE}): {bad[0]}")
-    # A repeated --scope counts once; every scope must be one of tokens.scopes (validated scope tokens).
-    args.scope = unique(args.scope or [])
-    unknown = set(args.scope) - set(_settings(args).tokens.scopes)
-    if unknown:
-        raise SystemExit(f"unknown scope(s) {sorted(unknown)}: add them to tokens.scopes first")
     key_values = _client_key_metadata(args)
     mtls = _mtls_options(args, jwks=key_values.get("jwks"))
-    from authserver.storage.errors import Conflict
-
-    try:
-        result = asyncio.run(_with_services(_settings(args), action))
-    except (Conflict, ValueError) as error:
-        raise SystemExit(f"client not created: {error}") from None
+    options = {
+        "client_id": args.client_id, "name": args.name, "client_type": args.type, "redirect_uris": args.redirect_uri,
+        "grant_types": args.grant or [], "scopes": args.scope, "audience": args.audience,
+        "post_logout_redirect_uris": args.post_logout_redirect_uri, "token_endpoint_auth_method": args.auth_method,
+        "first_party": args.first_party or None, "require_mfa": args.require_mfa or None,
+        "can_introspect": args.can_introspect or None, "signing_alg": args.signing_alg, "access_token_ttl": args.access_token_ttl,
+        "dpop_bound_access_tokens": args.dpop_bound_access_tokens or None,
+        **mtls, **key_values,
+    }
+    body = {k: v for k, v in options.items() if v is not None}
+    result = _admin_call(args, lambda admin: admin.create_client(body, actor=CLI), body=body, failure="client not created")
     _print(result, args.json)
     if "client_secret" in result and not args.json:
         print("The client secret is shown only now; store it safely.", file=sys.stderr)
@@ -275,8 +257,9 @@ def cmd_client_secret(args: argparse.Namespace) -> int:
     return 0
 
 
-def _admin_call(args: argparse.Namespace, call: Any) -> Any:
-    """Run ``call(admin_service)`` with CLI credentials; admin errors end the command with their message."""
+def _admin_call(args: argparse.Namespace, call: Any, *, body: dict[str, Any] | None = None, failure: str = "") -> Any:
+    """Run ``call(admin_service)`` with CLI credentials; admin errors end the command with their message,
+    each refused field named (with the value given, for an item of a list option)."""
     from authserver.admin.service import AdminService
     from authserver.admin.validation import AdminError
 
@@ -286,8 +269,17 @@ def _admin_call(args: argparse.Namespace, call: Any) -> Any:
     try:
         return asyncio.run(_with_services(_settings(args), action))
     except AdminError as error:
-        problems = "; ".join(f"{e['field']}: {e['message']}" for e in error.errors)
-        raise SystemExit(f"{error.message}{' ' + problems if problems else ''}") from None
+        problems = "; ".join(f"{e['field']}{_given(body, e['field'])}: {e['message']}" for e in error.errors)
+        prefix = f"{failure}: " if failure else ""
+        raise SystemExit(f"{prefix}{error.message}{' ' + problems if problems else ''}") from None
+
+
+def _given(body: dict[str, Any] | None, field: str) -> str:
+    name, _, index = field.partition("[")
+    value = (body or {}).get(name)
+    if index and isinstance(value, list) and index[:-1].isdigit() and int(index[:-1]) < len(value):
+        return f" {value[int(index[:-1])]!r}"
+    return ""
 
 
 def cmd_client_update(args: argparse.Namespace) -> int:
@@ -346,10 +338,7 @@ def cmd_user_set_roles(args: argparse.Namespace) -> int:
     from authserver.admin.service import CLI
 
     async def call(admin: Any) -> Any:
-        account = await admin._s.accounts.get_by_username(args.username)
-        if account is None:
-            raise SystemExit(f"no user {args.username}")
-        return await admin.update_user(account.account_id, {"roles": args.role or []}, actor=CLI)
+        return await admin.update_user(await admin.account_id_of(args.username), {"roles": args.role or []}, actor=CLI)
 
     _print(_admin_call(args, call), args.json)
     return 0
@@ -386,66 +375,49 @@ def _read_password(args: argparse.Namespace) -> str:
 
 
 def cmd_user_create(args: argparse.Namespace) -> int:
-    from authserver.accounts.passwords import PasswordPolicyError
-    from authserver.storage.errors import Conflict
+    """Through ``AdminService.create_user``: the admin API's validation (username, e-mail, roles, password policy)."""
+    from authserver.admin.service import CLI
 
     password = _read_password(args)
-
-    async def action(services: Any) -> dict[str, Any]:
-        account = await services.accounts.create(
-            username=args.username, password_hash=await services.passwords.hash(password),
-            email=args.email, email_verified=args.email_verified, name=args.name, roles=args.role or [],
-        )
-        return {"account_id": account.account_id, "username": account.username, "roles": account.roles}
-
-    try:
-        _print(asyncio.run(_with_services(_settings(args), action)), args.json)
-    except (PasswordPolicyError, Conflict, ValueError) as error:
-        raise SystemExit(f"user not created: {error}") from None
+    options = {
+        "username": args.username, "password": password, "email": args.email, "email_verified": args.email_verified or None,
+        "name": args.name, "roles": args.role,
+    }
+    body = {k: v for k, v in options.items() if v is not None}
+    shown = {k: v for k, v in body.items() if k != "password"}
+    _print(_admin_call(args, lambda admin: admin.create_user(body, actor=CLI), body=shown, failure="user not created"), args.json)
     return 0
 
 
 def cmd_user_set_password(args: argparse.Namespace) -> int:
-    from authserver.accounts.passwords import PasswordPolicyError
+    from authserver.admin.service import CLI
 
     password = _read_password(args)
 
-    async def action(services: Any) -> None:
-        account = await services.accounts.get_by_username(args.username)
-        if account is None:
-            raise SystemExit(f"no user {args.username}")
-        await services.accounts.set_password_hash(account.account_id, await services.passwords.hash(password))
+    async def call(admin: Any) -> Any:
+        return await admin.set_password(await admin.account_id_of(args.username), password, actor=CLI)
 
-    try:
-        asyncio.run(_with_services(_settings(args), action))
-    except PasswordPolicyError as error:
-        raise SystemExit(str(error)) from None
+    _admin_call(args, call)
     print("password changed")
     return 0
 
 
 def cmd_user_lifecycle(args: argparse.Namespace) -> int:
-    """disable | enable | delete: take effect on every instance at once (docs/token-lifecycle.md)."""
-    from authserver.accounts import lifecycle
+    """disable | enable | delete through ``AdminService``: take effect on every instance at once (docs/token-lifecycle.md)."""
+    from authserver.admin.service import CLI
 
     if args.user_command == "delete" and not args.yes:
         raise SystemExit("deleting a user erases their data for good; repeat with --yes")
 
-    async def action(services: Any) -> dict[str, Any]:
-        account = await services.accounts.get_by_username(args.username)
-        if account is None:
-            raise SystemExit(f"no user {args.username}")
-        actor = "cli"
-        if args.user_command == "disable":
-            await lifecycle.disable_account(services, account.account_id, actor=actor)
-            return {"account_id": account.account_id, "username": account.username, "disabled": True}
-        if args.user_command == "enable":
-            await lifecycle.enable_account(services, account.account_id, actor=actor)
-            return {"account_id": account.account_id, "username": account.username, "disabled": False}
-        pseudonym = await lifecycle.delete_account(services, account.account_id, actor=actor)
-        return {"deleted": account.username, "security_log_pseudonym": pseudonym}
+    async def call(admin: Any) -> dict[str, Any]:
+        account_id = await admin.account_id_of(args.username)
+        if args.user_command == "delete":
+            pseudonym = await admin.delete_user(account_id, actor=CLI)
+            return {"deleted": args.username, "security_log_pseudonym": pseudonym}
+        view = await admin.set_user_disabled(account_id, args.user_command == "disable", actor=CLI)
+        return {"account_id": view["account_id"], "username": view["username"], "disabled": view["disabled"]}
 
-    _print(asyncio.run(_with_services(_settings(args), action)), args.json)
+    _print(_admin_call(args, call), args.json)
     return 0
 
 
@@ -556,16 +528,12 @@ def cmd_purge(args: argparse.Namespace) -> int:
 
 def cmd_user_reset_mfa(args: argparse.Namespace) -> int:
     """For a person who lost both the phone and the backup codes, after checking who they are out of band."""
+    from authserver.admin.service import CLI
 
-    async def action(services: Any) -> None:
-        from authserver.mfa.service import Context
+    async def call(admin: Any) -> Any:
+        return await admin.reset_mfa(await admin.account_id_of(args.username), actor=CLI)
 
-        account = await services.accounts.get_by_username(args.username)
-        if account is None:
-            raise SystemExit(f"no user {args.username}")
-        await services.mfa.reset(account.account_id, Context(extra={"channel": "cli"}))
-
-    asyncio.run(_with_services(_settings(args), action))
+    _admin_call(args, call)
     print("second factor removed; the user signs in with the password (and enrols again if required)")
     return 0
 

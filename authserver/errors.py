@@ -22,7 +22,15 @@
     ├── UseDpopNonce                use_dpop_nonce (RFC 9449 §8-9; with a DPoP-Nonce header)
     ├── SlowDown / TooManyRequests (429)  rate_limited
     ├── ServerError (500)           server_error
-    └── TemporarilyUnavailable (503) temporarily_unavailable
+    ├── TemporarilyUnavailable (503) temporarily_unavailable
+    ├── AdminError (any status)     the admin API's refusals, with per-field ``errors``
+    └── RegistrationError           RFC 7591 §3.2.2 (invalid_client_metadata, invalid_redirect_uri)
+
+This is the one error family of every endpoint. Each channel has one renderer and one catch-all:
+OAuth JSON and admin JSON in ``endpoints/_http.py`` (``oauth_json``, ``admin_json``: RFC 6749 §5.2 JSON
+with ``no-store``), HTML pages in ``web/pages.py`` (``html_page``: the error page). Anything outside the
+family becomes a logged, generic 500 in the channel's format; a database error caused by the input
+(SQLSTATE class 22) a 400; a dependency that does not answer a 503 ``temporarily_unavailable``.
 
 ``description`` goes to the client; ``debug`` is only logged.
 """
@@ -30,16 +38,17 @@
 from __future__ import annotations
 
 import re
-from typing import ClassVar
+from typing import Any
 
 # RFC 6749 §5.2: error_description is %x20-21 / %x23-5B / %x5D-7E.
 _DESCRIPTION_OK = re.compile(r"[\x20-\x21\x23-\x5b\x5d-\x7e]*")
 
 
 class OAuthError(Exception):
-    error: ClassVar[str] = "server_error"
-    status_code: ClassVar[int] = 400
-    default_description: ClassVar[str] = ""
+    # Class defaults; AdminError and RegistrationError set them per instance.
+    error: str = "server_error"
+    status_code: int = 400
+    default_description: str = ""
 
     def __init__(self, description: str | None = None, *, debug: str | None = None) -> None:
         description = self.default_description if description is None else description
@@ -50,8 +59,8 @@ class OAuthError(Exception):
         self.debug = debug
         self.headers: dict[str, str] = {}
 
-    def body(self) -> dict[str, str]:
-        body = {"error": self.error}
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"error": self.error}
         if self.description:
             body["error_description"] = self.description
         return body
@@ -156,6 +165,54 @@ class TemporarilyUnavailable(OAuthError):
     error = "temporarily_unavailable"
     status_code = 503
     default_description = "The service is temporarily unavailable. Retry later."
+
+
+class AdminError(OAuthError):
+    """An admin API refusal: HTTP status, a stable code, a message, and per-field problems
+    (``[{"field": ..., "message": ...}]``). Messages may quote input, so they are not held to §5.2's set."""
+
+    def __init__(self, status: int, code: str, message: str, errors: list[dict[str, str]] | None = None) -> None:
+        Exception.__init__(self, message)
+        self.error = code
+        self.status_code = status
+        self.description = message
+        self.debug = None
+        self.errors = errors or []
+        self.headers = {}
+        if status in (401, 403) and code in ("invalid_token", "insufficient_scope"):
+            quoted = message.replace("\\", "").replace('"', "'")
+            self.headers["WWW-Authenticate"] = f'Bearer realm="authserver-admin", error="{code}", error_description="{quoted}"'
+
+    @property
+    def status(self) -> int:
+        return self.status_code
+
+    @property
+    def code(self) -> str:
+        return self.error
+
+    @property
+    def message(self) -> str:
+        return self.description
+
+    def body(self) -> dict[str, Any]:
+        body = super().body()
+        if self.errors:
+            body["errors"] = self.errors
+        return body
+
+
+class RegistrationError(OAuthError):
+    """RFC 7591 §3.2.2 error response: ``invalid_client_metadata``, ``invalid_redirect_uri``, …"""
+
+    def __init__(self, error: str, description: str, status: int = 400) -> None:
+        super().__init__(description)
+        self.error = error
+        self.status_code = status
+
+    @property
+    def status(self) -> int:
+        return self.status_code
 
 
 __all__ = [name for name, value in dict(globals()).items() if isinstance(value, type) and issubclass(value, OAuthError)]

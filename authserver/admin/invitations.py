@@ -11,23 +11,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from authserver.admin.models import InvitationCreate, read
 from authserver.admin.service import Actor, listing
-from authserver.admin.validation import Body, has_control_characters, not_found, page
+from authserver.admin.validation import has_control_characters, not_found, page
 from authserver.services import Services
 from authserver.storage.sql.invitations import describe
 
-MAX_USES = 10_000
-MIN_TTL = 60
-MAX_TTL = 365 * 24 * 3600
+# Limits: admin/models.InvitationCreate (max_uses 1-10000, ttl_seconds 60 s - 365 days, note 1-200 printable).
 
 
 async def create_invitation(services: Services, data: Any, *, actor: Actor) -> dict[str, Any]:
     """``{"max_uses": 1, "ttl_seconds": 604800, "note": "…"}`` (all optional) → the invitation and its ``code``."""
-    body = Body(data, allowed={"max_uses", "ttl_seconds", "note"})
-    max_uses = body.integer("max_uses", minimum=1, maximum=MAX_USES)
-    ttl = body.integer("ttl_seconds", minimum=MIN_TTL, maximum=MAX_TTL)
-    note = body.string("note", max_length=200, nullable=True)
-    body.done()
+    _, given = read(InvitationCreate, {} if data is None else data)
+    max_uses, ttl, note = given.get("max_uses"), given.get("ttl_seconds"), given.get("note")
     made = await services.invitations.create(
         ttl=ttl or services.settings.self_service.invitation_ttl, max_uses=max_uses or 1, note=note, created_by=actor.label(),
     )

@@ -1,67 +1,15 @@
 """The OpenAPI 3.1 description of the admin API, served at /admin/api/openapi.json.
 
-Hand-written so it says exactly what the endpoints do; tests validate it (openapi-spec-validator) and
-fuzz the API from it (schemathesis) expecting no 5xx.
+The bodies' schemas come from the models that validate them (``admin/models.py``); this module lists the
+operations. Tests validate the document (openapi-spec-validator) and fuzz the API from it (schemathesis)
+expecting no 5xx.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-SIGNING_ALGS = ["ES256", "RS256", "EdDSA"]
-GRANTS = ["authorization_code", "refresh_token", "client_credentials"]
-METHODS = [
-    "client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt", "tls_client_auth",
-    "self_signed_tls_client_auth", "none",
-]
-AUTH_SIGNING_ALGS = ["PS256", "ES256", "Ed25519", "RS256", "PS384", "PS512", "ES384", "ES512", "RS384", "RS512", "HS256", "HS384", "HS512"]
-
-_uri_list = {"type": "array", "maxItems": 20, "items": {"type": "string", "minLength": 1, "maxLength": 2000}}
-_nullable_ttl = {"type": ["integer", "null"], "minimum": 60, "maximum": 86400}
-_nullable_long_ttl = {"type": ["integer", "null"], "minimum": 60, "maximum": 400 * 86400}
-
-CLIENT_WRITABLE: dict[str, Any] = {
-    "name": {"type": "string", "minLength": 1, "maxLength": 200},
-    "token_endpoint_auth_method": {"type": "string", "enum": METHODS},
-    "redirect_uris": _uri_list,
-    "post_logout_redirect_uris": _uri_list,
-    "grant_types": {"type": "array", "maxItems": 3, "items": {"type": "string", "enum": GRANTS}},
-    "scopes": {"type": "array", "maxItems": 50, "items": {"type": "string", "minLength": 1, "maxLength": 100}},
-    "audience": {"type": "array", "maxItems": 10, "items": {"type": "string", "minLength": 1, "maxLength": 2000}},
-    "first_party": {"type": "boolean", "description": "Skip the consent page."},
-    "require_mfa": {"type": "boolean"},
-    "can_introspect": {"type": "boolean"},
-    "dpop_bound_access_tokens": {"type": "boolean", "description": "Require a DPoP proof (RFC 9449) at every token request."},
-    "signing_alg": {"type": ["string", "null"], "enum": [*SIGNING_ALGS, None]},
-    "access_token_ttl": _nullable_ttl,
-    "refresh_token_idle_ttl": _nullable_long_ttl,
-    "refresh_token_absolute_ttl": _nullable_long_ttl,
-    "rate_limit_per_minute": {"type": ["integer", "null"], "minimum": 1, "maximum": 1000000},
-    "owner_email": {"type": ["string", "null"], "maxLength": 320, "description": "Told when a secret rotates by itself (never sent a secret)."},
-    "notification_webhook": {
-        "type": ["string", "null"], "maxLength": 2000,
-        "description": "https URL that receives a rotated secret in a signed POST; setting it answers a new notification_webhook_secret once.",
-    },
-    # RFC 8705: tls_client_auth needs exactly one name; self_signed_tls_client_auth the certificate's key in jwks.
-    **{name: {"type": ["string", "null"], "minLength": 1, "maxLength": 1000} for name in (
-        "tls_client_auth_subject_dn", "tls_client_auth_san_dns", "tls_client_auth_san_uri", "tls_client_auth_san_ip",
-        "tls_client_auth_san_email",
-    )},
-    "tls_client_certificate_bound_access_tokens": {"type": "boolean"},
-    # JWT client authentication and PAR (docs/client-authentication.md).
-    "jwks": {"type": ["object", "null"], "description": "Public JWK Set (RSA/EC/OKP, each key with a distinct kid, at most 10 keys, 16 KiB); private_key_jwt and self_signed_tls_client_auth."},
-    "jwks_uri": {"type": ["string", "null"], "maxLength": 2000, "description": "https URL of the client's JWK Set; not with jwks."},
-    "token_endpoint_auth_signing_alg": {"type": ["string", "null"], "enum": [*AUTH_SIGNING_ALGS, None]},
-    "require_pushed_authorization_requests": {"type": "boolean", "description": "Authorization requests must come through /par (RFC 9126)."},
-}
-
-USER_WRITABLE: dict[str, Any] = {
-    "email": {"type": ["string", "null"], "maxLength": 320},
-    "email_verified": {"type": "boolean"},
-    "name": {"type": ["string", "null"], "minLength": 1, "maxLength": 200},
-    "locale": {"type": ["string", "null"], "enum": ["es", "en", None]},
-    "roles": {"type": "array", "maxItems": 10, "items": {"type": "string", "minLength": 1, "maxLength": 64}},
-}
+from authserver.admin.models import schemas
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -98,31 +46,12 @@ def _page_params(*extra: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def _strict_body(required: list[str], properties: dict[str, Any]) -> dict[str, Any]:
-    """A required JSON object body with exactly these properties."""
-    schema = {"type": "object", "additionalProperties": False, "required": required, "properties": properties}
-    return {"required": True, "content": {"application/json": {"schema": schema}}}
+def _body(model: str, *, required: bool = True) -> dict[str, Any]:
+    return {"required": required, "content": {"application/json": {"schema": _ref(model)}}}
 
 
 def _path_param(name: str) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1, "maxLength": 64}}
-
-
-def _invitation_schema(*, code: bool) -> dict[str, Any]:
-    properties: dict[str, Any] = {
-        "invitation_id": {"type": "string"},
-        "state": {"type": "string", "enum": ["active", "used", "expired", "revoked"]},
-        "max_uses": {"type": "integer"},
-        "uses": {"type": "integer"},
-        "note": {"type": ["string", "null"]},
-        "created_by": {"type": "string"},
-        "created_at": {"type": "string", "format": "date-time"},
-        "expires_at": {"type": "string", "format": "date-time"},
-        "revoked_at": {"type": ["string", "null"], "format": "date-time"},
-    }
-    if code:
-        properties["code"] = {"type": "string", "description": "The invitation code, shown only now."}
-    return {"type": "object", "required": sorted(set(properties) - {"note", "revoked_at"}), "properties": properties}
 
 
 def _page_of(item: str) -> dict[str, Any]:
@@ -173,7 +102,7 @@ def openapi_document(issuer: str) -> dict[str, Any]:
                 },
                 "post": {
                     "summary": "Create a client (its secret is shown once)",
-                    "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("ClientCreate")}}},
+                    "requestBody": _body("ClientCreate"),
                     "responses": {
                         "201": _json(_ref("ClientWithSecret"), "The client; confidential clients get `client_secret` (only now)."),
                         **_errors(400, 409, 413, 415, *_COMMON),
@@ -189,7 +118,7 @@ def openapi_document(issuer: str) -> dict[str, Any]:
                 "patch": {
                     "summary": "Update a client (only the fields given)",
                     "parameters": client_path,
-                    "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("ClientUpdate")}}},
+                    "requestBody": _body("ClientUpdate"),
                     "responses": {"200": _json(_ref("Client"), "The client after the change."), **_errors(400, 404, 413, 415, *_COMMON)},
                 },
                 "delete": {
@@ -221,7 +150,7 @@ def openapi_document(issuer: str) -> dict[str, Any]:
                 "post": {
                     "summary": "Rotate: a new secret valid now; the previous ones stay valid for grace_seconds",
                     "parameters": client_path,
-                    "requestBody": {"required": False, "content": {"application/json": {"schema": _ref("Rotation")}}},
+                    "requestBody": _body("Rotation", required=False),
                     "responses": {
                         "201": _json(_ref("RotatedSecret"), "The new secret (shown once)."),
                         **_errors(400, 404, 409, 413, 415, *_COMMON),
@@ -252,7 +181,7 @@ def openapi_document(issuer: str) -> dict[str, Any]:
                 },
                 "post": {
                     "summary": "Create a user",
-                    "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("UserCreate")}}},
+                    "requestBody": _body("UserCreate"),
                     "responses": {"201": _json(_ref("User"), "The user."), **_errors(400, 409, 413, 415, *_COMMON)},
                 },
             },
@@ -265,7 +194,7 @@ def openapi_document(issuer: str) -> dict[str, Any]:
                 "patch": {
                     "summary": "Update a user: roles, profile, disabled",
                     "parameters": user_path,
-                    "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("UserUpdate")}}},
+                    "requestBody": _body("UserUpdate"),
                     "responses": {"200": _json(_ref("User"), "The user after the change."), **_errors(400, 404, 413, 415, *_COMMON)},
                 },
                 "delete": {
@@ -286,14 +215,7 @@ def openapi_document(issuer: str) -> dict[str, Any]:
                 },
                 "post": {
                     "summary": "Make an invitation code for sign-up; the code is shown once",
-                    "requestBody": {"required": False, "content": {"application/json": {"schema": {
-                        "type": "object", "additionalProperties": False, "properties": {
-                            "max_uses": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 1},
-                            "ttl_seconds": {"type": "integer", "minimum": 60, "maximum": 31536000,
-                                            "description": "Default self_service.invitation_ttl (7 days)."},
-                            "note": {"type": ["string", "null"], "minLength": 1, "maxLength": 200},
-                        },
-                    }}}},
+                    "requestBody": _body("InvitationCreate", required=False),
                     "responses": {"201": _json(_ref("NewInvitation"), "The invitation and its code (shown once)."),
                                   **_errors(400, 413, 415, *_COMMON)},
                 },
@@ -337,14 +259,7 @@ def openapi_document(issuer: str) -> dict[str, Any]:
                 },
                 "post": {
                     "summary": "Start (or replace) a chaos experiment for duration_seconds (default 300, at most 3600)",
-                    "requestBody": _strict_body(["experiment"], {
-                        "experiment": {"type": "string", "enum": ["latency", "error_rate", "dependency_down", "edge_5xx"]},
-                        "target": {"type": "string", "enum": ["database", "cache"], "description": "Required except for edge_5xx."},
-                        "min_ms": {"type": "integer", "minimum": 0, "maximum": 10000},
-                        "max_ms": {"type": "integer", "minimum": 1, "maximum": 10000},
-                        "rate": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
-                        "duration_seconds": {"type": "integer", "minimum": 1, "maximum": 3600},
-                    }),
+                    "requestBody": _body("ChaosStart"),
                     "responses": {"200": _json(_ref("Chaos"), "The running experiments."), **_errors(400, 413, 415, *_COMMON)},
                 },
                 "delete": {
@@ -360,11 +275,7 @@ def openapi_document(issuer: str) -> dict[str, Any]:
                 },
                 "post": {
                     "summary": "Switch emergency mode on (for duration_seconds, default abuse.emergency_duration) or off",
-                    "requestBody": _strict_body(["on"], {
-                        "on": {"type": "boolean"},
-                        "reason": {"type": "string", "minLength": 1, "maxLength": 300, "description": "Required when switching on."},
-                        "duration_seconds": {"type": "integer", "minimum": 60, "maximum": 604800},
-                    }),
+                    "requestBody": _body("EmergencySwitch"),
                     "responses": {"200": _json(_ref("Emergency"), "The state after the change."), **_errors(400, 413, 415, *_COMMON)},
                 },
             },
@@ -378,199 +289,6 @@ def openapi_document(issuer: str) -> dict[str, Any]:
                     "description": "An access token of this server with the admin scope.",
                 }
             },
-            "schemas": {
-                "Invitation": _invitation_schema(code=False),
-                "NewInvitation": _invitation_schema(code=True),
-                "Chaos": {
-                    "type": "object",
-                    "required": ["experiments", "available"],
-                    "properties": {
-                        "experiments": {"type": "array", "items": {"type": "object"}},
-                        "available": {"type": "array", "items": {"type": "string"}},
-                    },
-                },
-                "Emergency": {
-                    "type": "object",
-                    "required": ["on", "since", "until", "by", "reason", "automatic"],
-                    "properties": {
-                        "on": {"type": "boolean"},
-                        "since": {"type": ["string", "null"], "format": "date-time"},
-                        "until": {"type": ["string", "null"], "format": "date-time"},
-                        "by": {"type": ["string", "null"]},
-                        "reason": {"type": ["string", "null"]},
-                        "automatic": {"type": "boolean"},
-                    },
-                },
-                "Error": {
-                    "type": "object",
-                    "required": ["error"],
-                    "properties": {
-                        "error": {"type": "string"},
-                        "error_description": {"type": "string"},
-                        "errors": {
-                            "type": "array",
-                            "items": {
-                                "type": "object",
-                                "required": ["field", "message"],
-                                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
-                            },
-                        },
-                    },
-                },
-                "ClientCreate": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "required": ["name", "client_type", "grant_types"],
-                    "properties": {
-                        "client_id": {"type": "string", "pattern": "^[A-Za-z0-9._-]{3,64}$"},
-                        "client_type": {"type": "string", "enum": ["confidential", "public"]},
-                        **CLIENT_WRITABLE,
-                    },
-                },
-                "ClientUpdate": {"type": "object", "additionalProperties": False, "properties": CLIENT_WRITABLE},
-                "Client": {
-                    "type": "object",
-                    "required": ["client_id", "name", "client_type", "grant_types", "scopes", "disabled"],
-                    "properties": {
-                        "client_id": {"type": "string"},
-                        "client_type": {"type": "string"},
-                        "disabled": {"type": "boolean"},
-                        "client_secret_expires_at": {
-                            "type": ["integer", "null"],
-                            "description": "Confidential clients: when the last valid secret expires (seconds since the epoch; 0: never; RFC 7591 §3.2.1).",
-                        },
-                        **CLIENT_WRITABLE,
-                    },
-                },
-                "ClientWithSecret": {
-                    "allOf": [_ref("Client"), {"type": "object", "properties": {
-                        "client_secret": {"type": "string"}, "notification_webhook_secret": {"type": "string"},
-                    }}]
-                },
-                "Rotation": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "properties": {
-                        "grace_seconds": {
-                            "type": "integer",
-                            "minimum": 0,
-                            "maximum": 30 * 86400,
-                            "description": "How long the previous secrets keep working (default admin.secret_rotation_grace, 24 h; 0 ends them now).",
-                        },
-                        "label": {
-                            "type": "string", "pattern": "^[A-Za-z0-9._~-]{1,64}$",
-                            "description": "Replace only this label's secrets (a new label adds a secret). Without it every secret is replaced.",
-                        },
-                    },
-                },
-                "RevealedSecret": {
-                    "type": "object",
-                    "required": ["client_id", "id", "label", "client_secret"],
-                    "properties": {
-                        "client_id": {"type": "string"}, "id": {"type": "integer"}, "label": {"type": "string"},
-                        "client_secret": {"type": "string"},
-                        "expires_at": {"type": ["string", "null"], "format": "date-time"},
-                        "previous_secret_expires_at": {"type": ["string", "null"], "format": "date-time"},
-                    },
-                },
-                "Secret": {
-                    "type": "object",
-                    "required": ["id", "label", "created_at", "expires_at", "valid"],
-                    "properties": {
-                        "id": {"type": "integer"},
-                        "label": {"type": "string"},
-                        "created_at": {"type": "string", "format": "date-time"},
-                        "expires_at": {"type": ["string", "null"], "format": "date-time"},
-                        "valid": {"type": "boolean"},
-                        "revoked_at": {"type": ["string", "null"], "format": "date-time"},
-                        "rotated_at": {"type": ["string", "null"], "format": "date-time"},
-                        "replaces": {"type": ["integer", "null"]},
-                        "pending_delivery": {"type": "boolean"},
-                        "last_used_at": {"type": ["string", "null"], "format": "date-time"},
-                        "use_count": {"type": "integer"},
-                    },
-                },
-                "RotatedSecret": {
-                    "type": "object",
-                    "required": ["client_id", "client_secret", "previous_secrets_expire_at", "grace_seconds"],
-                    "properties": {
-                        "client_id": {"type": "string"},
-                        "client_secret": {"type": "string"},
-                        "previous_secrets_expire_at": {"type": "string", "format": "date-time"},
-                        "grace_seconds": {"type": "integer"},
-                        "id": {"type": "integer"},
-                        "label": {"type": "string"},
-                        "expires_at": {"type": ["string", "null"], "format": "date-time"},
-                    },
-                },
-                "SecretList": {
-                    "type": "object",
-                    "required": ["items"],
-                    "properties": {"items": {"type": "array", "items": _ref("Secret")}},
-                },
-                "UserCreate": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "required": ["username"],
-                    "properties": {
-                        "username": {"type": "string", "minLength": 1, "maxLength": 150},
-                        "password": {"type": "string", "minLength": 1, "maxLength": 1024, "description": "Optional initial password."},
-                        **USER_WRITABLE,
-                    },
-                },
-                "UserUpdate": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "properties": {**USER_WRITABLE, "disabled": {"type": "boolean"}},
-                },
-                "User": {
-                    "type": "object",
-                    "required": ["account_id", "username", "roles", "mfa_enabled", "disabled", "created_at"],
-                    "properties": {
-                        "account_id": {"type": "string"},
-                        "username": {"type": "string"},
-                        "email": {"type": ["string", "null"]},
-                        "email_verified": {"type": "boolean"},
-                        "name": {"type": ["string", "null"]},
-                        "locale": {"type": ["string", "null"]},
-                        "roles": {"type": "array", "items": {"type": "string"}},
-                        "mfa_enabled": {"type": "boolean"},
-                        "disabled": {"type": "boolean"},
-                        "disabled_at": {"type": ["string", "null"], "format": "date-time"},
-                        "created_at": {"type": "string", "format": "date-time"},
-                        "updated_at": {"type": "string", "format": "date-time"},
-                    },
-                },
-                "RoleList": {
-                    "type": "object",
-                    "required": ["items"],
-                    "properties": {
-                        "items": {
-                            "type": "array",
-                            "items": {
-                                "type": "object",
-                                "required": ["name"],
-                                "properties": {"name": {"type": "string"}, "description": {"type": "string"}},
-                            },
-                        }
-                    },
-                },
-                "Event": {
-                    "type": "object",
-                    "required": ["id", "occurred_at", "event", "outcome"],
-                    "properties": {
-                        "id": {"type": "integer"},
-                        "occurred_at": {"type": "string", "format": "date-time"},
-                        "event": {"type": "string"},
-                        "outcome": {"type": "string"},
-                        "client_id": {"type": ["string", "null"]},
-                        "account_id": {"type": ["string", "null"]},
-                        "ip": {"type": ["string", "null"]},
-                        "user_agent": {"type": ["string", "null"]},
-                        "request_id": {"type": ["string", "null"]},
-                        "details": {"type": "object"},
-                    },
-                },
-            },
+            "schemas": schemas(),
         },
     }

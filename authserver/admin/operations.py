@@ -1,6 +1,6 @@
 """Operational switches of the admin API: emergency mode (and, in staging, chaos experiments).
 
-Same rules as ``admin/service.py``: strict bodies (``validation.Body``), every refusal a 4xx JSON error,
+Same rules as ``admin/service.py``: strict bodies (``admin/models.py``), every refusal a 4xx JSON error,
 every change a security event with the actor.
 """
 
@@ -10,14 +10,12 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from authserver.admin.models import ChaosStart, EmergencySwitch, read
 from authserver.admin.service import Actor
-from authserver.admin.validation import AdminError, Body, invalid
-from authserver.chaos import EXPERIMENTS, MAX_DURATION, TARGETS, Chaos, Experiment, new_experiment
+from authserver.admin.validation import AdminError, invalid
+from authserver.chaos import EXPERIMENTS, Chaos, Experiment, new_experiment
 from authserver.services import Services
 
-MIN_EMERGENCY = 60
-MAX_EMERGENCY = 7 * 24 * 3600
-MAX_LATENCY_MS = 10_000
 DEFAULT_CHAOS_DURATION = 300
 
 
@@ -29,15 +27,15 @@ async def emergency_status(services: Services) -> dict[str, Any]:
 
 async def set_emergency(services: Services, data: Any, *, actor: Actor) -> dict[str, Any]:
     """``{"on": true, "reason": "…", "duration_seconds": 3600}`` or ``{"on": false, "reason": "…"}``."""
-    body = Body(data, allowed={"on", "reason", "duration_seconds"})
-    on = body.boolean("on")
-    if not body.has("on"):
-        body.error("on", "required")
-    reason = body.string("reason", required=bool(on), max_length=300)
-    duration = body.integer("duration_seconds", minimum=MIN_EMERGENCY, maximum=MAX_EMERGENCY)
-    if duration is not None and on is False:
-        body.error("duration_seconds", "only when switching on")
-    body.done()
+    _, given = read(EmergencySwitch, data)
+    on, reason, duration = given["on"], given.get("reason"), given.get("duration_seconds")
+    problems: list[dict[str, str]] = []
+    if on and reason is None:
+        problems.append({"field": "reason", "message": "required"})
+    if duration is not None and not on:
+        problems.append({"field": "duration_seconds", "message": "only when switching on"})
+    if problems:
+        raise invalid("The request has invalid fields.", problems)
     await services.limiter.emergency.set(bool(on), by=actor.label(), reason=reason, duration=duration)
     return await emergency_status(services)
 
@@ -64,26 +62,28 @@ async def chaos_status(services: Services) -> dict[str, Any]:
 def read_experiment(data: Any, *, now: datetime, by: str) -> Experiment:
     """``{"experiment": "latency", "target": "database", "min_ms": 50, "max_ms": 200, "duration_seconds": 300}``;
     ``error_rate`` and ``edge_5xx`` take ``rate`` (0-1), ``dependency_down`` only a target."""
-    body = Body(data, allowed={"experiment", "target", "min_ms", "max_ms", "rate", "duration_seconds"})
-    name = body.string("experiment", required=True, max_length=40, choices=EXPERIMENTS)
+    parsed, given = read(ChaosStart, data)
+    name = parsed.experiment
     edge = name == "edge_5xx"
-    target = body.string("target", required=name is not None and not edge, max_length=20, choices=TARGETS)
+    problems: list[dict[str, str]] = []
+    target = given.get("target")
     if edge and target is not None:
-        body.error("target", "edge_5xx has no target")
-    min_ms = body.integer("min_ms", minimum=0, maximum=MAX_LATENCY_MS) or 0
-    max_ms = body.integer("max_ms", minimum=1, maximum=MAX_LATENCY_MS) or 0
-    duration = body.integer("duration_seconds", minimum=1, maximum=MAX_DURATION) or DEFAULT_CHAOS_DURATION
-    rate = body.data.get("rate")
+        problems.append({"field": "target", "message": "edge_5xx has no target"})
+    elif not edge and target is None:
+        problems.append({"field": "target", "message": "required"})
+    min_ms, max_ms = given.get("min_ms") or 0, given.get("max_ms") or 0
+    duration = given.get("duration_seconds") or DEFAULT_CHAOS_DURATION
+    rate = given.get("rate")
     wants_latency, wants_rate = name == "latency", name in ("error_rate", "edge_5xx")
-    for field_name, given, wanted in (("min_ms", body.has("min_ms"), wants_latency), ("max_ms", body.has("max_ms"), wants_latency),
-                                      ("rate", body.has("rate"), wants_rate)):
-        if given and not wanted and name is not None:
-            body.error(field_name, f"not used by {name}")
-    if wants_latency and (not body.has("max_ms") or max_ms < min_ms):
-        body.error("max_ms", "required, at least min_ms")
-    if wants_rate and (isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate <= 1):
-        body.error("rate", "required, a number above 0 and at most 1")
-    body.done()
+    for field_name, wanted in (("min_ms", wants_latency), ("max_ms", wants_latency), ("rate", wants_rate)):
+        if field_name in given and not wanted:
+            problems.append({"field": field_name, "message": f"not used by {name}"})
+    if wants_latency and ("max_ms" not in given or max_ms < min_ms):
+        problems.append({"field": "max_ms", "message": "required, at least min_ms"})
+    if wants_rate and rate is None:
+        problems.append({"field": "rate", "message": "required, a number above 0 and at most 1"})
+    if problems:
+        raise invalid("The request has invalid fields.", problems)
     return new_experiment(str(name), target or "edge", duration=duration, now=now, min_ms=min_ms, max_ms=max_ms,
                           rate=float(rate or 0.0), by=by)
 

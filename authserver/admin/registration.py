@@ -14,18 +14,18 @@ import hmac
 from typing import Any
 
 from authserver.admin.client_keys import (
+    KEY_FIELDS,
     key_consistency_problems,
-    key_metadata_view,
     read_key_metadata,
 )
-from authserver.admin.service import Actor
-from authserver.admin.validation import has_control_characters
+from authserver.admin.service import Actor, AdminService
+from authserver.admin.validation import AdminError, has_control_characters
 from authserver.errors import InvalidScope
+from authserver.errors import RegistrationError as RegistrationError  # noqa: PLC0414 - re-exported
 from authserver.protocol import certificates
 from authserver.protocol.redirect_uri import REGISTRATION_RULE, is_acceptable_registration
 from authserver.protocol.scopes import parse_scope, unique
 from authserver.services import Services
-from authserver.storage.errors import Conflict
 from authserver.tokens.opaque import digest
 
 REGISTRATION_SCOPE = "client_registration"
@@ -35,19 +35,14 @@ REGISTRATION_CLIENT = "authserver-cli"
 # RFC 7591 §2 metadata this server understands; anything else is ignored (§2, last paragraph).
 SUPPORTED_GRANTS = ("authorization_code", "refresh_token", "client_credentials")
 SUPPORTED_METHODS = ("client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt", "none")
+# Admin field names as RFC 7591 §2 calls them, for error descriptions.
+_RFC7591_NAMES = {"name": "client_name", "scopes": "scope", "token_endpoint_auth_method": "token_endpoint_auth_method"}
 
 
-class RegistrationError(Exception):
-    """RFC 7591 §3.2.2 error response."""
 
-    def __init__(self, error: str, description: str, status: int = 400) -> None:
-        super().__init__(description)
-        self.error = error
-        self.description = description
-        self.status = status
-
-    def body(self) -> dict[str, str]:
-        return {"error": self.error, "error_description": self.description}
+def _safe(text: str) -> str:
+    """A description RFC 6749 §5.2 allows (a problem may quote the client's own kid): others become ``?``."""
+    return "".join(c if " " <= c <= "~" and c not in '"\\' else "?" for c in text)
 
 
 def registration_audience(services: Services) -> str:
@@ -103,7 +98,7 @@ async def register_client(services: Services, data: Any, *, token_kind: str, ip:
     if response_types is None:
         response_types = ["code"] if "authorization_code" in grant_types else []
     if set(response_types) - {"code"} or (("code" in response_types) != ("authorization_code" in grant_types)):
-        raise RegistrationError("invalid_client_metadata", "response_types code goes with grant_types authorization_code (§2.1).")
+        raise RegistrationError("invalid_client_metadata", "response_types code goes with grant_types authorization_code (RFC 7591 section 2.1).")
     if "authorization_code" in grant_types and not redirect_uris:
         raise RegistrationError("invalid_redirect_uri", "authorization_code needs at least one redirect URI.")
     if "refresh_token" in grant_types and "authorization_code" not in grant_types:
@@ -125,47 +120,52 @@ async def register_client(services: Services, data: Any, *, token_kind: str, ip:
             raise RegistrationError("invalid_client_metadata", "scope names a scope that registered clients may not have.")
     else:
         raise RegistrationError("invalid_client_metadata", "scope must be a space-separated string.")
-    # jwks / jwks_uri / token_endpoint_auth_signing_alg / require_pushed_authorization_requests (admin/client_keys.py).
+    # jwks / jwks_uri / token_endpoint_auth_signing_alg / require_pushed_authorization_requests (admin/client_keys.py),
+    # read first for RFC 7591 error descriptions; the admin service validates the whole client again.
     key_values, problems = read_key_metadata(data, https_only=services.settings.server.production)
     problems += key_consistency_problems({**key_values, "token_endpoint_auth_method": method})
     if problems:
-        raise RegistrationError("invalid_client_metadata", f"{problems[0]['field']} {problems[0]['message']}."[:300])
+        raise RegistrationError("invalid_client_metadata", _safe(f"{problems[0]['field']} {problems[0]['message']}.")[:300])
     name = data.get("client_name", "Registered client")
     if not isinstance(name, str) or not name.strip() or len(name) > 200 or has_control_characters(name):
         raise RegistrationError("invalid_client_metadata", "client_name must have 1-200 printable characters.")
     dpop_bound = data.get("dpop_bound_access_tokens", False)
     if not isinstance(dpop_bound, bool):
-        raise RegistrationError("invalid_client_metadata", "dpop_bound_access_tokens must be a boolean (RFC 9449 §5.2).")
+        raise RegistrationError("invalid_client_metadata", "dpop_bound_access_tokens must be a boolean (RFC 9449 section 5.2).")
+    # The client itself is validated and written by the admin service, as for the admin API and the CLI.
+    metadata = {
+        "name": name, "client_type": "public" if public else "confidential",
+        "token_endpoint_auth_method": method, "redirect_uris": redirect_uris, "grant_types": grant_types, "scopes": scopes,
+        "first_party": False, "dpop_bound_access_tokens": dpop_bound,
+        **{k: v for k, v in mtls.items() if v is not None}, **key_values,
+    }
     try:
-        info, secret = await services.clients.create(
-            name=name, client_type="public" if public else "confidential", token_endpoint_auth_method=method,
-            redirect_uris=redirect_uris, grant_types=grant_types, scopes=scopes, first_party=False,
-            dpop_bound_access_tokens=dpop_bound, **mtls, **key_values,
+        created = await AdminService(services).create_client(
+            metadata, actor=Actor(via=f"registration:{token_kind}"), event="client_registered", ip=ip
         )
-    except (ValueError, Conflict) as error:
-        raise RegistrationError("invalid_client_metadata", "The client metadata is inconsistent.") from error
-    await services.events.record(
-        "client_registered", "success", client_id=info.client_id, ip=ip, actor=Actor(via=f"registration:{token_kind}").describe(),
-        grant_types=grant_types, scopes=scopes,
-    )
+    except AdminError as error:
+        fields = sorted({problem["field"].partition("[")[0] for problem in error.errors})
+        code = "invalid_redirect_uri" if "redirect_uris" in fields else "invalid_client_metadata"
+        names = ", ".join(_RFC7591_NAMES.get(f, f) for f in fields) or "the client metadata"
+        raise RegistrationError(code, f"Refused: {names}.") from None
     body: dict[str, Any] = {
-        "client_id": info.client_id,
+        "client_id": created["client_id"],
         "client_id_issued_at": int(services.clock.now().timestamp()),
-        "client_name": info.name,
-        "redirect_uris": list(info.redirect_uris),
-        "grant_types": list(info.grant_types),
+        "client_name": created["name"],
+        "redirect_uris": list(created["redirect_uris"]),
+        "grant_types": list(created["grant_types"]),
         "response_types": response_types,
-        "token_endpoint_auth_method": info.token_endpoint_auth_method,
-        "scope": " ".join(info.scopes),
-        "dpop_bound_access_tokens": info.dpop_bound_access_tokens,
+        "token_endpoint_auth_method": created["token_endpoint_auth_method"],
+        "scope": " ".join(created["scopes"]),
+        "dpop_bound_access_tokens": bool(created.get("dpop_bound_access_tokens")),
     }
     body.update({name: value for name, value in mtls.items() if value is not None})
-    body.update({name: value for name, value in key_metadata_view(info).items() if value not in (None, False)})
-    if secret is not None:
-        body["client_secret"] = secret
+    body.update({name: created.get(name) for name in KEY_FIELDS if created.get(name) not in (None, False)})
+    if "client_secret" in created:
+        body["client_secret"] = created["client_secret"]
         # RFC 7591 §3.2.1: when the secret expires, seconds since the epoch; 0 if it never does
         # (client_secrets.lifetime = 0). The rotation job replaces it before then (docs/operations.md).
-        body["client_secret_expires_at"] = info.secret_expires_at(services.clock.now()) or 0
+        body["client_secret_expires_at"] = created.get("client_secret_expires_at") or 0
     return body
 
 
@@ -186,5 +186,5 @@ def _mtls_metadata(data: dict[str, Any], method: str) -> dict[str, Any]:
     problems = certificates.check_metadata({**values, "jwks": data.get("jwks"), "token_endpoint_auth_method": method})
     if problems:
         field, message = problems[0]
-        raise RegistrationError("invalid_client_metadata", f"{field} {message}.")
+        raise RegistrationError("invalid_client_metadata", _safe(f"{field} {message}."))
     return values

@@ -1,6 +1,7 @@
 """Administration of clients, client secrets, users, roles and the security event log.
 
-Used by the JSON admin API (``endpoints/admin.py``), dynamic client registration and the CLI; no HTTP
+The one path for every write to clients and accounts: the JSON admin API (``endpoints/admin.py``),
+dynamic client registration (``admin/registration.py``) and the CLI all call this service; no HTTP
 here. Every change is recorded as a security event named ``admin.<what>`` with the acting client or
 person in ``actor``. Input is validated strictly (``validation.Body``): a refused request changes nothing.
 """
@@ -16,11 +17,15 @@ from typing import Any
 from sqlalchemy import func, select, update
 
 from authserver.accounts.passwords import PasswordPolicyError
-from authserver.admin.client_keys import (
-    KEY_FIELDS,
-    key_consistency_problems,
-    key_metadata_view,
-    read_key_metadata,
+from authserver.admin.client_keys import key_consistency_problems, key_metadata_view
+from authserver.admin.models import (
+    ClientCreate,
+    ClientUpdate,
+    Context,
+    Rotation,
+    UserCreate,
+    UserUpdate,
+    read,
 )
 from authserver.admin.validation import (
     AdminError,
@@ -34,23 +39,10 @@ from authserver.admin.validation import (
 )
 from authserver.keys.encryption import DecryptionError
 from authserver.protocol import certificates
-from authserver.protocol.redirect_uri import REGISTRATION_RULE, is_acceptable_registration
-from authserver.protocol.scopes import is_scope_token
-from authserver.secret_rotation import (
-    SecretRotation,
-    new_webhook_secret,
-    webhook_problem,
-)
+from authserver.secret_rotation import SecretRotation, new_webhook_secret
 from authserver.services import Services
 from authserver.storage.errors import Conflict, NotFound
-from authserver.storage.sql.clients import (
-    AUTH_METHODS,
-    CLIENT_TYPES,
-    GRANT_TYPES,
-    MTLS_FIELDS,
-    ClientInfo,
-    webhook_aad,
-)
+from authserver.storage.sql.clients import ClientInfo, webhook_aad
 from authserver.storage.sql.models import (
     Account,
     Client,
@@ -59,28 +51,9 @@ from authserver.storage.sql.models import (
 )
 from authserver.tokens.revocation import issued_before_reenabling
 
-CLIENT_ID = re.compile(r"[A-Za-z0-9._-]{3,64}")
-USERNAME = re.compile(r"[^\s\x00-\x1f\x7f]{1,150}")
 EVENT_NAME = re.compile(r"[A-Za-z0-9._:-]{1,64}")
-SIGNING_ALGS = ("ES256", "RS256", "EdDSA")
-MAX_GRACE = 30 * 24 * 3600
-
-CLIENT_FIELDS = {
-    "client_id", "name", "client_type", "token_endpoint_auth_method", "redirect_uris", "post_logout_redirect_uris",
-    "grant_types", "scopes", "audience", "first_party", "require_mfa", "can_introspect", "signing_alg",
-    "access_token_ttl", "refresh_token_idle_ttl", "refresh_token_absolute_ttl", "rate_limit_per_minute",
-    "owner_email", "notification_webhook",
-    "dpop_bound_access_tokens",
-    *MTLS_FIELDS,
-    *KEY_FIELDS,  # JWT client authentication and PAR (admin/client_keys.py)
-}
 # Set on the row after creation (the store's create does not take them).
 CLIENT_CONTACT_FIELDS = ("owner_email", "notification_webhook")
-EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]+\.[^@\s]+")
-LABEL = re.compile(r"[A-Za-z0-9._~-]{1,64}")
-CLIENT_MUTABLE = CLIENT_FIELDS - {"client_id", "client_type"}
-USER_FIELDS = {"username", "password", "email", "email_verified", "name", "locale", "roles"}
-USER_MUTABLE = {"email", "email_verified", "name", "locale", "roles", "disabled"}
 
 Unlocker = Callable[[Account], Awaitable[None]]
 
@@ -101,31 +74,6 @@ class Actor:
 
 
 CLI = Actor(via="cli")
-
-
-def _redirect_problem(uri: str) -> str | None:
-    return None if is_acceptable_registration(uri) else f"must be {REGISTRATION_RULE}"
-
-
-def _scope_problem(scope: str, known: set[str]) -> str | None:
-    if scope in known:
-        return None
-    if not is_scope_token(scope):
-        return "is not a scope token (RFC 6749 §3.3: printable ASCII, no space, quote or backslash)"
-    return "unknown scope (add it to tokens.scopes first)"
-
-
-def _audience_problem(uri: str) -> str | None:
-    return None if re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*:[^\s]+", uri) else "must be an absolute URI"
-
-
-def _read_mtls(body: Body) -> dict[str, Any]:
-    """RFC 8705 client metadata: the tls_client_auth names and certificate-bound tokens (consistency with the
-    method and the jwks self_signed_tls_client_auth needs: certificates.check_metadata; jwks is key metadata,
-    admin/client_keys.py)."""
-    values: dict[str, Any] = {f: body.string(f, max_length=1000, nullable=True) for f in certificates.NAME_FIELDS}
-    values["tls_client_certificate_bound_access_tokens"] = body.boolean("tls_client_certificate_bound_access_tokens")
-    return values
 
 
 def client_view(info: ClientInfo, now: datetime | None = None) -> dict[str, Any]:
@@ -204,51 +152,15 @@ class AdminService:
 
     # -- clients --------------------------------------------------------------------------------------
 
+    def _context(self) -> Context:
+        return Context(
+            scopes=frozenset(self._s.settings.tokens.scopes), roles=tuple(self._s.settings.admin.roles),
+            production=self._s.settings.server.production,
+        )
+
     def _read_client(self, data: Any, *, creating: bool) -> dict[str, Any]:
-        body = Body(data, allowed=CLIENT_FIELDS if creating else CLIENT_MUTABLE)
-        scopes_known = set(self._s.settings.tokens.scopes)
-        values: dict[str, Any] = {
-            "name": body.string("name", required=creating),
-            "token_endpoint_auth_method": body.string("token_endpoint_auth_method", choices=AUTH_METHODS),
-            "redirect_uris": body.strings("redirect_uris", check=_redirect_problem),
-            "post_logout_redirect_uris": body.strings("post_logout_redirect_uris", check=_redirect_problem),
-            "grant_types": body.strings(
-                "grant_types", max_items=3, check=lambda g: None if g in GRANT_TYPES else f"must be one of {', '.join(GRANT_TYPES)}",
-                required=creating,
-            ),
-            # Repeats are dropped, first occurrence kept (Body.strings); every scope must be a configured one.
-            "scopes": body.strings("scopes", max_items=50, max_length=100, check=lambda s: _scope_problem(s, scopes_known)),
-            "audience": body.strings("audience", max_items=10, check=_audience_problem),
-            "first_party": body.boolean("first_party"),
-            "require_mfa": body.boolean("require_mfa"),
-            "can_introspect": body.boolean("can_introspect"),
-            # RFC 9449 §5.2: every token request of this client must carry a DPoP proof.
-            "dpop_bound_access_tokens": body.boolean("dpop_bound_access_tokens"),
-            "signing_alg": body.string("signing_alg", choices=SIGNING_ALGS, nullable=True),
-            "access_token_ttl": body.integer("access_token_ttl", minimum=60, maximum=24 * 3600, nullable=True),
-            "refresh_token_idle_ttl": body.integer("refresh_token_idle_ttl", minimum=60, maximum=400 * 24 * 3600, nullable=True),
-            "refresh_token_absolute_ttl": body.integer(
-                "refresh_token_absolute_ttl", minimum=60, maximum=400 * 24 * 3600, nullable=True
-            ),
-            "rate_limit_per_minute": body.integer("rate_limit_per_minute", minimum=1, maximum=1_000_000, nullable=True),
-            "owner_email": body.string("owner_email", max_length=320, pattern=EMAIL, nullable=True),
-            "notification_webhook": body.string("notification_webhook", max_length=2000, nullable=True),
-        }
-        webhook = values["notification_webhook"]
-        if webhook is not None:
-            problem = webhook_problem(webhook, production=self._s.settings.server.production)
-            if problem:
-                body.error("notification_webhook", problem)
-        values.update(_read_mtls(body))
-        if creating:
-            values["client_id"] = body.string("client_id", max_length=64, pattern=CLIENT_ID)
-            values["client_type"] = body.string("client_type", required=True, choices=CLIENT_TYPES)
-        key_values, key_problems = read_key_metadata(body.data, https_only=self._s.settings.server.production)
-        values.update(key_values)
-        body.errors.extend(key_problems)
-        body.done()
-        # Only fields present in the body; None from an explicit null is kept for nullable fields.
-        present = {k: v for k, v in values.items() if body.has(k)}
+        """The fields the body gave (explicit nulls of nullable fields kept), validated by the models."""
+        _, present = read(ClientCreate if creating else ClientUpdate, data, context=self._context())
         return present
 
     @staticmethod
@@ -257,7 +169,7 @@ class AdminService:
         client_type = merged["client_type"]
         method = merged.get("token_endpoint_auth_method") or ("none" if client_type == "public" else "client_secret_basic")
         if (method == "none") != (client_type == "public"):
-            errors.append({"field": "token_endpoint_auth_method", "message": "public clients use none; confidential clients another method"})
+            errors.append({"field": "token_endpoint_auth_method", "message": "public clients use none; confidential clients another method (client_secret_basic, client_secret_post, client_secret_jwt, private_key_jwt, tls_client_auth, self_signed_tls_client_auth)"})
         errors.extend({"field": f, "message": m} for f, m in certificates.check_metadata({**merged, "token_endpoint_auth_method": method}))
         errors.extend(key_consistency_problems({**merged, "token_endpoint_auth_method": method}))
         grants = merged.get("grant_types") or []
@@ -270,7 +182,10 @@ class AdminService:
         if errors:
             raise invalid("The client settings are inconsistent.", errors)
 
-    async def create_client(self, data: Any, *, actor: Actor) -> dict[str, Any]:
+    async def create_client(
+        self, data: Any, *, actor: Actor, event: str = "admin.client_created", ip: str | None = None
+    ) -> dict[str, Any]:
+        """Validate and create; ``event`` names the security event (registration records its own)."""
         values = self._read_client(data, creating=True)
         self._check_client_consistency(values)
         values.setdefault("redirect_uris", [])
@@ -294,7 +209,7 @@ class AdminService:
             await self._update_client_row(info.client_id, extra)
             info = await self._fresh_client(info.client_id)
         await self._s.events.record(
-            "admin.client_created", "success", client_id=info.client_id, actor=actor.describe(),
+            event, "success", client_id=info.client_id, ip=ip, actor=actor.describe(),
             client_type=info.client_type, grant_types=list(info.grant_types), scopes=list(info.scopes),
         )
         body = self._view(info)
@@ -437,10 +352,9 @@ class AdminService:
     async def rotate_secret(self, client_id: str, data: Any, *, actor: Actor) -> dict[str, Any]:
         """A new secret, valid at once; the previous ones stay valid for ``grace_seconds`` (0: end now).
         With ``label``: only that label's secrets are replaced (a new label adds a secret beside the others)."""
-        body = Body({} if data is None else data, allowed={"grace_seconds", "label"})
-        grace = body.integer("grace_seconds", minimum=0, maximum=MAX_GRACE)
-        label = body.string("label", max_length=64, pattern=LABEL)
-        body.done()
+        _, given = read(Rotation, {} if data is None else data)
+        grace = given.get("grace_seconds")
+        label = given.get("label")
         if grace is None:
             grace = self._s.settings.admin.secret_rotation_grace
         info = await self._fresh_client(client_id)
@@ -504,22 +418,11 @@ class AdminService:
 
     # -- users ----------------------------------------------------------------------------------------
 
-    def _roles_check(self) -> Callable[[str], str | None]:
-        known = self._s.settings.admin.roles
-        return lambda role: None if role in known else f"unknown role (one of {', '.join(known)})"
-
     async def create_user(self, data: Any, *, actor: Actor) -> dict[str, Any]:
-        body = Body(data, allowed=USER_FIELDS)
-        username = body.string("username", required=True, max_length=150, pattern=USERNAME)
-        password = body.string("password", max_length=1024)
-        email = body.string("email", max_length=320, nullable=True)
-        if email is not None and "@" not in email:
-            body.error("email", "must be an e-mail address")
-        email_verified = body.boolean("email_verified")
-        name = body.string("name", nullable=True)
-        locale = body.string("locale", max_length=16, nullable=True, choices=("es", "en"))
-        roles = body.strings("roles", max_items=10, max_length=64, check=self._roles_check())
-        body.done()
+        _, given = read(UserCreate, data, context=self._context())
+        username, password = given["username"], given.get("password")
+        email, email_verified, name = given.get("email"), given.get("email_verified"), given.get("name")
+        locale, roles = given.get("locale"), given.get("roles")
         try:
             password_hash = await self._s.passwords.hash(password) if password is not None else None
         except PasswordPolicyError as error:
@@ -546,6 +449,27 @@ class AdminService:
             raise not_found("user")
         return row
 
+    async def account_id_of(self, username: str) -> str:
+        """The account id of a username (the CLI names people by username)."""
+        row = await self._s.accounts.get_by_username(username) if 0 < len(username) <= 150 else None
+        if row is None:
+            raise not_found("user")
+        return row.account_id
+
+    async def set_password(self, account_id: str, password: Any, *, actor: Actor) -> dict[str, Any]:
+        """Set a person's password (the password policy applies, as at creation)."""
+        body = Body({"password": password}, allowed={"password"})
+        value = body.string("password", required=True, max_length=1024)
+        body.done()
+        await self._account(account_id)
+        try:
+            password_hash = await self._s.passwords.hash(value)
+        except PasswordPolicyError as error:
+            raise invalid("The request has invalid fields.", [{"field": "password", "message": str(error)}]) from None
+        await self._s.accounts.set_password_hash(account_id, password_hash)
+        await self._s.events.record("admin.user_password_set", "success", account_id=account_id, actor=actor.describe())
+        return account_view(await self._account(account_id))
+
     async def get_user(self, account_id: str) -> dict[str, Any]:
         return account_view(await self._account(account_id))
 
@@ -559,24 +483,8 @@ class AdminService:
         return listing([account_view(r) for r in rows[:limit]], limit, offset, len(rows) > limit)
 
     async def update_user(self, account_id: str, data: Any, *, actor: Actor) -> dict[str, Any]:
-        body = Body(data, allowed=USER_MUTABLE)
-        changes: dict[str, Any] = {}
-        if body.has("email"):
-            changes["email"] = body.string("email", max_length=320, nullable=True)
-            if changes["email"] is not None and "@" not in changes["email"]:
-                body.error("email", "must be an e-mail address")
-        if body.has("email_verified"):
-            changes["email_verified"] = body.boolean("email_verified")
-        if body.has("name"):
-            changes["name"] = body.string("name", nullable=True)
-        if body.has("locale"):
-            changes["locale"] = body.string("locale", max_length=16, nullable=True, choices=("es", "en"))
-        if body.has("roles"):
-            changes["roles"] = body.strings("roles", max_items=10, max_length=64, check=self._roles_check())
-            if body.data["roles"] is None:
-                body.error("roles", "must be a list")
-        disabled = body.boolean("disabled")
-        body.done()
+        _, changes = read(UserUpdate, data, context=self._context())
+        disabled = changes.pop("disabled", None)
         if changes.get("email_verified", False) is None:
             changes.pop("email_verified")
         await self._account(account_id)
@@ -613,7 +521,8 @@ class AdminService:
         from authserver.mfa.service import Context
 
         await self._account(account_id)
-        await self._s.mfa.reset(account_id, Context(extra={"channel": "admin_api", "actor": actor.describe()}))
+        channel = "cli" if actor.via == "cli" else "admin_api"
+        await self._s.mfa.reset(account_id, Context(extra={"channel": channel, "actor": actor.describe()}))
         await self._s.events.record("admin.user_mfa_reset", "success", account_id=account_id, actor=actor.describe())
         return account_view(await self._account(account_id))
 
@@ -625,14 +534,14 @@ class AdminService:
         await self._s.events.record("admin.user_unlocked", "success", account_id=account_id, actor=actor.describe())
         return account_view(await self._account(account_id))
 
-    async def delete_user(self, account_id: str, *, actor: Actor) -> None:
+    async def delete_user(self, account_id: str, *, actor: Actor) -> str:
         """GDPR erasure (authserver.accounts.lifecycle.delete_account): personal data and credentials go, every
-        token is revoked at once, and the security log keeps a pseudonym."""
+        token is revoked at once, and the security log keeps a pseudonym (returned)."""
         from authserver.accounts import lifecycle
 
         await self._account(account_id)
         await self._s.events.record("admin.user_deleted", "success", account_id=account_id, actor=actor.describe())
-        await lifecycle.delete_account(self._s, account_id, actor=actor.label())
+        return await lifecycle.delete_account(self._s, account_id, actor=actor.label())
 
     # -- roles ------------------------------------------------------------------------------------------
 

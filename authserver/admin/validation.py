@@ -7,29 +7,14 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
+from authserver.errors import AdminError as AdminError  # noqa: PLC0414 - re-exported: admin modules import it from here
+
 # Control characters (NUL among them, which PostgreSQL refuses in text) never reach the database.
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def has_control_characters(value: str) -> bool:
     return CONTROL_CHARACTERS.search(value) is not None
-
-
-class AdminError(Exception):
-    """An admin API refusal: HTTP status, a stable code, a message, and per-field problems."""
-
-    def __init__(self, status: int, code: str, message: str, errors: list[dict[str, str]] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.errors = errors or []
-
-    def body(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"error": self.code, "error_description": self.message}
-        if self.errors:
-            body["errors"] = self.errors
-        return body
 
 
 def invalid(message: str, errors: list[dict[str, str]] | None = None) -> AdminError:

@@ -1,4 +1,10 @@
-"""HTTP helpers shared by the JSON endpoints: form reading, responses, and the error boundary."""
+"""HTTP helpers shared by the JSON endpoints: form reading, responses, and the error boundaries.
+
+Two JSON channels, one renderer (``error_response``: RFC 6749 §5.2 JSON with ``no-store``) and one
+boundary each: ``oauth_json`` (the OAuth/OIDC endpoints, the MFA API, RFC 7591 registration) and
+``admin_json`` (the admin API, whose refusals add per-field ``errors``). The HTML channel's boundary is
+``web.pages.html_page``. ``channel_of`` tells which one an endpoint uses (the route-table test reads it).
+"""
 
 from __future__ import annotations
 
@@ -6,15 +12,16 @@ import functools
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from authserver.errors import InvalidRequest, OAuthError, ServerError, TemporarilyUnavailable
 from authserver.middleware.body_limit import BodyTooLarge
+from authserver.middleware.request_id import request_id_var
 from authserver.protocol.params import parse_query, parse_urlencoded
-from authserver.storage.errors import DATABASE_ERRORS
+from authserver.storage.errors import DATABASE_ERRORS, is_bad_input
 
 log = logging.getLogger("authserver.http")
 
@@ -84,9 +91,41 @@ def query(request: Request) -> dict[str, str]:
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
+E = TypeVar("E")
 
-def oauth_json(endpoint: Endpoint) -> Endpoint:
-    """Error boundary for JSON endpoints: OAuth errors as RFC 6749 §5.2 JSON, outages as 503, the rest as 500."""
+# The error channels: which renderer answers an endpoint's errors.
+OAUTH_JSON = "oauth_json"
+ADMIN_JSON = "admin_json"
+HTML = "html"
+
+
+def mark_channel(endpoint: E, channel: str) -> E:
+    """Record an endpoint's error channel (kept through ``functools.wraps``)."""
+    setattr(endpoint, "error_channel", channel)  # noqa: B010 - any callable
+    return endpoint
+
+
+def channel_of(endpoint: Any) -> str | None:
+    return getattr(endpoint, "error_channel", None)
+
+
+def unexpected(request: Request, error: BaseException) -> OAuthError:
+    """What a boundary answers for an exception outside the error family: bad input that reached the
+    database is a 400, a dependency that did not answer a 503, anything else a generic 500; all logged
+    with the request id, none with a traceback to the client."""
+    where, request_id = request.url.path, request_id_var.get() or "-"
+    if is_bad_input(error):
+        log.warning("input refused by the database on %s (request %s): %s", where, request_id, type(error).__name__)
+        return InvalidRequest("The request has a value the server cannot store.")
+    if isinstance(error, UNAVAILABLE_ERRORS):
+        log.exception("dependency unavailable on %s (request %s)", where, request_id)
+        return TemporarilyUnavailable()
+    log.exception("unhandled error on %s (request %s)", where, request_id)
+    return ServerError()
+
+
+def json_boundary(endpoint: Endpoint, channel: str) -> Endpoint:
+    """Error boundary of a JSON channel: the error family as RFC 6749 §5.2 JSON, the rest via ``unexpected``."""
 
     @functools.wraps(endpoint)
     async def wrapper(request: Request) -> Response:
@@ -98,14 +137,21 @@ def oauth_json(endpoint: Endpoint) -> Endpoint:
             return error_response(error)
         except BodyTooLarge:
             raise
-        except UNAVAILABLE_ERRORS:
-            log.exception("dependency unavailable on %s", request.url.path)
-            return error_response(TemporarilyUnavailable())
-        except Exception:
-            log.exception("unhandled error on %s", request.url.path)
-            return error_response(ServerError())
+        except Exception as error:  # noqa: BLE001 - the channel's catch-all
+            return error_response(unexpected(request, error))
 
-    return wrapper
+    return mark_channel(wrapper, channel)
+
+
+def oauth_json(endpoint: Endpoint) -> Endpoint:
+    """Error boundary for OAuth JSON endpoints: OAuth errors as RFC 6749 §5.2 JSON, outages as 503, the rest as 500."""
+    return json_boundary(endpoint, OAUTH_JSON)
+
+
+def admin_json(endpoint: Endpoint) -> Endpoint:
+    """Error boundary for the admin API: ``AdminError`` with its per-field ``errors``, the gate's refusals,
+    outages as 503, the rest as a logged 500; the same JSON shape and ``no-store``."""
+    return json_boundary(endpoint, ADMIN_JSON)
 
 
 def method_not_allowed(allowed: str) -> Response:

@@ -23,11 +23,9 @@ from authserver.admin import invitations as invitation_admin
 from authserver.admin import operations
 from authserver.admin.openapi import openapi_document
 from authserver.admin.service import Actor, AdminService
-from authserver.admin.validation import AdminError, invalid
-from authserver.endpoints._http import UNAVAILABLE_ERRORS, error_response, json_response
+from authserver.admin.validation import AdminError, has_control_characters, invalid
+from authserver.endpoints._http import admin_json, json_response
 from authserver.endpoints.bearer import Protection, gate, protected
-from authserver.errors import OAuthError
-from authserver.middleware.body_limit import BodyTooLarge
 from authserver.services import Services
 
 log = logging.getLogger("authserver.admin")
@@ -54,15 +52,6 @@ async def authenticate(request: Request, services: Services) -> Actor:
     if "admin" not in bearer.account.roles or not MFA_AMR & set(bearer.claims.get("amr") or []):
         raise AdminError(403, "insufficient_scope", "The admin API needs the admin role and a sign-in with MFA.")
     return Actor(client_id=bearer.client.client_id, account_id=bearer.account.account_id)
-
-
-def error_json(error: AdminError) -> Response:
-    headers: dict[str, str] = {}
-    if error.status in (401, 403) and error.code in ("invalid_token", "insufficient_scope"):
-        headers["WWW-Authenticate"] = (
-            f'Bearer realm="authserver-admin", error="{error.code}", error_description="{error.message}"'
-        )
-    return json_response(error.body(), error.status, headers)
 
 
 async def read_json(request: Request) -> Any:
@@ -92,29 +81,14 @@ async def read_optional_json(request: Request) -> Any:
 
 
 def admin_endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-    """Authentication, then the handler; AdminError as JSON, outages as 503, anything else a logged 500."""
+    """Authentication, then the handler, inside the admin channel's boundary (``_http.admin_json``)."""
 
     @protected(protection)
+    @admin_json
     @functools.wraps(handler)
     async def endpoint(request: Request) -> Response:
-        services: Services = request.app.state.services
-        try:
-            actor = await authenticate(request, services)
-            return await handler(request, request.app.state.admin, actor)
-        except AdminError as error:
-            return error_json(error)
-        except OAuthError as error:  # the gate's refusals (401, 403) and rate limits (429)
-            return error_response(error)
-        except BodyTooLarge:
-            raise
-        except UNAVAILABLE_ERRORS:
-            log.exception("dependency unavailable on %s", request.url.path)
-            return json_response(
-                {"error": "temporarily_unavailable", "error_description": "Try again shortly."}, 503, {"Retry-After": "5"}
-            )
-        except Exception:
-            log.exception("unhandled error on %s", request.url.path)
-            return json_response({"error": "server_error", "error_description": "Internal error."}, 500)
+        actor = await authenticate(request, request.app.state.services)
+        return await handler(request, request.app.state.admin, actor)
 
     return endpoint
 
@@ -124,13 +98,15 @@ def _query(request: Request) -> dict[str, str]:
     for key, value in request.query_params.multi_items():
         if key in params:
             raise invalid(f"The parameter {key[:40]} is repeated.")
+        if has_control_characters(key) or has_control_characters(value):
+            raise invalid("The request has invalid parameters.", [{"field": key[:40], "message": "must not contain control characters"}])
         params[key] = value
     return params
 
 
 def _path(request: Request, name: str) -> str:
     value = str(request.path_params[name])
-    if not 0 < len(value) <= 64:
+    if not 0 < len(value) <= 64 or has_control_characters(value):
         raise AdminError(404, "not_found", "No such resource.")
     return value
 
@@ -264,6 +240,7 @@ async def chaos(request: Request, admin: AdminService, actor: Actor) -> Response
     return json_response(await operations.chaos_status(services))
 
 
+@admin_json
 async def openapi(request: Request) -> Response:
     services: Services = request.app.state.services
     return json_response(openapi_document(services.settings.server.issuer), no_store=False, headers={"Cache-Control": "public, max-age=300"})

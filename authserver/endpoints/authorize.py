@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from authserver.endpoints._guard import client_ip, too_many_page
-from authserver.endpoints._http import UNAVAILABLE_ERRORS, query, read_form
+from authserver.endpoints._http import query, read_form
 from authserver.errors import (
     InvalidRequest,
     LoginRequired,
@@ -44,8 +44,10 @@ from authserver.storage.sql.models import AuthorizationCode, BrowserSession
 from authserver.tokens.jwt import audience as token_audience
 from authserver.tokens.opaque import digest
 from authserver.web.pages import (
+    PageError,
     browser_id,
     error_page,
+    html_page,
     new_browser_id,
     redirect_binding_browser,
     request_locale,
@@ -59,14 +61,6 @@ PROMPT_VALUES = frozenset({"none", "login", "consent", "select_account"})
 JKT = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
-class PageError(Exception):
-    """An error shown on our own page: the redirect URI cannot be trusted yet."""
-
-    def __init__(self, message_key: str) -> None:
-        super().__init__(message_key)
-        self.message_key = message_key
-
-
 class RedirectError(Exception):
     def __init__(self, error: OAuthError, redirect_to: str, state: str | None) -> None:
         super().__init__(error.error)
@@ -75,6 +69,7 @@ class RedirectError(Exception):
         self.state = state
 
 
+@html_page
 async def authorize(request: Request) -> Response:
     services: Services = request.app.state.services
     if request.method not in ("GET", "POST"):
@@ -104,9 +99,6 @@ async def authorize(request: Request) -> Response:
         return error_page(request, error.message_key, locale=request_locale(request, _ui_locales(request)))
     except RedirectError as error:
         return error_redirect(services, error.redirect_to, error.error, error.state)
-    except UNAVAILABLE_ERRORS:
-        log.exception("dependency unavailable on /authorize")
-        return error_page(request, "error.unavailable", status_code=503)
 
 
 def _ui_locales(request: Request) -> str | None:

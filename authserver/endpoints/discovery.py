@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from authserver.endpoints._http import OAUTH_JSON, mark_channel
 from authserver.endpoints.prepared import PreparedDocument
 from authserver.grants.base import CLIENT_AUTHENTICATORS
 from authserver.grants.client_assertion import CLIENT_SECRET_JWT_ALGS, PRIVATE_KEY_JWT_ALGS
@@ -99,4 +100,4 @@ def _with_mtls(settings: Settings, metadata: dict[str, Any]) -> dict[str, Any]:
 def metadata_endpoint(metadata: dict[str, Any]) -> PreparedDocument:
     """Serves prepared bytes: the document only changes with the settings."""
     body = json.dumps(metadata, separators=(",", ":")).encode()
-    return PreparedDocument(body, {"Cache-Control": "public, max-age=3600", "Access-Control-Allow-Origin": "*"})
+    return mark_channel(PreparedDocument(body, {"Cache-Control": "public, max-age=3600", "Access-Control-Allow-Origin": "*"}), OAUTH_JSON)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from starlette.types import Scope
 
+from authserver.endpoints._http import OAUTH_JSON, mark_channel
 from authserver.endpoints.prepared import PreparedJwks
 
 
@@ -18,4 +19,4 @@ def _current(scope: Scope) -> tuple[str, bytes, dict[str, str]]:
     return keys.jwks_etag, keys.jwks_bytes, headers
 
 
-jwks = PreparedJwks(_current)
+jwks = mark_channel(PreparedJwks(_current), OAUTH_JSON)

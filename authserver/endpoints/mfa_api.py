@@ -16,7 +16,7 @@ Errors are ``{"error", "error_description"}`` with ``Cache-Control: no-store``; 
 from __future__ import annotations
 
 import json
-from typing import Any, ClassVar
+from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
@@ -57,16 +57,16 @@ class InvalidCredentials(OAuthError):
 
 class MfaLocked(OAuthError):
     error = "mfa_locked"
-    status_code: ClassVar[int] = 429
+    status_code = 429
     default_description = "Too many wrong codes. The second step is locked for a while."
 
 
 class MfaConflict(OAuthError):
-    status_code: ClassVar[int] = 409
+    status_code = 409
 
     def __init__(self, error: str, description: str) -> None:
         super().__init__(description)
-        self.error = error  # type: ignore[misc]
+        self.error = error
 
 
 async def _identity(request: Request) -> tuple[Services, Bearer]:

@@ -18,11 +18,12 @@ from starlette.responses import Response
 
 from authserver.endpoints._guard import authenticate_client_guarded, client_ip
 from authserver.endpoints._http import json_response, method_not_allowed, oauth_json, read_form
-from authserver.endpoints.authorize import PageError, RedirectError, validate_request
+from authserver.endpoints.authorize import RedirectError, validate_request
 from authserver.errors import InvalidRequest, RequestNotSupported
 from authserver.interaction.pushed import push
 from authserver.protocol import client_auth
 from authserver.services import Services
+from authserver.web.pages import PageError
 
 # Client authentication travels with the pushed request but is not part of it.
 CLIENT_AUTH_PARAMS = frozenset({"client_secret", "client_assertion", "client_assertion_type"})

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -16,14 +14,11 @@ from authserver.admin.registration import (
 )
 from authserver.admin.validation import AdminError
 from authserver.endpoints._guard import client_ip
-from authserver.endpoints._http import UNAVAILABLE_ERRORS, json_response
+from authserver.endpoints._http import json_response, method_not_allowed, oauth_json
 from authserver.endpoints.admin import read_json
 from authserver.endpoints.bearer import Protection, gate, presented_token, protected
 from authserver.errors import OAuthError
-from authserver.middleware.body_limit import BodyTooLarge
 from authserver.services import Services
-
-log = logging.getLogger("authserver.registration")
 
 # Signed initial access tokens: the CLI's, for the registration endpoint's own audience.
 PROTECTION = Protection(
@@ -42,26 +37,20 @@ async def initial_access_token(request: Request, services: Services) -> str:
 
 
 @protected(PROTECTION)
+@oauth_json
 async def register(request: Request) -> Response:
+    """RFC 7591 §3: errors are OAuth-style JSON (§3.2.2) through the OAuth channel's boundary."""
     services: Services = request.app.state.services
     if request.method != "POST":
-        return json_response({"error": "invalid_request", "error_description": "Use POST."}, 405, {"Allow": "POST"})
+        return method_not_allowed("POST")
     try:
-        try:
-            kind = await initial_access_token(request, services)
-        except OAuthError as error:
-            if error.status_code == 401:
-                await services.events.record("client_registered", "failure", ip=client_ip(request), reason="bad_initial_access_token")
-            return json_response(error.body(), error.status_code, error.headers)
-        try:
-            data = await read_json(request)
-        except AdminError as error:
-            raise RegistrationError("invalid_client_metadata", error.message, 400) from None
-        return json_response(await register_client(services, data, token_kind=kind, ip=client_ip(request)), 201)
-    except RegistrationError as error:
-        return json_response(error.body(), error.status)
-    except BodyTooLarge:
+        kind = await initial_access_token(request, services)
+    except OAuthError as error:
+        if error.status_code == 401:
+            await services.events.record("client_registered", "failure", ip=client_ip(request), reason="bad_initial_access_token")
         raise
-    except UNAVAILABLE_ERRORS:
-        log.exception("dependency unavailable on /register")
-        return json_response({"error": "temporarily_unavailable"}, 503, {"Retry-After": "5"})
+    try:
+        data = await read_json(request)
+    except AdminError as error:
+        raise RegistrationError("invalid_client_metadata", error.message, 400) from None
+    return json_response(await register_client(services, data, token_kind=kind, ip=client_ip(request)), 201)

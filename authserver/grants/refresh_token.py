@@ -7,6 +7,10 @@ that carry its ``gid``), with one exception, the grace period (``tokens.refresh_
 the successor is unused, gets the same answer back (tokens/refresh_grace.py). A family never forks: at
 most one refresh token of it is ever live.
 
+Scopes: each refresh issues the family's scope as far as the client is still allowed it (its current
+``scopes``), on both paths: a scope removed from a client is gone from the next refresh of every token
+issued before (``allowed_scopes``).
+
 DPoP (RFC 9449 §5): a public client's family issued with a DPoP proof is bound to that key
 (``grants.dpop_jkt``); every refresh needs a proof of the same key. Another key or no proof is
 ``invalid_grant`` and changes nothing: the family is *not* revoked, because whoever presents a stolen
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from authserver.errors import InvalidGrant, InvalidRequest, InvalidScope
@@ -82,9 +87,10 @@ class RefreshTokenGrant:
                 await self._reuse(client, grant, ip, token_client_id=row.client_id)
             raise InvalidGrant("The refresh token is invalid.")
         await self._check_family_key(client, grant.dpop_jkt, binding, ip=ip, grant_id=grant.grant_id)
-        if requested and not set(requested) <= set(grant.scopes):
+        still = allowed_scopes(client, grant.scopes)
+        if requested and not set(requested) <= set(still):
             raise InvalidScope("The requested scope exceeds the scope originally granted.")
-        scopes = requested or list(grant.scopes)
+        scopes = requested or still
         account = await services.accounts.get(grant.account_id) if grant.account_id else None
         if account is None or account.disabled_at is not None:
             raise InvalidGrant("The account is not active.")
@@ -167,7 +173,14 @@ class RefreshTokenGrant:
             return None
         # The answer carries what the tokens need of both the person and the family.
         body = issue_user_tokens(
-            services, client, rotated, rotated, scopes=rotated.scopes, nonce=None, refresh_token=new_value, binding=binding
+            services, client, rotated, rotated, scopes=allowed_scopes(client, rotated.scopes), nonce=None,
+            refresh_token=new_value, binding=binding,
         )
         await self._grace.remember(presented, successor_digest=digest(new_value), body=body, rotated_at=now)
         return body
+
+
+def allowed_scopes(client: ClientInfo, granted: Sequence[str]) -> list[str]:
+    """The family's scopes the client may still have, in the family's order."""
+    allowed = set(client.scopes)
+    return [scope for scope in granted if scope in allowed]

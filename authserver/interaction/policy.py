@@ -47,7 +47,6 @@ class Interaction:
     """A person's trip through our pages, kept in the shared cache so any instance can continue it."""
 
     interaction_id: str
-    csrf: str
     created_at: float
     request: AuthorizationRequest | None = None
     # Where to go after sign-in when there is no authorization request (the account pages).
@@ -59,6 +58,9 @@ class Interaction:
     signed_in: bool = False
     # The browser that started it (web.pages.browser_id); its forms are refused from any other.
     browser: str = ""
+    # Unused since forms carry pages.interaction_form_token; kept (empty) so the previous release can read
+    # records written by this one during a rolling deploy.
+    csrf: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -86,7 +88,6 @@ class InteractionStore:
     ) -> Interaction:
         interaction = Interaction(
             interaction_id=secrets.token_urlsafe(24),
-            csrf=secrets.token_urlsafe(24),
             created_at=now.timestamp(),
             request=request,
             return_to=return_to,

@@ -38,3 +38,16 @@ class Unavailable(StorageError):
 
 # The database did not answer, whichever layer noticed: the caller answers 503 (or falls back), never decides.
 DATABASE_ERRORS: tuple[type[BaseException], ...] = (OperationalError, PoolTimeout, DBAPIError, OSError, TimeoutError, Unavailable)
+
+
+def is_bad_input(error: BaseException) -> bool:
+    """A database refusal caused by the value sent, not an outage: SQLSTATE class 22 "data exception"
+    (a NUL byte in text, a string too long for its column, a number out of range). Validation refuses
+    these before the database; this is the boundary's safety net, answered 400, never 503."""
+    if not isinstance(error, DBAPIError) or isinstance(error, OperationalError):
+        return False
+    original = error.orig
+    state = getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
+    if state is None:  # asyncpg's exception hides under the adapter's
+        state = getattr(getattr(original, "__cause__", None), "sqlstate", None)
+    return isinstance(state, str) and state.startswith("22")

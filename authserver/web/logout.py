@@ -11,8 +11,7 @@ RP-Initiated Logout (§2, §3):
 - A hint that is not ours, a ``client_id`` that contradicts it, or an unregistered redirect URI: an error
   page, no redirect.
 
-Forms carry a CSRF value derived from the session cookie (SHA-256 of a label and the cookie value). The
-cookie is HttpOnly and secret, so only pages we rendered for that browser hold the value; nothing is stored.
+Forms carry ``pages.form_token`` keyed by the session cookie, like every other form.
 """
 
 from __future__ import annotations
@@ -23,21 +22,23 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from authserver.accounts.lifecycle import end_session, sign_out_everywhere
-from authserver.endpoints._http import UNAVAILABLE_ERRORS, query, read_form
+from authserver.endpoints._http import query, read_form
 from authserver.errors import OAuthError
-from authserver.interaction.policy import InteractionStore
 from authserver.protocol.redirect_uri import with_params
 from authserver.services import Services
 from authserver.storage.sql.models import BrowserSession
 from authserver.tokens.jwt import audience as token_audience
 from authserver.web.pages import (
     check_form_token,
+    checked_form,
     clear_session_cookie,
     error_page,
     form_token,
+    html_page,
     render,
     request_locale,
     session_cookie,
+    sign_in_first,
 )
 
 log = logging.getLogger("authserver.web")
@@ -57,27 +58,24 @@ def _ip(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
+@html_page
 async def logout(request: Request) -> Response:
     services: Services = request.app.state.services
     if request.method not in ("GET", "POST"):
         return error_page(request, "error.method", status_code=405)
     try:
-        try:
-            params = query(request) if request.method == "GET" else await read_form(request)
-        except OAuthError:
-            return error_page(request, "error.invalid_request")
-        cookie = session_cookie(request)
-        session = await services.browser_sessions.get(cookie)
-        if request.method == "POST" and params.get("confirm") == "yes":
-            if not check_form_token(cookie, "logout", params.get("csrf")):
-                return error_page(request, "error.csrf", status_code=403)
-            if session is not None:
-                await end_session(services, session.account_id, session.session_digest, ip=_ip(request))
-            return _signed_out(request, services)
-        return await _rp_initiated(request, services, params, cookie, session)
-    except UNAVAILABLE_ERRORS:
-        log.exception("dependency unavailable on /logout")
-        return error_page(request, "error.unavailable", status_code=503)
+        params = query(request) if request.method == "GET" else await read_form(request)
+    except OAuthError:
+        return error_page(request, "error.invalid_request")
+    cookie = session_cookie(request)
+    session = await services.browser_sessions.get(cookie)
+    if request.method == "POST" and params.get("confirm") == "yes":
+        if not check_form_token(cookie, "logout", params.get("csrf")):
+            return error_page(request, "error.csrf", status_code=403)
+        if session is not None:
+            await end_session(services, session.account_id, session.session_digest, ip=_ip(request))
+        return _signed_out(request, services)
+    return await _rp_initiated(request, services, params, cookie, session)
 
 
 async def _rp_initiated(
@@ -118,58 +116,50 @@ async def _rp_initiated(
     return response
 
 
+@html_page
 async def account_sessions(request: Request) -> Response:
     """The person's live sessions; end one, or sign out everywhere (which also revokes every refresh token)."""
     services: Services = request.app.state.services
     if request.method not in ("GET", "POST"):
         return error_page(request, "error.method", status_code=405)
-    try:
-        cookie = session_cookie(request)
-        current = await services.browser_sessions.get(cookie)
-        if current is None:
-            if request.method == "POST":
-                return error_page(request, "error.interaction_expired", status_code=403)
-            interactions: InteractionStore = request.app.state.interactions
-            interaction = await interactions.start(services.clock.now(), return_to="/account/sessions")
-            return RedirectResponse(f"/login?i={interaction.interaction_id}", status_code=303)
-        account_id = current.account_id
+    cookie = session_cookie(request)
+    current = await services.browser_sessions.get(cookie)
+    if current is None:
         if request.method == "POST":
-            try:
-                form = await read_form(request)
-            except OAuthError:
+            return error_page(request, "error.interaction_expired", status_code=403)
+        return await sign_in_first(request, "/account/sessions")
+    account_id = current.account_id
+    if request.method == "POST":
+        form = await checked_form(request, cookie, "sessions")
+        if isinstance(form, Response):
+            return form
+        action = form.get("action")
+        if action == "end_all":
+            await sign_out_everywhere(services, account_id, ip=_ip(request))
+            return _signed_out(request, services)
+        if action == "end":
+            handle = form.get("session", "")
+            live = await services.browser_sessions.list_for_account(account_id)
+            chosen = next((s for s in live if len(handle) == SESSION_HANDLE_LENGTH and s.session_digest.startswith(handle)), None)
+            if chosen is None:
                 return error_page(request, "error.invalid_request")
-            if not check_form_token(cookie, "sessions", form.get("csrf")):
-                return error_page(request, "error.csrf", status_code=403)
-            action = form.get("action")
-            if action == "end_all":
-                await sign_out_everywhere(services, account_id, ip=_ip(request))
+            await end_session(services, account_id, chosen.session_digest, ip=_ip(request))
+            if chosen.session_digest == current.session_digest:
                 return _signed_out(request, services)
-            if action == "end":
-                handle = form.get("session", "")
-                live = await services.browser_sessions.list_for_account(account_id)
-                chosen = next((s for s in live if len(handle) == SESSION_HANDLE_LENGTH and s.session_digest.startswith(handle)), None)
-                if chosen is None:
-                    return error_page(request, "error.invalid_request")
-                await end_session(services, account_id, chosen.session_digest, ip=_ip(request))
-                if chosen.session_digest == current.session_digest:
-                    return _signed_out(request, services)
-                return RedirectResponse("/account/sessions", status_code=303, headers={"Cache-Control": "no-store"})
-            return error_page(request, "error.invalid_request")
-        live = sorted(await services.browser_sessions.list_for_account(account_id), key=lambda s: s.created_at, reverse=True)
-        rows = [
-            {
-                "handle": s.session_digest[:SESSION_HANDLE_LENGTH],
-                "current": s.session_digest == current.session_digest,
-                "created": s.created_at.strftime("%Y-%m-%d %H:%M UTC"),
-                "last_seen": s.last_seen_at.strftime("%Y-%m-%d %H:%M UTC"),
-                "user_agent": s.user_agent or "",
-                "ip": s.ip or "",
-            }
-            for s in live
-        ]
-        return render(
-            request, "sessions.html", locale=request_locale(request), sessions=rows, csrf=form_token(cookie, "sessions")
-        )
-    except UNAVAILABLE_ERRORS:
-        log.exception("dependency unavailable on /account/sessions")
-        return error_page(request, "error.unavailable", status_code=503)
+            return RedirectResponse("/account/sessions", status_code=303, headers={"Cache-Control": "no-store"})
+        return error_page(request, "error.invalid_request")
+    live = sorted(await services.browser_sessions.list_for_account(account_id), key=lambda s: s.created_at, reverse=True)
+    rows = [
+        {
+            "handle": s.session_digest[:SESSION_HANDLE_LENGTH],
+            "current": s.session_digest == current.session_digest,
+            "created": s.created_at.strftime("%Y-%m-%d %H:%M UTC"),
+            "last_seen": s.last_seen_at.strftime("%Y-%m-%d %H:%M UTC"),
+            "user_agent": s.user_agent or "",
+            "ip": s.ip or "",
+        }
+        for s in live
+    ]
+    return render(
+        request, "sessions.html", locale=request_locale(request), sessions=rows, csrf=form_token(cookie, "sessions")
+    )

@@ -2,14 +2,12 @@
 own MFA pages (/account/mfa…). RFC 6238 TOTP, RFC 8176 amr values; no session exists for an enrolled
 person until the second step succeeds, so a password alone never satisfies anything.
 
-Forms in a flow carry the interaction's CSRF token; account forms carry a token derived from the session
-cookie (which scripts cannot read). Every answer is no-store.
+Every form carries ``pages.form_token``: in a flow keyed by the browser id and the interaction
+(``interaction_form_token``), on account pages by the session cookie. Every answer is no-store.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import math
 from datetime import datetime
@@ -21,7 +19,7 @@ from starlette.responses import RedirectResponse, Response
 from authserver.accounts.lifecycle import sign_out_other_sessions
 from authserver.accounts.notices import notify
 from authserver.endpoints._guard import client_ip, too_many_page
-from authserver.endpoints._http import UNAVAILABLE_ERRORS, read_form
+from authserver.endpoints._http import read_form
 from authserver.errors import OAuthError, TooManyRequests
 from authserver.interaction.policy import Interaction, InteractionStore
 from authserver.mfa import qr, totp
@@ -44,12 +42,17 @@ from authserver.storage.sql.models import Account, BrowserSession
 from authserver.tokens.opaque import digest
 from authserver.web.i18n import translate
 from authserver.web.pages import (
+    check_interaction_form,
+    checked_form,
     error_page,
+    form_token,
+    html_page,
+    interaction_form_token,
     render,
     request_locale,
-    same_browser,
     session_cookie,
     set_session_cookie,
+    sign_in_first,
 )
 
 log = logging.getLogger("authserver.web.mfa")
@@ -68,11 +71,6 @@ def _context(request: Request, interaction: Interaction | None = None) -> Contex
 
 def _locale(request: Request, interaction: Interaction | None = None) -> str:
     return request_locale(request, interaction.request.ui_locales if interaction and interaction.request else None)
-
-
-def account_csrf(cookie: str) -> str:
-    """A per-session form token: derived from the HttpOnly session cookie, so another site cannot know it."""
-    return hashlib.sha256(f"account-form:{cookie}".encode()).hexdigest()[:40]
 
 
 def _code_from(form: dict[str, str]) -> tuple[str, Method] | None:
@@ -185,6 +183,7 @@ async def _interaction_form(request: Request) -> dict[str, str] | Response:
         return error_page(request, "error.invalid_request")
 
 
+@html_page
 async def mfa_prompt(request: Request) -> Response:
     services: Services = request.app.state.services
     interactions: InteractionStore = request.app.state.interactions
@@ -212,7 +211,7 @@ async def mfa_prompt(request: Request) -> Response:
         def page(error: str | None = None, status_code: int = 200) -> Response:
             return render(
                 request, "mfa.html", locale=locale, status_code=status_code, interaction_id=interaction.interaction_id,
-                csrf=interaction.csrf, username=account.username, error=error,
+                csrf=interaction_form_token(request, interaction), username=account.username, error=error,
             )
 
         now = services.clock.now()
@@ -222,7 +221,7 @@ async def mfa_prompt(request: Request) -> Response:
                 locked = Outcome(False, None, "locked", until)
                 return _with_retry_after(page(_failure_message(locale, locked, now), 429), locked, now)
             return page()
-        if not hmac.compare_digest(form.get("csrf", ""), interaction.csrf) or not same_browser(request, interaction.browser):
+        if not check_interaction_form(request, interaction, form.get("csrf")):
             return error_page(request, "error.csrf", status_code=403, locale=locale)
         presented = _code_from(form)
         if presented is None:
@@ -248,7 +247,7 @@ async def mfa_prompt(request: Request) -> Response:
             response = render(
                 request, "mfa_backup_used.html", locale=locale, remaining=remaining,
                 low=remaining <= LOW_BACKUP_CODES, continue_to=target,
-                recovery={"token": recovery, "csrf": account_csrf(cookie)},
+                recovery={"token": recovery}, csrf=form_token(cookie, "mfa"),
             )
         else:
             response = RedirectResponse(target, status_code=303, headers={"Cache-Control": "no-store"})
@@ -258,11 +257,9 @@ async def mfa_prompt(request: Request) -> Response:
         return error_page(request, "error.unavailable", status_code=503)
     except NotEnabled:
         return error_page(request, "error.interaction_expired")
-    except UNAVAILABLE_ERRORS:
-        log.exception("dependency unavailable on /mfa")
-        return error_page(request, "error.unavailable", status_code=503)
 
 
+@html_page
 async def mfa_enrol(request: Request) -> Response:
     """Enrolment inside a flow: someone who must use MFA and has not enrolled yet (signed in with a password)."""
     services: Services = request.app.state.services
@@ -283,9 +280,9 @@ async def mfa_enrol(request: Request) -> Response:
         if is_enrolled(account):
             return RedirectResponse(f"/mfa?i={interaction.interaction_id}", status_code=303)
         context = _context(request, interaction)
-        hidden = {"i": interaction.interaction_id, "csrf": interaction.csrf}
+        hidden = {"i": interaction.interaction_id, "csrf": interaction_form_token(request, interaction)}
         if request.method == "POST" and (
-            not hmac.compare_digest(form.get("csrf", ""), interaction.csrf) or not same_browser(request, interaction.browser)
+            not check_interaction_form(request, interaction, form.get("csrf"))
         ):
             return error_page(request, "error.csrf", status_code=403, locale=locale)
         enrolment = await services.mfa.start_enrolment(account, context)
@@ -308,9 +305,6 @@ async def mfa_enrol(request: Request) -> Response:
         return error_page(request, "error.interaction_expired")
     except SecretUnavailable:
         return error_page(request, "error.unavailable", status_code=503)
-    except UNAVAILABLE_ERRORS:
-        log.exception("dependency unavailable on /mfa/enrol")
-        return error_page(request, "error.unavailable", status_code=503)
 
 
 # --- the account's MFA pages ----------------------------------------------------------------------------------
@@ -319,9 +313,7 @@ async def mfa_enrol(request: Request) -> Response:
 async def _account_session(request: Request, services: Services) -> tuple[BrowserSession, Account] | Response:
     session = await services.browser_sessions.get(session_cookie(request))
     if session is None:
-        interactions: InteractionStore = request.app.state.interactions
-        interaction = await interactions.start(services.clock.now(), return_to="/account/mfa")
-        return RedirectResponse(f"/login?i={interaction.interaction_id}", status_code=303)
+        return await sign_in_first(request, "/account/mfa")
     account = await services.accounts.get(session.account_id)
     if account is None or account.disabled_at is not None:
         return error_page(request, "error.interaction_expired", status_code=403)
@@ -335,35 +327,22 @@ async def _account_page(
     status = await services.mfa.status(account)
     cookie = session_cookie(request) or ""
     return render(
-        request, "account_mfa.html", locale=locale, status_code=status_code, status=status, csrf=account_csrf(cookie),
+        request, "account_mfa.html", locale=locale, status_code=status_code, status=status, csrf=form_token(cookie, "mfa"),
         message=message, error=error, low_threshold=LOW_BACKUP_CODES,
     )
 
 
-async def _account_form(request: Request) -> dict[str, str] | Response:
-    try:
-        form = await read_form(request)
-    except OAuthError:
-        return error_page(request, "error.invalid_request")
-    cookie = session_cookie(request) or ""
-    if not cookie or not hmac.compare_digest(form.get("csrf", ""), account_csrf(cookie)):
-        return error_page(request, "error.csrf", status_code=403)
-    return form
-
-
+@html_page
 async def account_mfa(request: Request) -> Response:
     services: Services = request.app.state.services
-    try:
-        found = await _account_session(request, services)
-        if isinstance(found, Response):
-            return found
-        _, account = found
-        return await _account_page(request, services, account, locale=request_locale(request))
-    except UNAVAILABLE_ERRORS:
-        log.exception("dependency unavailable on /account/mfa")
-        return error_page(request, "error.unavailable", status_code=503)
+    found = await _account_session(request, services)
+    if isinstance(found, Response):
+        return found
+    _, account = found
+    return await _account_page(request, services, account, locale=request_locale(request))
 
 
+@html_page
 async def account_mfa_enrol(request: Request) -> Response:
     services: Services = request.app.state.services
     try:
@@ -376,11 +355,11 @@ async def account_mfa_enrol(request: Request) -> Response:
         locale = request_locale(request)
         if is_enrolled(account):
             return RedirectResponse("/account/mfa", status_code=303)
-        hidden = {"csrf": account_csrf(session_cookie(request) or "")}
+        hidden = {"csrf": form_token(session_cookie(request), "mfa")}
         context = _context(request)
         form: dict[str, str] = {}
         if request.method == "POST":
-            posted = await _account_form(request)
+            posted = await checked_form(request, session_cookie(request), "mfa")
             if isinstance(posted, Response):
                 return posted
             form = posted
@@ -404,16 +383,15 @@ async def account_mfa_enrol(request: Request) -> Response:
         return RedirectResponse("/account/mfa", status_code=303)
     except SecretUnavailable:
         return error_page(request, "error.unavailable", status_code=503)
-    except UNAVAILABLE_ERRORS:
-        log.exception("dependency unavailable on /account/mfa/enrol")
-        return error_page(request, "error.unavailable", status_code=503)
 
 
+@html_page
 async def account_mfa_backup_codes(request: Request) -> Response:
     """Regenerate backup codes (after a current code); the old ones stop working."""
     return await _account_action(request, "regenerate")
 
 
+@html_page
 async def account_mfa_disable(request: Request) -> Response:
     """Turn MFA off (after the password and a current code or a backup code)."""
     return await _account_action(request, "disable")
@@ -429,7 +407,7 @@ async def _account_action(request: Request, action: str) -> Response:
             return found
         session, account = found
         locale = request_locale(request)
-        form = await _account_form(request)
+        form = await checked_form(request, session_cookie(request), "mfa")
         if isinstance(form, Response):
             return form
         presented = _code_from(form)
@@ -465,11 +443,9 @@ async def _account_action(request: Request, action: str) -> Response:
         return RedirectResponse("/account/mfa", status_code=303)
     except (SecretUnavailable, MfaError):
         return error_page(request, "error.unavailable", status_code=503)
-    except UNAVAILABLE_ERRORS:
-        log.exception("dependency unavailable on /account/mfa")
-        return error_page(request, "error.unavailable", status_code=503)
 
 
+@html_page
 async def account_mfa_recover(request: Request) -> Response:
     """MFA recovery: someone who signed in with a backup code (lost phone) sets up a new authenticator.
 
@@ -488,7 +464,7 @@ async def account_mfa_recover(request: Request) -> Response:
             return found
         session, account = found
         locale = request_locale(request)
-        form = await _account_form(request)
+        form = await checked_form(request, session_cookie(request), "mfa")
         if isinstance(form, Response):
             return form
         value = form.get("recovery", "")
@@ -503,6 +479,5 @@ async def account_mfa_recover(request: Request) -> Response:
         )
         notify(services, account, "mfa_replaced", locale=locale)
         return RedirectResponse("/account/mfa/enrol", status_code=303, headers={"Cache-Control": "no-store"})
-    except UNAVAILABLE_ERRORS:
-        log.exception("dependency unavailable on /account/mfa/recover")
+    except SecretUnavailable:
         return error_page(request, "error.unavailable", status_code=503)

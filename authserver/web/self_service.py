@@ -21,29 +21,32 @@ from collections.abc import Awaitable, Callable
 from starlette.requests import Request
 from starlette.responses import Response
 
-from authserver.accounts.lifecycle import sign_out_everywhere, sign_out_other_sessions, withdraw_consent
+from authserver.accounts.lifecycle import (
+    sign_out_everywhere,
+    sign_out_other_sessions,
+    withdraw_consent,
+)
 from authserver.accounts.lockout import account_key, ip_key
 from authserver.accounts.notices import notify
 from authserver.accounts.passwords import MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS, is_common
 from authserver.endpoints._guard import client_ip, too_many_page, user_agent
-from authserver.endpoints._http import UNAVAILABLE_ERRORS, read_form
-from authserver.errors import OAuthError, TooManyRequests
-from authserver.interaction.policy import InteractionStore
+from authserver.errors import TooManyRequests
 from authserver.services import Services
 from authserver.storage.sql.models import Account, BrowserSession
 from authserver.web.i18n import translate
 from authserver.web.pages import (
     bind_browser,
     browser_id,
-    check_form_token,
+    checked_form,
     clear_session_cookie,
     error_page,
     form_token,
+    html_page,
     new_browser_id,
-    redirect_binding_browser,
     render,
     request_locale,
     session_cookie,
+    sign_in_first,
 )
 
 log = logging.getLogger("authserver.web.self_service")
@@ -58,15 +61,11 @@ Page = Callable[[Request, Services], Awaitable[Response]]
 
 
 async def _guarded(request: Request, where: str, page: Page, *, methods: tuple[str, ...] = ("GET", "POST")) -> Response:
-    """The method check and the 503 boundary every page here shares."""
+    """The method check every page here shares (errors: the `html_page` boundary)."""
     services: Services = request.app.state.services
     if request.method not in methods:
         return error_page(request, "error.method", status_code=405)
-    try:
-        return await page(request, services)
-    except UNAVAILABLE_ERRORS:
-        log.exception("dependency unavailable on %s", where)
-        return error_page(request, "error.unavailable", status_code=503)
+    return await page(request, services)
 
 
 async def signed_in(request: Request, services: Services, return_to: str) -> tuple[BrowserSession, Account] | Response:
@@ -75,25 +74,11 @@ async def signed_in(request: Request, services: Services, return_to: str) -> tup
     if session is None:
         if request.method != "GET":
             return error_page(request, "error.interaction_expired", status_code=403)
-        interactions: InteractionStore = request.app.state.interactions
-        browser = browser_id(request) or new_browser_id()
-        interaction = await interactions.start(services.clock.now(), return_to=return_to, browser=browser)
-        return redirect_binding_browser(request, f"/login?i={interaction.interaction_id}", browser)
+        return await sign_in_first(request, return_to)
     account = await services.accounts.get(session.account_id)
     if account is None or account.disabled_at is not None:
         return error_page(request, "error.interaction_expired", status_code=403)
     return session, account
-
-
-async def _form(request: Request, secret: str | None, purpose: str) -> dict[str, str] | Response:
-    """A strict form whose CSRF value matches ``form_token(secret, purpose)``; else a 400/403 page."""
-    try:
-        form = await read_form(request)
-    except OAuthError:
-        return error_page(request, "error.invalid_request")
-    if not check_form_token(secret, purpose, form.get("csrf")):
-        return error_page(request, "error.csrf", status_code=403)
-    return form
 
 
 def password_problem(password: str, confirmation: str) -> str | None:
@@ -112,6 +97,7 @@ def password_problem(password: str, confirmation: str) -> str | None:
 # --- password change ----------------------------------------------------------------------------------
 
 
+@html_page
 async def account_password(request: Request) -> Response:
     return await _guarded(request, "/account/password", _account_password)
 
@@ -133,7 +119,7 @@ async def _account_password(request: Request, services: Services) -> Response:
 
     if request.method == "GET":
         return page()
-    form = await _form(request, cookie, "password")
+    form = await checked_form(request, cookie, "password")
     if isinstance(form, Response):
         return form
     ip = client_ip(request)
@@ -189,6 +175,7 @@ def normalise_email(raw: str) -> str | None:
     return email if len(email) <= MAX_EMAIL_CHARS and EMAIL.fullmatch(email) else None
 
 
+@html_page
 async def password_forgot(request: Request) -> Response:
     return await _guarded(request, "/password/forgot", _password_forgot)
 
@@ -205,7 +192,7 @@ async def _password_forgot(request: Request, services: Services) -> Response:
 
     if request.method == "GET" or not services.mailer.enabled:
         return page()
-    form = await _form(request, browser_id(request), "forgot")
+    form = await checked_form(request, browser_id(request), "forgot")
     if isinstance(form, Response):
         return form
     ip = client_ip(request)
@@ -239,6 +226,7 @@ async def _password_forgot(request: Request, services: Services) -> Response:
     return page(sent=True)
 
 
+@html_page
 async def password_reset(request: Request) -> Response:
     return await _guarded(request, "/password/reset", _password_reset)
 
@@ -258,7 +246,7 @@ async def _password_reset(request: Request, services: Services) -> Response:
     if request.method == "GET":
         form = {"token": request.query_params.get("token", "")}
     else:
-        posted = await _form(request, browser_id(request), "reset")
+        posted = await checked_form(request, browser_id(request), "reset")
         if isinstance(posted, Response):
             return posted
         form = posted
@@ -303,6 +291,7 @@ async def _password_reset(request: Request, services: Services) -> Response:
 # --- apps holding consent -------------------------------------------------------------------------------
 
 
+@html_page
 async def account_apps(request: Request) -> Response:
     return await _guarded(request, "/account/apps", _account_apps)
 
@@ -316,7 +305,7 @@ async def _account_apps(request: Request, services: Services) -> Response:
     locale = request_locale(request)
     message = None
     if request.method == "POST":
-        form = await _form(request, cookie, "apps")
+        form = await checked_form(request, cookie, "apps")
         if isinstance(form, Response):
             return form
         client_id = form.get("client_id", "")

@@ -32,15 +32,16 @@ from authserver.storage.sql.models import Account
 from authserver.web.i18n import SUPPORTED, translate
 from authserver.web.pages import (
     browser_id,
+    checked_form,
     error_page,
     form_token,
+    html_page,
     render,
     request_locale,
     session_cookie,
 )
 from authserver.web.self_service import (
     _browser_form_page,
-    _form,
     _guarded,
     normalise_email,
     password_problem,
@@ -91,6 +92,7 @@ async def send_verification(services: Services, account: Account, email: str, *,
 # --- sign-up ------------------------------------------------------------------------------------------
 
 
+@html_page
 async def signup(request: Request) -> Response:
     return await _guarded(request, "/signup", _signup)
 
@@ -111,7 +113,7 @@ async def _signup(request: Request, services: Services) -> Response:
         return page(status_code=404)
     if request.method == "GET":
         return page()
-    form = await _form(request, browser_id(request), "signup")
+    form = await checked_form(request, browser_id(request), "signup")
     if isinstance(form, Response):
         return form
     ip = client_ip(request)
@@ -182,6 +184,7 @@ async def _signup(request: Request, services: Services) -> Response:
 # --- e-mail verification --------------------------------------------------------------------------------
 
 
+@html_page
 async def email_verify(request: Request) -> Response:
     return await _guarded(request, "/email/verify", _email_verify)
 
@@ -201,7 +204,7 @@ async def _email_verify(request: Request, services: Services) -> Response:
     if request.method == "GET":
         form = {"token": request.query_params.get("token", "")}
     else:
-        posted = await _form(request, browser_id(request), "verify")
+        posted = await checked_form(request, browser_id(request), "verify")
         if isinstance(posted, Response):
             return posted
         form = posted
@@ -233,6 +236,7 @@ async def _email_verify(request: Request, services: Services) -> Response:
 # --- profile --------------------------------------------------------------------------------------------
 
 
+@html_page
 async def account_profile(request: Request) -> Response:
     return await _guarded(request, "/account/profile", _account_profile)
 
@@ -255,7 +259,7 @@ async def _account_profile(request: Request, services: Services) -> Response:
 
     if request.method == "GET":
         return page(account)
-    form = await _form(request, cookie, "profile")
+    form = await checked_form(request, cookie, "profile")
     if isinstance(form, Response):
         return form
     action = form.get("action", "")

@@ -91,7 +91,7 @@ const provider = new Provider(config.issuer, {
     devInteractions: { enabled: false },
     clientCredentials: { enabled: true },
     // W8: DPoP-bound tokens (RFC 9449); public clients' refresh tokens are bound to the proof key.
-    dpop: { enabled: true },
+    dPoP: { enabled: true },
     introspection: { enabled: true },
     resourceIndicators: {
       enabled: true,

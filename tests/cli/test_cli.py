@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from authserver.cli import build_parser, main
 from authserver.services import Services
+from authserver.storage.sql.models import SecurityEvent
 from tests.conftest import create_pg_database, drop_pg_database, environ_for
 from tests.support.factories import unique
 
@@ -164,8 +165,8 @@ async def test_bad_redirect_uri_is_refused_with_a_clear_message(cli_env: None, s
         "--grant", "authorization_code", "--redirect-uri", uri,
     )
     assert result.code != 0
-    assert "redirect URI not acceptable" in result.err and uri in result.err
-    assert "Traceback" not in result.err
+    assert "client not created" in result.err and "redirect_uris[0]" in result.err and repr(uri) in result.err
+    assert "must be absolute" in result.err and "Traceback" not in result.err
     services.clients.forget(client_id)
     assert await services.clients.get(client_id) is None
 
@@ -191,7 +192,7 @@ async def test_bad_post_logout_redirect_uri_is_refused(cli_env: None, services: 
         "client", "create", "--name", "Bad", "--type", "public", "--client-id", client_id, "--grant", "authorization_code",
         "--redirect-uri", "https://a.example/cb", "--post-logout-redirect-uri", "https://a.example/bye#x",
     )
-    assert result.code != 0 and "redirect URI not acceptable" in result.err
+    assert result.code != 0 and "post_logout_redirect_uris[0]" in result.err and "must be absolute" in result.err
     services.clients.forget(client_id)
     assert await services.clients.get(client_id) is None
 
@@ -214,6 +215,55 @@ async def test_invalid_client_definitions_fail_without_a_traceback(
     assert message in result.err and "Traceback" not in result.err
     services.clients.forget(client_id)
     assert await services.clients.get(client_id) is None
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--type", "confidential", "--grant", "client_credentials", "--audience", "not a uri"], "audience[0] 'not a uri': must be an absolute URI"),
+        (["--type", "confidential", "--grant", "client_credentials", "--access-token-ttl", "5"], "access_token_ttl: must be at least 60"),
+        (["--type", "confidential", "--grant", "client_credentials", "--scope", "bad\"scope"], "is not a scope token"),
+        (["--type", "confidential", "--client-id", "x"], "client_id: has characters that are not allowed"),
+        (["--type", "confidential", "--grant", "refresh_token"], "refresh_token needs authorization_code"),
+    ],
+)
+async def test_client_create_applies_the_admin_validation(cli_env: None, services: Services, args: list[str], message: str) -> None:
+    """The CLI writes through AdminService: what the admin API refuses, the CLI refuses with the same words
+    (before issue 16 it wrote to the store directly and stored these)."""
+    client_id = unique("cli-val")
+    result = await cli("client", "create", "--name", "X", "--client-id", client_id, *args)
+    assert result.code != 0 and message in result.err and "Traceback" not in result.err, result.err
+    services.clients.forget(client_id)
+    assert await services.clients.get(client_id) is None
+
+
+async def test_client_create_is_recorded_as_an_admin_change_by_the_cli(cli_env: None, services: Services) -> None:
+    client_id = unique("cli-evt")
+    assert (await cli("client", "create", "--name", "E", "--type", "confidential", "--client-id", client_id)).code == 0
+    await services.events.flush()
+    async with services.sessions() as session:
+        rows = (await session.scalars(select(SecurityEvent).where(SecurityEvent.client_id == client_id))).all()
+    assert [(r.event, r.details["actor"]["via"]) for r in rows] == [("admin.client_created", "cli")]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--role", "superhero"], "roles[0] 'superhero': unknown role"),
+        (["--email", "no-at-sign"], "email: must be an e-mail address"),
+    ],
+)
+async def test_user_create_applies_the_admin_validation(cli_env: None, services: Services, args: list[str], message: str) -> None:
+    username = unique("cli-uval")
+    result = await cli("user", "create", username, *args, "--password-stdin", stdin=STRONG + "\n")
+    assert result.code != 0 and message in result.err and "Traceback" not in result.err, result.err
+    assert await services.accounts.get_by_username(username) is None
+
+
+async def test_user_commands_of_an_unknown_user_fail_cleanly(cli_env: None) -> None:
+    for argv in (("user", "disable", "nobody-here"), ("user", "reset-mfa", "nobody-here"), ("user", "set-roles", "nobody-here")):
+        result = await cli(*argv)
+        assert result.code != 0 and "No such user." in result.err and "Traceback" not in result.err, (argv, result.err)
 
 
 async def test_duplicate_client_id_is_refused(cli_env: None) -> None:
@@ -303,7 +353,7 @@ async def test_user_set_password(cli_env: None, services: Services) -> None:
     assert account is not None and await services.passwords.verify(account.password_hash, "another long passphrase")
 
     missing = await cli("user", "set-password", unique("ghost"), "--password-stdin", stdin=STRONG)
-    assert missing.code != 0 and "no user" in missing.err
+    assert missing.code != 0 and "no such user" in missing.err.lower()
 
 
 def command_paths(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:

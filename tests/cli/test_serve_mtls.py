@@ -89,7 +89,7 @@ def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Served]:
         monkeypatch.setenv(key, value)
     assert main(["migrate"]) == 0
     jwks = tmp_path / "device.json"
-    jwks.write_text(json.dumps({"keys": [ECKey.import_key(device.key).as_dict(private=False)]}))
+    jwks.write_text(json.dumps({"keys": [{**ECKey.import_key(device.key).as_dict(private=False), "kid": "device"}]}))
     url = f"https://127.0.0.1:{port}"
     clients = {
         "reader": create_client("--name", "Gauges", "--auth-method", "tls_client_auth", "--tls-subject-dn", "CN=gauge-reader,O=CMIPRO,C=HN",

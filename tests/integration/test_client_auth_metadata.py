@@ -125,6 +125,21 @@ async def test_registration_of_a_private_key_jwt_client(reg: tuple[httpx.AsyncCl
         assert refused.status_code == 400 and refused.json()["error"] == "invalid_client_metadata", bad
 
 
+async def test_registration_quoting_a_hostile_kid_is_a_400(reg: tuple[httpx.AsyncClient, Services]) -> None:  # noqa: F811
+    """A problem that quotes the client's kid (quote, backslash, non-ASCII) still makes an RFC 6749 §5.2
+    error_description: invalid_client_metadata, not a 500."""
+    http, services = reg
+    kid = 'k"\\é'
+    first, second = RSAKey.generate_key(2048, {"kid": kid}), RSAKey.generate_key(2048, {"kid": kid})
+    refused = await http.post("/register", headers={"Authorization": f"Bearer {CONFIGURED}"}, json={
+        "client_name": "Hostile", "grant_types": ["client_credentials"], "scope": "read:levels",
+        "token_endpoint_auth_method": "private_key_jwt", "jwks": jwks_of(first, second),
+    })
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"] == "invalid_client_metadata" and "used twice" in refused.json()["error_description"]
+    assert not [c for c in await services.clients.list() if c.name == "Hostile"]
+
+
 async def test_registration_of_a_client_secret_jwt_client(reg: tuple[httpx.AsyncClient, Services]) -> None:  # noqa: F811
     http, services = reg
     response = await http.post("/register", headers={"Authorization": f"Bearer {CONFIGURED}"}, json={

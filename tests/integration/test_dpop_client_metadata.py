@@ -10,7 +10,7 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 
-from authserver.admin.openapi import CLIENT_WRITABLE
+from authserver.admin.models import schemas
 from authserver.admin.registration import issue_initial_access_token
 from authserver.app import create_app
 from authserver.cli import main
@@ -37,7 +37,7 @@ async def test_admin_api_sets_and_clears_the_flag(http: httpx.AsyncClient, servi
         changed = await http.patch(f"{API}/clients/{client_id}", headers=headers, json={"dpop_bound_access_tokens": value})
         assert changed.status_code == status, (value, changed.text)
     assert (stored := await services.clients.refresh(client_id)) is not None and not stored.dpop_bound_access_tokens
-    assert CLIENT_WRITABLE["dpop_bound_access_tokens"]["type"] == "boolean"
+    assert schemas()["ClientUpdate"]["properties"]["dpop_bound_access_tokens"]["type"] == "boolean"
 
 
 @pytest.mark.parametrize("value", [True, "true", 1])

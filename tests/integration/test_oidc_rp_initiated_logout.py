@@ -107,6 +107,7 @@ async def test_discovery_advertises_the_lifecycle_endpoints(http: httpx.AsyncCli
     assert metadata["revocation_endpoint"] == f"{ISSUER}/revoke"
     assert metadata["introspection_endpoint"] == f"{ISSUER}/introspect"
     assert "none" not in metadata["introspection_endpoint_auth_methods_supported"]
+    # /revoke authenticates clients as /token does, JWT client authentication included (mTLS: test_mtls_*).
     assert set(metadata["revocation_endpoint_auth_methods_supported"]) == {
         "client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt", "none",
     }

@@ -23,7 +23,7 @@ from tests.support.factories import unique
 
 API = "/admin/api"
 TOKEN = "initial-access-token-for-mtls-tests-0123456789"
-JWK = ECKey.generate_key("P-256").as_dict(private=False)
+JWK = {**ECKey.generate_key("P-256").as_dict(private=False), "kid": "gauges-cert"}  # jwks_problem: every key has a kid
 
 
 async def test_admin_api_creates_shows_and_validates_mtls_clients(http: httpx.AsyncClient, services: Services) -> None:

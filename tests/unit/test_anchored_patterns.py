@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from authserver.admin import models
 from authserver.admin import service as admin_service
 from authserver.admin.validation import AdminError, Body
 from authserver.errors import InvalidRequest, InvalidScope
@@ -38,8 +39,7 @@ def test_error_description_with_a_trailing_newline_is_refused() -> None:
 @pytest.mark.parametrize(
     ("pattern", "value"),
     [
-        (SANE_REQUEST_ID, "req-1"), (CLIENT_ID, "client-1"), (admin_service.CLIENT_ID, "client-1"),
-        (admin_service.USERNAME, "ana"), (admin_service.EVENT_NAME, "login"),
+        (SANE_REQUEST_ID, "req-1"), (CLIENT_ID, "client-1"), (admin_service.EVENT_NAME, "login"),
     ],
 )
 def test_identifier_patterns_refuse_a_trailing_newline(pattern: re.Pattern[str], value: str) -> None:
@@ -50,6 +50,17 @@ def test_identifier_patterns_refuse_a_trailing_newline(pattern: re.Pattern[str],
         body.done()
 
 
-def test_audience_uri_with_a_trailing_newline_is_refused() -> None:
-    assert admin_service._audience_problem("https://api.example") is None
-    assert admin_service._audience_problem("https://api.example\n") is not None
+@pytest.mark.parametrize(
+    ("model", "field", "value"),
+    [
+        (models.ClientCreate, "client_id", "client-1"), (models.UserCreate, "username", "ana"),
+        (models.ClientCreate, "audience", ["https://api.example"]),
+    ],
+)
+def test_admin_model_fields_refuse_a_trailing_newline(model: type[models.Strict], field: str, value: object) -> None:
+    base: dict[str, object] = {"name": "x", "client_type": "public", "grant_types": []} if model is models.ClientCreate else {"username": "ana"}
+    models.read(model, {**base, field: value})
+    bad = [value[0] + "\n"] if isinstance(value, list) else f"{value}\n"
+    with pytest.raises(AdminError) as refused:
+        models.read(model, {**base, field: bad})
+    assert refused.value.errors[0]["field"].startswith(field)

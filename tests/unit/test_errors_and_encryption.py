@@ -30,14 +30,28 @@ def test_every_error_class_has_a_wire_code_and_a_valid_default() -> None:
     seen = set()
     for name in errors.__all__:
         cls = getattr(errors, name)
-        if cls is errors.OAuthError:
-            continue
+        if cls in (errors.OAuthError, errors.AdminError, errors.RegistrationError):
+            continue  # the root, and the two whose code is given per instance (below)
         instance = cls()
         assert instance.error.islower() and " " not in instance.error
         seen.add(instance.error)
         assert 400 <= instance.status_code < 600
     assert {"invalid_request", "invalid_client", "invalid_grant", "login_required", "consent_required",
             "request_not_supported", "request_uri_not_supported", "temporarily_unavailable"} <= seen
+
+
+def test_admin_and_registration_errors_are_of_the_one_family() -> None:
+    admin = errors.AdminError(400, "invalid_request", "The request has invalid fields.", [{"field": "name", "message": "required"}])
+    assert isinstance(admin, errors.OAuthError) and admin.status_code == admin.status == 400
+    assert admin.body() == {
+        "error": "invalid_request", "error_description": "The request has invalid fields.",
+        "errors": [{"field": "name", "message": "required"}],
+    }
+    refused = errors.AdminError(401, "invalid_token", 'No "token".')
+    assert refused.headers["WWW-Authenticate"].startswith('Bearer realm="authserver-admin", error="invalid_token"')
+    registration = errors.RegistrationError("invalid_redirect_uri", "Bad redirect URI.")
+    assert isinstance(registration, errors.OAuthError) and registration.status_code == 400
+    assert registration.body() == {"error": "invalid_redirect_uri", "error_description": "Bad redirect URI."}
 
 
 def test_debug_is_kept_apart_from_the_description() -> None:

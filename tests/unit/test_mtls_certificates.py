@@ -159,5 +159,6 @@ def test_discovery_aliases_follow_the_mtls_base_url() -> None:
         "introspection_endpoint": "https://mtls.auth.example/introspect",
         "userinfo_endpoint": "https://mtls.auth.example/userinfo",
         "registration_endpoint": "https://mtls.auth.example/register",
+        # /par authenticates the client as /token does (RFC 9126 §2, RFC 8705 §5).
         "pushed_authorization_request_endpoint": "https://mtls.auth.example/par",
     }
