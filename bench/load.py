@@ -296,7 +296,7 @@ async def sign_in_flow(
     data = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI, "code_verifier": verifier}
     if dpop_key is not None:
         data["client_id"] = client_id
-        headers = {"DPoP": dpop_proof(dpop_key, "POST", f"{base.rstrip('/')}/token")}
+        headers = {"DPoP": dpop_proof(dpop_key, "POST", f"{(credentials.issuer or base).rstrip('/')}/token")}
     else:
         headers = {"Authorization": Credentials.basic(credentials.web_id, credentials.web_secret)}
     token = await timed("token", client.post("/token", data=data, headers=headers))
@@ -361,7 +361,7 @@ def dpop_refresh_workload(
     pools: dict[int, list[tuple[str, ECKey]]] = {}
     for i, chain in enumerate(chains):
         pools.setdefault(i % concurrency, []).append(chain)
-    token_url = f"{base_url.rstrip('/')}/token"
+    token_url = f"{(credentials.issuer or base_url).rstrip('/')}/token"
 
     async def one(client: httpx.AsyncClient, index: int) -> dict[str, float] | None:
         pool = pools.get(index)

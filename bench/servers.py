@@ -97,6 +97,8 @@ class Credentials:
     # Token the introspection workload presents (set after start-up).
     introspect_token: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    # The server's issuer: DPoP proofs name URLs under it (htu), whatever address the load generator dials.
+    issuer: str = ""
 
     @staticmethod
     def basic(client_id: str, secret: str) -> str:
@@ -309,7 +311,8 @@ class Ours(Server):
         assert service_secret and web_secret and introspector_secret
         return Credentials(service.client_id, service_secret, web.client_id, web_secret, introspector.client_id, introspector_secret,
                            extra={"admin": (admin.client_id, admin_secret),
-                                  "pkjwt": {"client_id": "bench-pkjwt", "key": pkjwt_private, "issuer": self.env["AUTHSERVER_SERVER__ISSUER"]}})
+                                  "pkjwt": {"client_id": "bench-pkjwt", "key": pkjwt_private, "issuer": self.env["AUTHSERVER_SERVER__ISSUER"]}},
+                           issuer=self.env["AUTHSERVER_SERVER__ISSUER"])
 
     def stop(self) -> None:
         super().stop()
@@ -382,6 +385,7 @@ class Peer(Server):
             "bench-service", secrets_["service"], "bench-web", secrets_["web"], "bench-introspector", secrets_["introspector"],
             extra={"opaque_id": "bench-opaque", "opaque_secret": secrets_["opaque"],
                    "pkjwt": {"client_id": "bench-pkjwt", "key": pkjwt_private, "issuer": self.base_url}},
+            issuer=self.base_url,
         )
 
 
