@@ -116,7 +116,7 @@ def test_the_wheel_holds_the_module_files_and_nothing_of_the_server(wheel: Path)
     assert package == expected
     metadata = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
     requires = [Requirement(line.split(":", 1)[1]) for line in metadata.splitlines() if line.startswith("Requires-Dist:")]
-    assert {canonicalize_name(r.name) for r in requires if r.marker is None} == {"joserfc", "httpx"}
+    assert {canonicalize_name(r.name) for r in requires if r.marker is None} == {"joserfc", "httpx", "cryptography"}
     assert {canonicalize_name(r.name) for r in requires if r.marker is not None} == {"starlette"}
 
 

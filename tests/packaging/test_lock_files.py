@@ -51,4 +51,4 @@ def test_every_pin_carries_hashes_and_nothing_is_a_local_path() -> None:
 def test_the_runtime_set_is_the_test_sets_versions_without_test_tools() -> None:
     runtime, test = pins("runtime"), pins("test")
     assert {name: v for name, (v, _) in runtime.items()} == {name: test[name][0] for name in runtime}
-    assert not runtime.keys() & {"pytest", "playwright", "mypy", "ruff", "python-multipart", "httpx"}
+    assert not runtime.keys() & {"pytest", "playwright", "mypy", "ruff", "python-multipart"}
