@@ -32,6 +32,7 @@ from authserver.accounts.passwords import MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS
 from authserver.endpoints._guard import client_ip, too_many_page, user_agent
 from authserver.errors import TooManyRequests
 from authserver.services import Services
+from authserver.storage.sql.account_tokens import ClaimedToken
 from authserver.storage.sql.models import Account, BrowserSession
 from authserver.web.i18n import translate
 from authserver.web.pages import (
@@ -239,21 +240,35 @@ def _invalid_link(request: Request, locale: str) -> Response:
     )
 
 
-async def _password_reset(request: Request, services: Services) -> Response:
-    locale = request_locale(request)
+MailedLink = tuple[dict[str, str], ClaimedToken | None, Account | None]
+
+
+async def read_mailed_link(request: Request, services: Services, purpose: str, locale: str) -> MailedLink | Response:
+    """The page behind a mailed single-use link (reset, address verification): GET carries the link's token
+    in the query, POST brings it back with the form's CSRF value. Looking does not use the link (mail
+    scanners open links before people do); only the page's button does, with ``account_tokens.claim``.
+    Returns the form, the link's owner and its account (None when unknown), or the page to answer."""
     if not services.mailer.enabled:
         return error_page(request, "reset.unavailable", status_code=404, locale=locale)
     if request.method == "GET":
         form = {"token": request.query_params.get("token", "")}
     else:
-        posted = await checked_form(request, browser_id(request), "reset")
+        posted = await checked_form(request, browser_id(request), purpose)
         if isinstance(posted, Response):
             return posted
         form = posted
-    token = form.get("token", "")
-    # Looking does not use the link: mail scanners open links before people do.
-    owner = await services.account_tokens.peek(token, "reset")
+    owner = await services.account_tokens.peek(form.get("token", ""), purpose)
     account = await services.accounts.get(owner.account_id) if owner else None
+    return form, owner, account
+
+
+async def _password_reset(request: Request, services: Services) -> Response:
+    locale = request_locale(request)
+    link = await read_mailed_link(request, services, "reset", locale)
+    if isinstance(link, Response):
+        return link
+    form, _, account = link
+    token = form.get("token", "")
     if account is None or account.disabled_at is not None:
         return _invalid_link(request, locale)
 

@@ -45,6 +45,7 @@ from authserver.web.self_service import (
     _guarded,
     normalise_email,
     password_problem,
+    read_mailed_link,
     signed_in,
 )
 
@@ -199,19 +200,11 @@ def _invalid_verify_link(request: Request, locale: str) -> Response:
 
 async def _email_verify(request: Request, services: Services) -> Response:
     locale = request_locale(request)
-    if not services.mailer.enabled:
-        return error_page(request, "reset.unavailable", status_code=404, locale=locale)
-    if request.method == "GET":
-        form = {"token": request.query_params.get("token", "")}
-    else:
-        posted = await checked_form(request, browser_id(request), "verify")
-        if isinstance(posted, Response):
-            return posted
-        form = posted
+    link = await read_mailed_link(request, services, "verify", locale)
+    if isinstance(link, Response):
+        return link
+    form, owner, account = link
     token = form.get("token", "")
-    # Looking does not use the link (mail scanners open links); the button does.
-    owner = await services.account_tokens.peek(token, "verify")
-    account = await services.accounts.get(owner.account_id) if owner else None
     if (
         owner is None or account is None or account.disabled_at is not None or not owner.email
         or owner.email.lower() != (account.email or "").lower()
