@@ -15,9 +15,11 @@ from starlette.responses import Response
 
 from authserver.abuse import retry_error
 from authserver.accounts.lockout import client_ip_key, client_key
+from authserver.endpoints._http import read_form
 from authserver.endpoints._mtls import client_certificate
 from authserver.errors import InvalidClient, TooManyRequests
 from authserver.grants.base import authenticate_client
+from authserver.protocol import client_auth
 from authserver.protocol import client_ip as client_ip_rules
 from authserver.protocol.client_auth import PresentedCredentials
 from authserver.services import Services
@@ -86,3 +88,17 @@ async def authenticate_client_guarded(request: Request, services: Services, pres
                     "lockout", "locked", client_id=presented.client_id[:64], ip=ip, scope=scope, seconds=failure.locked_for,
                 )
         raise
+
+
+async def authenticated_form(
+    request: Request, services: Services, limit_scope: str
+) -> tuple[dict[str, str], PresentedCredentials, ClientInfo]:
+    """A client-authenticated form POST (/introspect, /revoke, /par): its parameters, the credentials as
+    presented and the client they prove (RFC 6749 §2.3), counted against the client's ``limit_scope`` budget."""
+    params = await read_form(request, max_bytes=services.settings.server.max_body_bytes)
+    presented = client_auth.extract(request.headers.get("authorization"), params)
+    client = await authenticate_client_guarded(request, services, presented)
+    await services.limiter.check(
+        limit_scope, client.client_id, limit=client.rate_limit_per_minute, ip=client_ip(request), client_id=client.client_id
+    )
+    return params, presented, client

@@ -23,10 +23,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from authserver.endpoints._guard import authenticate_client_guarded, client_ip
-from authserver.endpoints._http import json_response, method_not_allowed, oauth_json, read_form
+from authserver.endpoints._guard import authenticated_form
+from authserver.endpoints._http import json_response, method_not_allowed, oauth_json
 from authserver.errors import InvalidClient, InvalidRequest
-from authserver.protocol import client_auth
 from authserver.services import Services
 from authserver.storage.sql.clients import ClientInfo
 from authserver.tokens.opaque import REFRESH_PREFIX, digest
@@ -39,12 +38,7 @@ async def introspect(request: Request) -> Response:
     if request.method != "POST":
         return method_not_allowed("POST")
     services: Services = request.app.state.services
-    params = await read_form(request, max_bytes=services.settings.server.max_body_bytes)
-    presented = client_auth.extract(request.headers.get("authorization"), params)
-    client = await authenticate_client_guarded(request, services, presented)
-    await services.limiter.check(
-        "introspection", client.client_id, limit=client.rate_limit_per_minute, ip=client_ip(request), client_id=client.client_id
-    )
+    params, presented, client = await authenticated_form(request, services, "introspection")
     if client.is_public or not client.can_introspect:
         error = InvalidClient("This client may not introspect tokens.")
         if presented.method == "client_secret_basic":

@@ -16,12 +16,11 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from authserver.endpoints._guard import authenticate_client_guarded, client_ip
-from authserver.endpoints._http import json_response, method_not_allowed, oauth_json, read_form
+from authserver.endpoints._guard import authenticated_form, client_ip
+from authserver.endpoints._http import json_response, method_not_allowed, oauth_json
 from authserver.endpoints.authorize import RedirectError, validate_request
 from authserver.errors import InvalidRequest, RequestNotSupported
 from authserver.interaction.pushed import push
-from authserver.protocol import client_auth
 from authserver.services import Services
 from authserver.web.pages import PageError
 
@@ -34,13 +33,8 @@ async def par(request: Request) -> Response:
     if request.method != "POST":
         return method_not_allowed("POST")
     services: Services = request.app.state.services
-    params = await read_form(request, max_bytes=services.settings.server.max_body_bytes)
-    presented = client_auth.extract(request.headers.get("authorization"), params)
-    client = await authenticate_client_guarded(request, services, presented)
     # Counted with the client's token requests: a pushed request is the first step of one.
-    await services.limiter.check(
-        "token", client.client_id, limit=client.rate_limit_per_minute, ip=client_ip(request), client_id=client.client_id
-    )
+    params, _, client = await authenticated_form(request, services, "token")
     pushed = {name: value for name, value in params.items() if name not in CLIENT_AUTH_PARAMS}
     pushed["client_id"] = client.client_id
     if "request_uri" in pushed:

@@ -15,10 +15,9 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from authserver.endpoints._guard import authenticate_client_guarded, client_ip
-from authserver.endpoints._http import NO_STORE, method_not_allowed, oauth_json, read_form
+from authserver.endpoints._guard import authenticated_form, client_ip
+from authserver.endpoints._http import NO_STORE, method_not_allowed, oauth_json
 from authserver.errors import InvalidRequest
-from authserver.protocol import client_auth
 from authserver.services import Services
 from authserver.tokens.opaque import REFRESH_PREFIX, digest
 
@@ -30,11 +29,8 @@ async def revoke(request: Request) -> Response:
     if request.method != "POST":
         return method_not_allowed("POST")
     services: Services = request.app.state.services
-    params = await read_form(request, max_bytes=services.settings.server.max_body_bytes)
-    presented = client_auth.extract(request.headers.get("authorization"), params)
-    client = await authenticate_client_guarded(request, services, presented)
+    params, _, client = await authenticated_form(request, services, "revocation")
     ip = client_ip(request)
-    await services.limiter.check("revocation", client.client_id, limit=client.rate_limit_per_minute, ip=ip, client_id=client.client_id)
     token = params.get("token")
     if not token:
         raise InvalidRequest("Missing token.")
